@@ -4,11 +4,18 @@
     pr-eval --model tiny --tasks vstar --data samples --limit 4
     pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks suite --data-dir ./pr-data
     pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks vstar --engine openai --base-url http://gpu1:8000/v1
+
+Commands on finished runs (each has its own --help):
+    pr-eval report RUN_DIR                          the HTML report of a run
+    pr-eval compare RUN_A RUN_B                     per-benchmark deltas, paired intervals, McNemar
+    pr-eval check RUN --baseline FILE --max-drop P  exit 1 on a significant drop beyond P points
+    pr-eval submit RUN_DIR                          a leaderboard submission file
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -21,6 +28,11 @@ from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 # mvbench is a group of 20 subtasks (pr_mvbench_<subtask>); suite is the paper's four benchmarks.
 TASKS = {"vstar": "pr_vstar", "tallyqa": "pr_tallyqa_complex", "infovqa": "pr_infovqa", "mvbench": "pr_mvbench",
          "suite": "pr_suite"}
+
+
+# `pr-eval COMMAND ...`: commands on finished runs, each a module's `main(argv) -> exit status`.
+SUBCOMMANDS = {"report": ("pr_eval.report", "main"), "compare": ("pr_eval.gate", "compare_main"),
+               "check": ("pr_eval.gate", "check_main"), "submit": ("pr_eval.submission", "main")}
 
 
 class UsageError(Exception):
@@ -130,6 +142,10 @@ def data_spec(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module, function = SUBCOMMANDS[argv[0]]
+        return getattr(importlib.import_module(module), function)(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -9,6 +9,7 @@ reference does. `start` and `step` touch no engine, file or network.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterable, Sequence
 
 from .engines.base import Engine, GenerationRequest, GenerationResult
@@ -42,7 +43,7 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
     (exactly `num_video_frames`), each within the frame bounds, and is image 1 of the conversation."""
     traj = Trajectory(task=sample.task, sample_id=sample.sample_id, question=sample.question,
                       target=sample.answer, protocol=protocol.name, fingerprint=protocol.fingerprint,
-                      meta=dict(sample.meta), is_video=sample.is_video)
+                      meta=dict(sample.meta), is_video=sample.is_video, started_at=time.time())
     if protocol.system_prompt is not None:
         traj.messages.append({"role": "system", "content": protocol.system_prompt})
     text = text_part(protocol.user_text(sample.question))
@@ -161,9 +162,19 @@ def _describe(traj: Trajectory, tool: str, image, parent: int, outcome) -> Image
 
 
 def _finish(traj: Trajectory, reason: str) -> Trajectory:
+    """End a trajectory. Its pixels stay until the driver has handed it on (`finished`), so an
+    `on_finish` callback can still save the images the model saw."""
     traj.stop_reason = reason
-    traj.release_pixels()
     return traj
+
+
+def finished(traj: Trajectory, on_finish: Callable[[Trajectory], None] | None) -> None:
+    """Hand a finished trajectory to `on_finish`, then drop its pixels: finished work holds none."""
+    try:
+        if on_finish:
+            on_finish(traj)
+    finally:
+        traj.release_pixels()
 
 
 def run_turn_synchronous(engine: Engine, trajectories: Sequence[Trajectory], protocol: Protocol,
@@ -175,8 +186,8 @@ def run_turn_synchronous(engine: Engine, trajectories: Sequence[Trajectory], pro
     many turns whatever the model does."""
     active = [t for t in trajectories if not t.finished]
     for t in trajectories:
-        if t.finished and on_finish:
-            on_finish(t)
+        if t.finished:
+            finished(t, on_finish)
     for _ in range(protocol.caps.max_tool_calls + 1):
         if not active:
             break
@@ -185,15 +196,12 @@ def run_turn_synchronous(engine: Engine, trajectories: Sequence[Trajectory], pro
         for traj, result in zip(active, results):
             step(traj, result, protocol)
             if traj.finished:
-                if on_finish:
-                    on_finish(traj)
+                finished(traj, on_finish)
             else:
                 still.append(traj)
         active = still
     for traj in active:  # unreachable by the caps above; kept so no trajectory is left open
-        _finish(traj, MAX_TOOL_CALLS)
-        if on_finish:
-            on_finish(traj)
+        finished(_finish(traj, MAX_TOOL_CALLS), on_finish)
     return list(trajectories)
 
 

@@ -105,6 +105,7 @@ class Trajectory:
     pixels: list = field(default_factory=list, repr=False, metadata={"runtime": True})
     originals: dict[int, Image.Image] = field(default_factory=dict, repr=False, metadata={"runtime": True})
     frame_originals: list[Image.Image] = field(default_factory=list, repr=False, metadata={"runtime": True})
+    started_at: float | None = field(default=None, repr=False, metadata={"runtime": True})  # time.time()
 
     # --- derived views -----------------------------------------------------------------------
     @property
