@@ -27,7 +27,7 @@ from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 # Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes).
 # mvbench is a group of 20 subtasks (pr_mvbench_<subtask>); suite is the paper's four benchmarks.
 TASKS = {"vstar": "pr_vstar", "tallyqa": "pr_tallyqa_complex", "infovqa": "pr_infovqa", "mvbench": "pr_mvbench",
-         "suite": "pr_suite"}
+         "suite": "pr_suite", "zoom": "pr_zoom"}
 
 
 # `pr-eval COMMAND ...`: commands on finished runs, each a module's `main(argv) -> exit status`.
@@ -49,7 +49,7 @@ def parse_tasks(text: str) -> list[str]:
     chosen = []
     for name in names:
         # "suite" stands for the four benchmarks, so "vstar,suite" does not run V* twice
-        expanded = [TASKS[n] for n in TASKS if n != "suite"] if name == "suite" else [TASKS.get(name, name)]
+        expanded = [TASKS[n] for n in TASKS if n not in ("suite", "zoom")] if name == "suite" else [TASKS.get(name, name)]
         chosen += [t for t in expanded if t not in chosen]
     return chosen
 

@@ -205,10 +205,22 @@ def run_turn_synchronous(engine: Engine, trajectories: Sequence[Trajectory], pro
     return list(trajectories)
 
 
+# How trajectories share the engine (see run_samples).
+SCHEDULES = ("turn-sync", "one-at-a-time")
+
+
 def run_samples(engine: Engine, samples: Iterable[Sample], protocol: Protocol, batch_size: int = 64,
                 guide: Guide | None = None,
-                on_finish: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
-    """Run samples in batches of `batch_size`; images are loaded one batch at a time."""
+                on_finish: Callable[[Trajectory], None] | None = None,
+                schedule: str = "turn-sync") -> list[Trajectory]:
+    """Run samples; images are loaded one batch at a time.
+
+    schedule "turn-sync": batches of `batch_size` advance together, one engine call per turn (the
+    reference's loop); "one-at-a-time": each sample runs alone to its end (peer harnesses' loop)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from: {', '.join(SCHEDULES)}")
+    if schedule == "one-at-a-time":
+        batch_size = 1
     done: list[Trajectory] = []
     batch: list[Sample] = []
 
