@@ -18,6 +18,7 @@ demo: setup
 	$(OFFLINE) $(VENV)/bin/pr-eval --model tiny --tasks vstar,tallyqa,infovqa,mvbench --data samples --output results/demo
 
 test: setup
+	@bash scripts/install_chromium.sh
 	$(OFFLINE) $(PY) -m pytest -q
 
 samples: setup
