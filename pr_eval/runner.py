@@ -224,10 +224,47 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
         },
         "metrics": run.metrics,
         "n_samples": run.counts,
+        "members": run.members,
+        "benchmarks": run.benchmarks,
         "lmms_eval": {k: v for k, v in results.items() if k != "samples"},
     }
     (folder / "results.json").write_text(json.dumps(strict_json(summary), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n")
     return run
+
+
+def load_run(folder: str | Path) -> Run:
+    """The Run of a finished run folder, rebuilt from its results.json (for `pr-eval report`,
+    `compare`, `check`): metrics and counts in table order, group members and benchmarks.
+
+    Folders written before results.json kept "members" and "benchmarks" get them from
+    lmms-eval's own results (group_subtasks, each task's config metadata)."""
+    folder = Path(folder)
+    path = folder / "results.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{folder} holds no results.json: not a finished run folder (an unfinished "
+                       f"run has run.json and trajectories.jsonl; finish it with `pr-eval ... --resume {folder}`)") from None
+    except ValueError as exc:
+        raise RunError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
+        raise RunError(f"{path} has no \"metrics\" object: not a pr-eval results file")
+    lmms = summary.get("lmms_eval") or {}
+    members = summary.get("members")
+    if members is None:
+        members = {group: list(children) for group, children in (lmms.get("group_subtasks") or {}).items() if children}
+    benchmarks = summary.get("benchmarks")
+    if benchmarks is None:
+        configs = lmms.get("configs") or {}
+        benchmarks = {}
+        for name in summary["metrics"]:
+            found = {(configs.get(leaf, {}).get("metadata") or {}).get("benchmark") for leaf in leaf_tasks(name, members)}
+            if len(found) == 1 and None not in found:
+                benchmarks[name] = found.pop()
+    metrics = {name: {k: (math.nan if v is None else v) for k, v in values.items()}
+               for name, values in summary["metrics"].items()}
+    return Run(folder=folder, metrics=metrics, counts=dict(summary.get("n_samples") or {}),
+               members=members, benchmarks=benchmarks)
 
 
 def sample_record(entry: dict, metric_names: list[str]) -> dict:
