@@ -2,23 +2,36 @@
 
 `start` turns a Sample into a Trajectory holding the first prompt. `step` applies one assistant
 turn to a trajectory: it records the turn, executes the tool call the turn ends with, and appends
-the feedback turn, or ends the trajectory (answer, cap, error). `run_turn_synchronous` advances a
-batch: every unfinished trajectory goes to the engine in ONE `generate` call per turn, as the
-reference does. `start` and `step` touch no engine, file or network.
+the feedback turn, or ends the trajectory (answer, cap, error). `start` and `step` touch no
+engine, file or network. Two drivers share the engine among trajectories:
+
+- `run_continuous` (the default): each trajectory goes back to the engine as soon as its own
+  turn is done and its tool has run; images are loaded and tools run on a few worker threads
+  while the engine decodes the others.
+- `run_turn_synchronous`: every unfinished trajectory goes to the engine in ONE `generate` call
+  per turn, as the reference does; each turn waits for the slowest trajectory.
+
+Both give the same trajectories: a trajectory's turns depend only on its own conversation.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Sequence
 
-from .engines.base import Engine, GenerationRequest, GenerationResult
+from .engines.base import Engine, GenerationRequest, GenerationResult, can_submit
 from .imaging import DataError, fit_image
 from .protocol import Protocol
 from .tools import (SELECT_FRAMES, ToolError, blind, crop, is_tool_request, parse_tool_call,
                     select_frames, tool_call_body)
 from .trajectory import (ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS,
                          Generation, ImageInfo, Sample, ToolCall, Trajectory)
+
+log = logging.getLogger(__name__)
 
 # Chooses a structured-output constraint for a trajectory's next turn (tests and benchmarks).
 Guide = Callable[[Trajectory], "str | None"]
@@ -205,21 +218,102 @@ def run_turn_synchronous(engine: Engine, trajectories: Sequence[Trajectory], pro
     return list(trajectories)
 
 
+def run_continuous(engine: Engine, samples: Iterable[Sample], protocol: Protocol, max_active: int = 64,
+                   guide: Guide | None = None, on_finish: Callable[[Trajectory], None] | None = None,
+                   workers: int | None = None) -> list[Trajectory]:
+    """Run samples with every trajectory advancing on its own; results in input order.
+
+    At most `max_active` trajectories are open at once (started and not yet finished): a
+    sample's images are loaded only when a place frees up, so memory does not grow with the
+    run. The calling thread only hands work around: `start` (image loading and resizing) and
+    `step` (tool execution) run on `workers` threads, and the engine (`submit`, see
+    ContinuousEngine) decodes on its own, so neither waits for the other. `on_finish` is called
+    on the calling thread, once per sample, as each finishes. An EngineError from the engine
+    (it can serve no one any more) stops the run and is raised."""
+    if max_active < 1:
+        raise ValueError(f"max_active must be at least 1, got {max_active}")
+    pending = iter(enumerate(samples))
+    results: list[Trajectory | None] = []
+    trajs: dict[int, Trajectory | None] = {}  # the open ones by input index (None while starting)
+    events: queue.SimpleQueue = queue.SimpleQueue()  # (kind, index, future) of finished work
+    pool = ThreadPoolExecutor(max_workers=workers or _default_workers(), thread_name_prefix="pr-eval-tools")
+
+    def admit() -> None:
+        while len(trajs) < max_active:
+            item = next(pending, None)
+            if item is None:
+                return
+            index, sample = item
+            results.append(None)
+            trajs[index] = None
+            pool.submit(start, sample, protocol).add_done_callback(lambda f, i=index: events.put(("traj", i, f)))
+
+    def advance(index: int, traj: Trajectory) -> None:
+        """Send an unfinished trajectory's next turn to the engine, or hand a finished one on."""
+        if not traj.finished and len(traj.generations) > protocol.caps.max_tool_calls:
+            _finish(traj, MAX_TOOL_CALLS)  # unreachable by `step`'s caps, as in the turn-synchronous loop
+        if traj.finished:
+            del trajs[index]
+            results[index] = traj
+            finished(traj, on_finish)
+            admit()
+            return
+        trajs[index] = traj
+        engine.submit(request(traj, guide), protocol.decoding).add_done_callback(
+            lambda f, i=index: events.put(("turn", i, f)))
+
+    try:
+        admit()
+        while trajs:
+            kind, index, future = events.get()
+            if kind == "traj":  # start or step is done
+                advance(index, future.result())
+            else:  # the engine answered this trajectory's turn; run it (and its tool) off this thread
+                result = future.result()
+                pool.submit(step, trajs[index], result, protocol).add_done_callback(
+                    lambda f, i=index: events.put(("traj", i, f)))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results  # type: ignore[return-value]
+
+
+def _default_workers() -> int:
+    """Threads for image loading and tools: enough to keep ahead of the engine, few enough not to
+    crowd it (PIL and numpy release the GIL while they work)."""
+    return max(2, min(8, os.cpu_count() or 2))
+
+
 # How trajectories share the engine (see run_samples).
-SCHEDULES = ("turn-sync", "one-at-a-time")
+SCHEDULES = ("continuous", "turn-sync", "one-at-a-time")
+
+
+def effective_schedule(engine: Engine, schedule: str) -> str:
+    """The schedule that `run_samples` will actually run: "continuous" needs an engine with
+    `submit`; the others (hf, test wrappers) run it turn by turn."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from: {', '.join(SCHEDULES)}")
+    if schedule == "continuous" and not can_submit(engine):
+        return "turn-sync"
+    return schedule
 
 
 def run_samples(engine: Engine, samples: Iterable[Sample], protocol: Protocol, batch_size: int = 64,
                 guide: Guide | None = None,
                 on_finish: Callable[[Trajectory], None] | None = None,
-                schedule: str = "turn-sync") -> list[Trajectory]:
-    """Run samples; images are loaded one batch at a time.
+                schedule: str = "continuous") -> list[Trajectory]:
+    """Run samples, loading images as trajectories start; results in input order.
 
-    schedule "turn-sync": batches of `batch_size` advance together, one engine call per turn (the
+    schedule "continuous": up to `batch_size` trajectories in flight, each advancing as soon as
+    its own turn is done (`run_continuous`; engines without `submit` run turn-sync instead);
+    "turn-sync": batches of `batch_size` advance together, one engine call per turn (the
     reference's loop); "one-at-a-time": each sample runs alone to its end (peer harnesses' loop)."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose from: {', '.join(SCHEDULES)}")
-    if schedule == "one-at-a-time":
+    chosen = effective_schedule(engine, schedule)
+    if chosen != schedule:
+        log.info("engine %r has no submit(); running the %s schedule turn by turn",
+                 getattr(engine, "name", type(engine).__name__), schedule)
+    if chosen == "continuous":
+        return run_continuous(engine, samples, protocol, max_active=batch_size, guide=guide, on_finish=on_finish)
+    if chosen == "one-at-a-time":
         batch_size = 1
     done: list[Trajectory] = []
     batch: list[Sample] = []

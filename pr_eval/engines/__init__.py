@@ -1,9 +1,11 @@
-"""Engines turn a batch of conversations into one assistant turn each. The loop never batches by
-hand: it hands every unfinished trajectory of a turn to `Engine.generate` at once."""
+"""Engines turn conversations into one assistant turn each. The loop never batches by hand: the
+continuous schedule hands each trajectory's next turn to `submit` (ContinuousEngine: vllm, openai)
+the moment it is ready and the engine batches whatever is in flight; the turn-synchronous one
+hands every unfinished trajectory of a turn to `Engine.generate` at once (every engine)."""
 
 from __future__ import annotations
 
-from .base import Engine, EngineError, GenerationRequest, GenerationResult
+from .base import ContinuousEngine, Engine, EngineError, GenerationRequest, GenerationResult, can_submit
 
 ENGINES = ("vllm", "openai", "hf")
 
@@ -37,4 +39,5 @@ def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: 
     raise EngineError(f"unknown engine {kind!r}; choose one of: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "EngineError", "GenerationRequest", "GenerationResult", "build_engine"]
+__all__ = ["ENGINES", "ContinuousEngine", "Engine", "EngineError", "GenerationRequest", "GenerationResult",
+           "build_engine", "can_submit"]

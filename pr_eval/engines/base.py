@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol as _Interface, Sequence
 
@@ -43,6 +44,26 @@ class Engine(_Interface):
         """One result per request, in order. A request that fails gets `error` set; it never
         takes the batch down with it."""
         ...
+
+
+class ContinuousEngine(Engine, _Interface):
+    """An engine that also takes requests one at a time while others run (vLLM, OpenAI servers).
+
+    The continuous loop uses it to let every trajectory go on the moment its own turn is done,
+    instead of waiting for the slowest trajectory of the turn. Engines without `submit` run the
+    continuous schedule turn by turn (see `loop.effective_schedule`)."""
+
+    def submit(self, request: GenerationRequest, decoding: Decoding) -> "Future[GenerationResult]":
+        """Start one request and return at once. The future's result is the GenerationResult,
+        with `error` set when this request failed; it raises only when the engine itself can no
+        longer serve anyone (an EngineError: engine died, wrong API key, ...). Safe to call from
+        any thread."""
+        ...
+
+
+def can_submit(engine) -> bool:
+    """Whether `engine` is a ContinuousEngine."""
+    return callable(getattr(engine, "submit", None))
 
 
 def to_chat_messages(messages: list[dict]) -> list[dict]:

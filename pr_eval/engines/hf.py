@@ -1,5 +1,6 @@
 """The transformers engine: `model.generate`, one request at a time, for debugging and machines
-without vLLM.
+without vLLM. It has no `submit`: generating one request at a time gains nothing from letting
+trajectories overtake each other, so the continuous schedule runs it turn by turn.
 
 It is built to write what the vLLM engine writes on the same checkpoint, so a trajectory can be
 replayed and inspected in plain PyTorch:

@@ -31,7 +31,7 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -186,12 +186,21 @@ class OpenAIEngine:
             body["extra_body"] = extra
         return body
 
-    def generate(self, requests: Sequence[GenerationRequest], decoding: Decoding) -> list[GenerationResult]:
-        if not requests:
-            return []
+    def submit(self, request: GenerationRequest, decoding: Decoding) -> Future:
+        """Send one request on its own worker thread (at most `max_concurrency` at once; more
+        wait for a free one); the server batches whatever is in flight."""
+        self._check_params([request], decoding)
+        return self._pool.submit(self._generate_one, request, decoding)
+
+    def _check_params(self, requests: Sequence[GenerationRequest], decoding: Decoding) -> None:
         if not self.vllm_params and (decoding.top_k > 0 or any(r.constraint for r in requests)):
             raise EngineError("structured outputs and top_k need a vLLM server: build OpenAIEngine with "
                               "vllm_params=True")
+
+    def generate(self, requests: Sequence[GenerationRequest], decoding: Decoding) -> list[GenerationResult]:
+        if not requests:
+            return []
+        self._check_params(requests, decoding)
         futures = [self._pool.submit(self._generate_one, request, decoding) for request in requests]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         fatal = next((f.exception() for f in done if f.exception() is not None), None)

@@ -1,9 +1,26 @@
-"""The vLLM engine: offline `vllm.LLM`, one `generate` call per turn for the whole batch."""
+"""The vLLM engine: offline `vllm.LLM`, driven request by request so trajectories need not wait
+for each other.
+
+vLLM batches continuously: requests join and leave the running batch at every model step. The
+offline `LLM.generate` hides that behind one blocking call for a whole list, so a multi-turn loop
+built on it must wait for the slowest trajectory of every turn. This engine instead keeps one
+thread that owns `LLM.llm_engine` (vLLM's `LLMEngine`, which is not thread-safe): it adds the
+requests handed to it, steps the engine while any is unfinished, and resolves each request's
+future the moment its output is final. `submit` hands over one request and returns that future;
+`generate` is `submit` for a list, then waiting for all of them, so both go through the same
+engine, prefix cache included, and the same per-request error handling: a request that vLLM
+rejects when it is added (a prompt longer than `max_model_len`, ...) gets `error` set, the others
+run on.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import queue
+import threading
+from concurrent.futures import Future
 from typing import Sequence
 
 from ..protocol import Decoding, Protocol
@@ -41,6 +58,90 @@ def _on_cpu() -> bool:
         return True
 
 
+class _Stepper(threading.Thread):
+    """The one thread that touches vLLM's `LLMEngine` once requests flow through the engine.
+
+    `inbox` takes lists of (prompt, SamplingParams, Future); a list is added whole before the
+    next model step, so the requests of one `generate` call start together. While nothing is
+    unfinished the thread sleeps on the inbox; otherwise it adds what arrived and runs one step
+    (vLLM's engine core keeps computing in its own process meanwhile, so adding and rendering
+    here does not stall it). If the engine itself fails, every open future gets an EngineError
+    and so does every later request."""
+
+    def __init__(self, llm):
+        super().__init__(name="vllm-engine", daemon=True)
+        self.llm = llm
+        self.engine = llm.llm_engine
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.waiting: dict[str, Future] = {}
+        self.ids = itertools.count()
+        self.failure: str | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                items = [] if self.waiting else [self.inbox.get()]
+                while True:
+                    try:
+                        items.append(self.inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                for item in items:
+                    if item is _STOP:
+                        self._fail_open("the engine was closed")
+                        return
+                    for prompt, params, future in item:
+                        self._add(prompt, params, future)
+                if self.waiting:
+                    for output in self.engine.step():
+                        future = self.waiting.pop(output.request_id, None) if output.finished else None
+                        if future is not None:
+                            future.set_result(_result(output))
+        except BaseException as exc:  # the engine itself is broken: no request can succeed now
+            log.exception("the vLLM engine failed")
+            self.failure = f"the vLLM engine failed: {type(exc).__name__}: {exc}"
+            self._fail_open(self.failure)
+            self._drain()
+
+    def _add(self, prompt: dict, params, future: Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        request_id = str(next(self.ids))
+        try:
+            # What `LLM.generate` does for each prompt: render it (chat text + multimodal
+            # processing) and add it; the id comes back on the request's outputs.
+            render = getattr(self.llm, "_preprocess_cmpl_one", None)
+            self.engine.add_request(request_id, render(prompt) if render else prompt, params)
+        except Exception as exc:  # this request only (too long, bad image, ...)
+            future.set_result(GenerationResult(text="", error=f"{type(exc).__name__}: {exc}"))
+            return
+        self.waiting[request_id] = future
+
+    def _fail_open(self, reason: str) -> None:
+        for future in self.waiting.values():
+            future.set_exception(EngineError(reason))
+        self.waiting.clear()
+
+    def _drain(self) -> None:
+        """After a failure: answer whatever is still queued, and anything queued later."""
+        while True:
+            item = self.inbox.get()
+            if item is _STOP:
+                return
+            for _prompt, _params, future in item:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(EngineError(self.failure))
+
+
+_STOP = object()
+
+
+def _result(output) -> GenerationResult:
+    completion = output.outputs[0]
+    return GenerationResult(text=completion.text, prompt_tokens=len(output.prompt_token_ids or ()),
+                            output_tokens=len(completion.token_ids), finish_reason=completion.finish_reason)
+
+
 class VLLMEngine:
     """Wraps `vllm.LLM`. Build it inside `if __name__ == "__main__":` (vLLM spawns workers)."""
 
@@ -66,9 +167,15 @@ class VLLMEngine:
             from transformers import AutoProcessor
 
             self.tokenizer = AutoProcessor.from_pretrained(model_path)
+        self._stepper: _Stepper | None = None
+        self._stepper_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the engine's worker processes now rather than at interpreter exit."""
+        if self._stepper is not None:
+            self._stepper.inbox.put(_STOP)
+            self._stepper.join(timeout=60)
+            self._stepper = None
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
         if core is not None:
             core.shutdown()
@@ -80,13 +187,14 @@ class VLLMEngine:
 
     def _sampling_params(self, request: GenerationRequest, decoding: Decoding):
         from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         structured = StructuredOutputsParams(regex=request.constraint) if request.constraint else None
         return SamplingParams(
             temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k,
             max_tokens=decoding.max_new_tokens, seed=decoding.seed, stop=list(decoding.stop_tokens),
             structured_outputs=structured,
+            output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, when it is done
         )
 
     def _prompt(self, request: GenerationRequest) -> dict:
@@ -101,36 +209,30 @@ class VLLMEngine:
             prompt["multi_modal_data"] = data
         return prompt
 
+    def submit(self, request: GenerationRequest, decoding: Decoding) -> Future:
+        """Start one request now; the future gives its GenerationResult as soon as it is done
+        (never an exception for a problem of this request; EngineError if the engine broke)."""
+        return self._submit_all([request], decoding)[0]
+
     def generate(self, requests: Sequence[GenerationRequest], decoding: Decoding) -> list[GenerationResult]:
-        if not requests:
-            return []
-        results: list[GenerationResult | None] = [None] * len(requests)
-        prompts, params, where = [], [], []
-        for i, request in enumerate(requests):
+        return [future.result() for future in self._submit_all(requests, decoding)]
+
+    def _submit_all(self, requests: Sequence[GenerationRequest], decoding: Decoding) -> list[Future]:
+        futures, items = [], []
+        for request in requests:
+            future: Future = Future()
             try:
-                prompts.append(self._prompt(request))
-                params.append(self._sampling_params(request, decoding))
-                where.append(i)
+                items.append((self._prompt(request), self._sampling_params(request, decoding), future))
             except Exception as exc:  # a template or constraint problem of this request only
-                results[i] = GenerationResult(text="", error=f"{type(exc).__name__}: {exc}")
-        try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        except Exception as exc:
-            # vLLM validates a whole batch before it runs it (e.g. a prompt longer than
-            # max_model_len); find the culprit by running the requests one by one.
-            log.warning("batch of %d failed (%s); retrying one by one", len(prompts), exc)
-            outputs = []
-            for prompt, param in zip(prompts, params):
-                try:
-                    outputs.append(self.llm.generate([prompt], param, use_tqdm=False)[0])
-                except Exception as single_exc:
-                    outputs.append(single_exc)
-        for i, output in zip(where, outputs):
-            if isinstance(output, Exception):
-                results[i] = GenerationResult(text="", error=f"{type(output).__name__}: {output}")
-                continue
-            completion = output.outputs[0]
-            results[i] = GenerationResult(
-                text=completion.text, prompt_tokens=len(output.prompt_token_ids or ()),
-                output_tokens=len(completion.token_ids), finish_reason=completion.finish_reason)
-        return results  # type: ignore[return-value]
+                future.set_result(GenerationResult(text="", error=f"{type(exc).__name__}: {exc}"))
+            futures.append(future)
+        if items:
+            self._running_stepper().inbox.put(items)
+        return futures
+
+    def _running_stepper(self) -> _Stepper:
+        with self._stepper_lock:
+            if self._stepper is None:
+                self._stepper = _Stepper(self.llm)
+                self._stepper.start()
+            return self._stepper
