@@ -185,52 +185,36 @@ def run_tasks(folder: Path, summary: dict) -> list[str]:
 
 
 def read_run(folder: Path) -> Side:
-    """A finished run folder. Each benchmark's figures are recomputed from its per-sample records
-    and must agree with results.json (an edited or half-copied folder is refused)."""
+    """A finished run folder (runner.load_run plus its per-sample records). Each benchmark's
+    figures are recomputed from its records and must agree with results.json (an edited or
+    half-copied folder is refused)."""
+    from .runner import RunError, leaf_tasks, load_run
+
     folder = Path(folder)
-    if not (folder / "results.json").exists():
-        if (folder / "run.json").exists() or (folder / "trajectories.jsonl").exists():
-            raise InputError(f"{folder}: the run has not finished (no results.json); "
-                             f"finish it with `pr-eval --resume {folder}` first")
-        raise InputError(f"{folder}: no results.json; is this a pr-eval run folder?")
+    try:
+        run = load_run(folder)
+    except RunError as exc:
+        raise InputError(str(exc)) from None
     summary = _read_json(folder / "results.json")
     meta = summary.get("pr_eval") or {}
     protocol = meta.get("protocol") or {}
-    lmms = summary.get("lmms_eval") or {}
-    configs = lmms.get("configs") or {}
     data = meta.get("data") or {}
     benchmarks: dict[str, Benchmark] = {}
     for task in run_tasks(folder, summary):
-        name = ((configs.get(task) or {}).get("metadata") or {}).get("benchmark") \
-            or (data.get(task) or {}).get("benchmark") or benchmark_of_task(task)
+        name = run.benchmarks.get(task) or (data.get(task) or {}).get("benchmark") or benchmark_of_task(task)
         bench = benchmarks.setdefault(name, Benchmark(name))
         bench.tasks.append(task)
         path = folder / f"samples_{task}.jsonl"
         bench.samples.update(index_samples(read_jsonl(path), task, str(path)))
-    groups = lmms.get("group_subtasks") or {}
-    metrics = summary.get("metrics") or {}
     for bench in benchmarks.values():
-        bench.reported = dict(reported_row(bench.tasks, metrics, groups) or {})
+        # the benchmark's row: its task's, or the group's whose tasks are exactly its tasks (pr_mvbench)
+        row = next((values for name, values in run.metrics.items()
+                    if set(leaf_tasks(name, run.members)) == set(bench.tasks)), {})
+        bench.reported = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         check_consistent(folder, bench)
     return Side(label=str(folder), kind="run", model=str(meta.get("model", "?")),
                 protocol=str(protocol.get("name", "?")), fingerprint=protocol.get("fingerprint"),
                 benchmarks=benchmarks, data={t: d for t, d in data.items() if isinstance(d, dict)})
-
-
-def reported_row(tasks: list[str], metrics: dict, groups: dict) -> dict | None:
-    """results.json's figures for a benchmark: its task's row, or the row of the group whose
-    tasks are exactly the benchmark's (pr_mvbench); None when there is no such row."""
-    if len(tasks) == 1:
-        return metrics.get(tasks[0])
-
-    def leaves(name):
-        children = groups.get(name) or []
-        return [leaf for child in children for leaf in leaves(child)] if children else [name]
-
-    for group in groups:
-        if group in metrics and set(leaves(group)) == set(tasks):
-            return metrics[group]
-    return None
 
 
 def sample_mean(bench: Benchmark, metric: str) -> tuple[float | None, int]:
@@ -280,14 +264,13 @@ def read_submission(path: Path) -> Side:
     document, problems = submission.validate_file(path)
     if problems:
         raise InputError(f"{path} is not a valid submission: " + "; ".join(problems))
-    benchmarks: dict[str, Benchmark] = {}
+    benchmarks = {name: Benchmark(name, tasks=list(entry["tasks"]), reported=dict(entry["scores"]))
+                  for name, entry in document["benchmarks"].items()}
     for prediction in document["predictions"]:
         bench = benchmarks.setdefault(prediction["benchmark"], Benchmark(prediction["benchmark"]))
         if prediction["task"] not in bench.tasks:
             bench.tasks.append(prediction["task"])
         bench.samples.update(index_samples([prediction], prediction["task"], str(path)))
-    for name, entry in document["benchmarks"].items():
-        benchmarks.setdefault(name, Benchmark(name, tasks=list(entry["tasks"]))).reported = dict(entry["scores"])
     protocol = document["protocol"]
     return Side(label=str(path), kind="submission", model=document["model"]["name"], protocol=protocol["name"],
                 fingerprint=protocol["fingerprint"], benchmarks=benchmarks, data=document.get("data") or {})
@@ -301,7 +284,7 @@ def schema_problems(document, schema_file: str) -> list[str]:
     import jsonschema
 
     schema = json.loads((importlib.resources.files("pr_eval") / "schemas" / schema_file).read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     return [f"at {'/'.join(str(p) for p in error.absolute_path) or '(top level)'}: {error.message}"
             for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
 
@@ -613,11 +596,12 @@ def decide(row: Row, max_drop: float, alpha: float = DEFAULT_ALPHA) -> Decision:
         return Decision(row.benchmark, "no baseline", f"the baseline has no {row.benchmark}")
     if row.status != "compared":
         return Decision(row.benchmark, row.status, "; ".join(row.notes) or "nothing to compare")
-    drop = -100 * row.delta
+    drop = -100 * row.delta + 0.0  # + 0.0: no "-0.0"
     paired = "paired" if row.interval.startswith("paired") else "against a fixed number"
     figures = f"{row.metric} {100 * row.b:.1f} vs baseline {100 * row.a:.1f} (n={row.n}, {paired})"
     if drop <= max_drop + 1e-9:
-        return Decision(row.benchmark, "within tolerance", f"{figures}: drop {drop:.1f} <= {max_drop:g} points")
+        change = f"drop {drop:.1f} <= {max_drop:g} points" if drop >= 0 else f"up {-drop:.1f} points"
+        return Decision(row.benchmark, "within tolerance", f"{figures}: {change}")
     lower, evidence = row.significantly_lower(alpha)
     if not lower:
         return Decision(row.benchmark, "not significant",

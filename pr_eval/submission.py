@@ -1,0 +1,337 @@
+"""Leaderboard submission files: one finished run as one versioned, checksummed JSON document.
+
+    pr-eval submit RUN_DIR [--output FILE]         write it (default RUN_DIR/submission.json)
+    pr-eval submit --validate FILE [--run RUN_DIR] check one: schema, checksums, consistency
+
+The format is pr_eval/schemas/submission-v1.schema.json (every field documented there and in
+docs/submission.md). A submission carries the model, the protocol (name, fingerprint and the full
+record), per-benchmark scores and tool statistics from results.json, and one prediction per
+question (extracted answer, scores, and the hash of the question's full per-sample record).
+
+Integrity, from the inside out:
+- each prediction's `record_sha256` hashes its full record in samples_<task>.jsonl (trajectory
+  included), so `--run RUN_DIR` can tie every prediction to what the model actually wrote;
+- `records_sha256` hashes the predictions: a changed, added or removed prediction shows;
+- `checksum` hashes the whole file but itself: a changed model name or score shows;
+- the protocol fingerprint is recomputed from its settings, and each benchmark's accuracy and
+  headline score from its predictions, so the numbers cannot drift from the samples.
+Hashes detect edits and corruption, not a forger who recomputes them; docs/submission.md says
+what a leaderboard should do beyond this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .gate import InputError, main_metric, read_jsonl, read_run, schema_problems
+from .metrics import SCORERS, TOOL_FIGURES
+from .scoring import extract_answer
+from .trajectory import message_text
+
+SCHEMA_FILE = "submission-v1.schema.json"
+SCHEMA_NAME = "pr-eval-submission"
+SCHEMA_VERSION = "1.0"
+TOOL_STATS = TOOL_FIGURES + ("accuracy_with_tools", "accuracy_without_tools")
+# Scores are copied from results.json and recomputed from the predictions; float sums may differ
+# in the last bits, an edited score does not.
+TOLERANCE = 1e-9
+
+
+# --- Canonical form and hashes --------------------------------------------------------------------
+
+def canonical(value) -> bytes:
+    """The bytes every hash is taken over: JSON with sorted keys, no spaces, ASCII escapes and no
+    NaN (the same canonical form as the protocol fingerprint). Python's float formatting makes it
+    exact for files read and re-written by Python's json module."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def sha256(value) -> str:
+    return hashlib.sha256(canonical(value)).hexdigest()
+
+
+def records_sha256(predictions: list[dict]) -> str:
+    """Hash of the predictions (in file order, which `build` sorts by task and sample_id)."""
+    return sha256(predictions)
+
+
+def checksum(document: dict) -> str:
+    """Hash of the whole document except its own checksum field."""
+    return sha256({k: v for k, v in document.items() if k != "checksum"})
+
+
+def protocol_fingerprint(settings: dict) -> str:
+    """pr_eval.protocol.Protocol.fingerprint, recomputed from a stored record's settings."""
+    return sha256(settings)[:16]
+
+
+# --- Building a submission -------------------------------------------------------------------------
+
+def prediction(record: dict, task: str, benchmark: str) -> dict:
+    """One question's entry: its answer and scores, and the hash of its full record."""
+    answer_text = ""
+    for message in reversed(record.get("messages") or []):
+        if message.get("role") == "assistant":
+            answer_text = message_text(message)
+            break
+    metrics = record.get("metrics") or {}
+    main = main_metric(benchmark)
+    return {
+        "task": task,
+        "sample_id": str(record["sample_id"]),
+        "doc_id": record.get("doc_id"),
+        "benchmark": benchmark,
+        "answer": extract_answer(answer_text),
+        "stop_reason": record.get("stop_reason"),
+        "tool_calls": len(record.get("tool_calls") or []),
+        "scores": {name: metrics.get(name) for name in dict.fromkeys(["accuracy", main])},
+        "record_sha256": sha256(record),
+    }
+
+
+def benchmark_entry(name: str, tasks: list[str], n: int, row: dict) -> dict:
+    """A benchmark's figures from its results.json row (its task's or its group's)."""
+    main = main_metric(name)
+    own = SCORERS.get(name)
+    score_names = ["accuracy", main] + list(own.breakdown if own else ())
+    return {"tasks": list(tasks), "n": n, "metric": main, "score": row.get(main),
+            "scores": {k: row.get(k) for k in dict.fromkeys(score_names)},
+            "tool_stats": {k: row.get(k) for k in TOOL_STATS}}
+
+
+def build(folder: str | Path) -> dict:
+    """The submission of a finished run folder (read and checked by pr_eval.gate.read_run)."""
+    folder = Path(folder)
+    side = read_run(folder)  # refuses unfinished, incomplete or inconsistent folders
+    summary = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    meta = summary.get("pr_eval") or {}
+    protocol = meta.get("protocol") or {}
+    if not protocol.get("fingerprint") or not isinstance(protocol.get("settings"), dict):
+        raise InputError(f"{folder}/results.json records no protocol fingerprint and settings; "
+                         "a submission needs them (re-run with this pr-eval)")
+    benchmarks, predictions = {}, []
+    for name, bench in side.benchmarks.items():
+        if not bench.reported:
+            raise InputError(f"{folder}: results.json has no figures for the whole of {name} (tasks "
+                             f"{', '.join(bench.tasks)}); a submission needs whole benchmarks")
+        benchmarks[name] = benchmark_entry(name, bench.tasks, len(bench.samples), bench.reported)
+        for task in bench.tasks:
+            predictions += [prediction(record, task, name) for record in read_jsonl(folder / f"samples_{task}.jsonl")]
+    predictions.sort(key=lambda p: (p["task"], p["sample_id"]))
+    document = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "pr_eval_version": str(meta.get("version") or "unknown"),
+        "submitted_with": __version__,
+        "model": {"name": str(meta.get("model") or "unknown"), "path": meta.get("model_path"),
+                  "engine": meta.get("engine")},
+        "protocol": {"name": protocol.get("name"), "fingerprint": protocol["fingerprint"], "record": protocol},
+        "data": meta.get("data") or {},
+        "run": {"folder": folder.resolve().name, "started": meta.get("started"),
+                "tasks": list(meta.get("tasks") or []), "limit": meta.get("limit")},
+        "benchmarks": benchmarks,
+        "predictions": predictions,
+        "records_sha256": records_sha256(predictions),
+    }
+    document["checksum"] = checksum(document)
+    return document
+
+
+def write(document: dict, path: Path) -> None:
+    """Atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- Validating a submission ---------------------------------------------------------------------
+
+def validate(document) -> list[str]:
+    """Every problem of a submission document ([] when it is valid): schema, then both hashes,
+    the protocol fingerprint, and the scores against the predictions."""
+    if not isinstance(document, dict):
+        return ["the file is not a JSON object"]
+    version = document.get("schema_version")
+    if isinstance(version, str) and not version.startswith("1."):
+        return [f"schema_version {version!r} is not supported by pr-eval {__version__} (it reads 1.x); "
+                "upgrade pr-eval"]
+    problems = schema_problems(document, SCHEMA_FILE)
+    if not problems:  # with a broken structure the checks below would only repeat the schema's words
+        if records_sha256(document["predictions"]) != document["records_sha256"]:
+            problems.append("records_sha256 does not match the predictions: a prediction was changed, added "
+                            "or removed after `pr-eval submit` wrote the file")
+        problems += protocol_problems(document["protocol"])
+        problems += consistency_problems(document["benchmarks"], document["predictions"])
+    if isinstance(document.get("checksum"), str):
+        try:
+            if checksum(document) != document["checksum"]:
+                problems.append("checksum does not match the contents: a field was changed after "
+                                "`pr-eval submit` wrote the file (the checksum covers every field but itself)")
+        except ValueError as exc:  # NaN or infinity: not canonical JSON
+            problems.append(f"the file holds a value JSON cannot represent ({exc})")
+    return problems
+
+
+def protocol_problems(protocol: dict) -> list[str]:
+    record = protocol["record"]
+    found = []
+    if record.get("name") != protocol["name"] or record.get("fingerprint") != protocol["fingerprint"]:
+        found.append("protocol name/fingerprint differ from protocol/record's")
+    recomputed = protocol_fingerprint(record["settings"])
+    if recomputed != protocol["fingerprint"]:
+        found.append(f"protocol fingerprint {protocol['fingerprint']} does not match its settings "
+                     f"(they hash to {recomputed}): the protocol record was edited")
+    return found
+
+
+def consistency_problems(benchmarks: dict, predictions: list[dict]) -> list[str]:
+    """Each benchmark's n, tasks and per-sample scores must add up to its figures."""
+    found = []
+    seen, by_benchmark = set(), {}
+    for p in predictions:
+        key = (p["task"], p["sample_id"])
+        if key in seen:
+            found.append(f"predictions: ({p['task']}, {p['sample_id']}) occurs twice")
+        seen.add(key)
+        by_benchmark.setdefault(p["benchmark"], []).append(p)
+    for name in sorted(set(by_benchmark) - set(benchmarks)):
+        found.append(f"predictions name benchmark {name!r}, which benchmarks does not list")
+    for name, entry in benchmarks.items():
+        mine = by_benchmark.get(name, [])
+        if entry["n"] != len(mine):
+            found.append(f"benchmarks/{name}/n is {entry['n']} but {len(mine)} predictions belong to it")
+        stray = sorted({p["task"] for p in mine} - set(entry["tasks"]))
+        if stray:
+            found.append(f"benchmarks/{name}: predictions of tasks {', '.join(stray)} are not among its tasks")
+        if entry["score"] != entry["scores"].get(entry["metric"]):
+            found.append(f"benchmarks/{name}/score is {entry['score']} but scores/{entry['metric']} is "
+                         f"{entry['scores'].get(entry['metric'])}")
+        for metric in dict.fromkeys(["accuracy", entry["metric"]]):
+            values = [p["scores"].get(metric) for p in mine]
+            values = [v for v in values if v is not None]
+            stated = entry["scores"].get(metric)
+            if not values or stated is None:
+                continue
+            mean = sum(values) / len(values)
+            if abs(mean - stated) > TOLERANCE * max(1.0, abs(mean)) + 1e-12:
+                found.append(f"benchmarks/{name}/scores/{metric} is {stated} but the mean over its "
+                             f"{len(values)} predictions is {mean}")
+    return found
+
+
+def against_run(document: dict, folder: Path) -> list[str]:
+    """Every prediction against the run folder it claims to come from (same records, same
+    answers and scores)."""
+    found = []
+    records = {}
+    for task in {p["task"] for p in document["predictions"]}:
+        path = folder / f"samples_{task}.jsonl"
+        if not path.exists():
+            found.append(f"{folder} has no samples_{task}.jsonl")
+            continue
+        for record in read_jsonl(path):
+            records[(task, str(record.get("sample_id")))] = record
+    for p in document["predictions"]:
+        record = records.get((p["task"], p["sample_id"]))
+        if record is None:
+            if (folder / f"samples_{p['task']}.jsonl").exists():
+                found.append(f"prediction ({p['task']}, {p['sample_id']}) is not in {folder}")
+            continue
+        if prediction(record, p["task"], p["benchmark"]) != p:
+            found.append(f"prediction ({p['task']}, {p['sample_id']}) differs from its record in {folder}")
+    return found
+
+
+def validate_file(path: str | Path, run: str | Path | None = None) -> tuple[dict | None, list[str]]:
+    """(the document, its problems). Unreadable or non-JSON files are problems too."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [f"cannot read it ({exc})"]
+    except ValueError as exc:
+        return None, [f"not valid JSON ({exc})"]
+    problems = validate(document)
+    if run is not None and not problems:
+        problems = against_run(document, Path(run))
+    return document, problems
+
+
+# --- Command line ----------------------------------------------------------------------------------
+
+def main(argv: list[str]) -> int:
+    """pr-eval submit: exit 0 (written / valid), 1 (invalid submission), 2 (bad usage or input)."""
+    parser = argparse.ArgumentParser(
+        prog="pr-eval submit", description="Write a leaderboard submission file from a finished run folder, "
+        "or validate one (schema pr_eval/schemas/submission-v1.schema.json; docs/submission.md).")
+    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="the finished run folder to submit")
+    parser.add_argument("--output", "-o", default=None, metavar="FILE",
+                        help="where to write it (default: RUN_DIR/submission.json)")
+    parser.add_argument("--validate", metavar="FILE", default=None,
+                        help="validate FILE instead of writing one: schema, records_sha256, checksum, "
+                             "protocol fingerprint, scores against predictions")
+    parser.add_argument("--run", metavar="RUN_DIR", default=None,
+                        help="with --validate: also check every prediction against this run folder's records")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    prog = "pr-eval submit"
+    if (args.run_dir is None) == (args.validate is None):
+        print(f"{prog}: error: give either RUN_DIR (to write a submission) or --validate FILE", file=sys.stderr)
+        return 2
+    if args.validate is not None:
+        if args.output:
+            print(f"{prog}: error: --output goes with RUN_DIR, not --validate", file=sys.stderr)
+            return 2
+        if not Path(args.validate).is_file():
+            print(f"{prog}: error: {args.validate}: no such file", file=sys.stderr)
+            return 2
+        if args.run is not None and not Path(args.run).is_dir():
+            print(f"{prog}: error: --run {args.run}: no such run folder", file=sys.stderr)
+            return 2
+        document, problems = validate_file(args.validate, args.run)
+        if problems:
+            print(f"{args.validate}: INVALID submission", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
+            return 1
+        print(f"{args.validate}: valid {SCHEMA_NAME} {document['schema_version']} (model {document['model']['name']}, "
+              f"protocol {document['protocol']['name']} {document['protocol']['fingerprint']}, "
+              f"{len(document['benchmarks'])} benchmark(s), {len(document['predictions'])} predictions"
+              + (f"; all match {args.run}" if args.run else "") + ")")
+        return 0
+    if args.run:
+        print(f"{prog}: error: --run goes with --validate", file=sys.stderr)
+        return 2
+    folder = Path(args.run_dir)
+    output = Path(args.output) if args.output else folder / "submission.json"
+    try:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such run folder")
+        document = build(folder)
+    except InputError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    problems = validate(document)
+    if problems:  # our own output must pass our own validator
+        print(f"{prog}: error: the submission built from {folder} does not validate: " + "; ".join(problems),
+              file=sys.stderr)
+        return 1
+    write(document, output)
+    scores = ", ".join(f"{name} {100 * e['score']:.1f}" if e["score"] is not None else f"{name} -"
+                       for name, e in document["benchmarks"].items())
+    print(f"wrote {output}: {document['model']['name']}, {document['protocol']['name']} "
+          f"{document['protocol']['fingerprint']}, {len(document['predictions'])} predictions ({scores})")
+    if document["run"]["limit"] is not None:
+        print(f"note: the run used --limit {document['run']['limit']}; leaderboards expect whole benchmarks")
+    return 0
