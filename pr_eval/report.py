@@ -22,6 +22,7 @@ import hashlib
 import html
 import io
 import json
+import logging
 import math
 import re
 from collections import Counter
@@ -52,8 +53,8 @@ REPORT_NAME = "report.html"
 DEFAULT_MAX_SAMPLES = 200
 DOT = " \u00b7 "
 BOX_COLOUR = "#ff00ff"     # crop boxes drawn on their parent image (tests look for this colour)
-IMAGE_SIDE = 640           # inlined images are re-encoded to at most this many pixels a side
-FRAME_SIDE = 200           # ... and a video's frames to this
+IMAGE_SIDE = 560           # inlined images are re-encoded to at most this many pixels a side
+FRAME_SIDE = 160           # ... and a video's frames to this (a 200-sample task stays near 10 MB)
 STOP_COLOURS = {"answered": "#2e7d32", "max_tool_calls": "#ef6c00", "max_images": "#f9a825",
                 "max_tokens": "#6a1b9a", "engine_error": "#c62828", "data_error": "#8d1c1c",
                 "unfinished": "#9e9e9e"}
@@ -177,8 +178,8 @@ def _run_info(summary: dict | None, run_json: dict | None) -> dict:
     return info
 
 
-def _jsonl(path: Path, problems: list[str]) -> list[dict]:
-    """The objects of a JSON-lines file. A damaged line is skipped and reported on the page; an
+def _jsonl(path: Path, problems: list[str]) -> list[tuple[int, dict]]:
+    """The objects of a JSON-lines file with their line numbers. A damaged line is skipped and reported on the page; an
     unterminated last line (a write in progress, or the tail a crash left) is skipped quietly."""
     if not path.is_file():
         return []
@@ -196,7 +197,7 @@ def _jsonl(path: Path, problems: list[str]) -> list[dict]:
                 problems.append(f"{path.name} line {number} is not JSON (skipped)")
             continue
         if isinstance(record, dict):
-            records.append(record)
+            records.append((number, record))
         else:
             problems.append(f"{path.name} line {number} is not an object (skipped)")
     return records
@@ -204,7 +205,7 @@ def _jsonl(path: Path, problems: list[str]) -> list[dict]:
 
 def _journal(path: Path, problems: list[str]) -> dict[str, dict]:
     """The journal by "<task>/<doc_id>" (a resumed sample's last line wins)."""
-    return {f"{r.get('task')}/{r.get('doc_id')}": r for r in _jsonl(path, problems)}
+    return {f"{r.get('task')}/{r.get('doc_id')}": r for _, r in _jsonl(path, problems)}
 
 
 def _trajectory(record: dict) -> Trajectory:
@@ -216,6 +217,11 @@ def _trajectory(record: dict) -> Trajectory:
     data["tool_calls"] = [_only(ToolCall, c) for c in data.get("tool_calls") or []]
     data["generations"] = [_only(Generation, g) for g in data.get("generations") or []]
     data["messages"] = [m for m in data.get("messages") or [] if isinstance(m, dict) and "role" in m]
+    for name in ("task", "sample_id", "question", "protocol", "fingerprint"):
+        data[name] = "" if data.get(name) is None else str(data[name])
+    data["meta"] = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    for name in ("stop_reason", "error"):
+        data[name] = None if data.get(name) is None else str(data[name])
     return Trajectory(**data)
 
 
@@ -232,8 +238,10 @@ def _sample(task: str, record: dict, journal_line: dict | None, problems: list[s
     except (TypeError, ValueError) as exc:
         problems.append(f"{where}: not a trajectory ({exc}); skipped")
         return None
-    timing = (journal_line or {}).get("timing") or {}
-    images = (journal_line or {}).get("images")
+    line = journal_line or {}
+    # a finished run's per-sample record carries copies of the journal's timing and image map
+    timing = line.get("timing") or record.get("timing") or {}
+    images = line.get("images") or record.get("image_files")
     return SampleView(task=task, doc_id=str(record.get("doc_id", (journal_line or {}).get("doc_id", ""))),
                       traj=traj, images=images if isinstance(images, dict) else {},
                       seconds=timing.get("seconds") if isinstance(timing, dict) else None)
@@ -243,7 +251,7 @@ def _finished_samples(folder: Path, run: Run, journal: dict, problems: list[str]
     samples = {}
     for task in [name for name in run.metrics if name not in run.members]:
         views = []
-        for number, record in enumerate(_jsonl(folder / f"samples_{task}.jsonl", problems), start=1):
+        for number, record in _jsonl(folder / f"samples_{task}.jsonl", problems):
             view = _sample(task, record, journal.get(f"{task}/{record.get('doc_id')}"), problems,
                            f"samples_{task}.jsonl line {number}")
             if view:
@@ -266,10 +274,16 @@ def _journal_samples(journal: dict, info: dict, problems: list[str]) -> dict[str
         if benchmark in SCORERS and view.traj.finished:
             doc = {"answer": view.traj.target, "question": view.traj.question,
                    "category": view.traj.meta.get("category")}
-            view.metrics = {k: v.get("value") if isinstance(v, dict) else v
-                            for k, v in sample_metrics(view.traj, doc, benchmark).items()}
-            view.provisional = True
+            try:
+                scores = sample_metrics(view.traj, doc, benchmark)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a damaged record
+                problems.append(f"trajectories.jsonl {key}: could not be scored ({type(exc).__name__}: {exc})")
+            else:
+                view.metrics = {k: v.get("value") if isinstance(v, dict) else v for k, v in scores.items()}
+                view.provisional = True
         samples.setdefault(task, []).append(view)
+    for views in samples.values():  # the journal is in finishing order; show dataset order
+        views.sort(key=lambda v: (0, int(v.doc_id), "") if v.doc_id.isdigit() else (1, 0, v.doc_id))
     return samples
 
 
@@ -315,7 +329,7 @@ def picture(folder: Path, relative: str | None, side: int, fallback: tuple[int, 
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return Picture(None, *fallback, f"unreadable ({type(exc).__name__})")
     buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", quality=82)
+    rgb.save(buffer, format="JPEG", quality=80)
     return Picture("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), *rgb.size)
 
 
@@ -374,9 +388,10 @@ def figure(view: RunView, sample: SampleView, index: int, frame: int | None = No
     traj = sample.traj
     info = traj.images[index - 1] if 1 <= index <= len(traj.images) else None
     key = f"{index}-f{frame}" if frame else str(index)
-    fallback = (info.width, info.height) if info and info.width and info.height else (4, 3)
+    size = (info.width, info.height) if info else (4, 3)
+    fallback = size if all(isinstance(v, int) and v > 0 for v in size) else (4, 3)
     pic = picture(view.folder, image_path(sample, view.folder, index, frame), FRAME_SIDE if frame else IMAGE_SIDE,
-                  (int(fallback[0]), int(fallback[1])))
+                  fallback)
     overlay = box_overlay(traj, crops_on(traj, index, frame), pic.width, pic.height)
     caption = f"frame {frame}" if frame else _caption(traj, index, info)
     if pic.uri:
@@ -672,6 +687,19 @@ def _call_html(call: ToolCall) -> str:
             f'<code>{esc(args)}</code><div class="result">{esc(result)}</div></div>')
 
 
+def _card_or_notice(view: RunView, sample: SampleView, number: int, open_: bool) -> str:
+    """A sample's card; a record too damaged to show (a hand-edited file) becomes a notice, so
+    one bad line cannot cost the report."""
+    try:
+        return sample_card(view, sample, number, open_)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        view.problems.append(f"{sample.task} doc {sample.doc_id}: record could not be shown "
+                             f"({type(exc).__name__}: {exc})")
+        return (f'<details class="sample {" ".join("s-" + c for c in sample_classes(sample))}" id="sample-{number}">'
+                f"<summary><span class='badge none'>damaged</span><span class='sid'>{esc(sample.traj.sample_id)}</span>"
+                f"<span class='q'>{esc(type(exc).__name__)}: {esc(exc)}</span></summary></details>")
+
+
 def viewer(view: RunView, max_samples: int) -> str:
     """Filter buttons and, per table row, up to `max_samples` sample cards (taken in turn from
     its tasks, so every MVBench subtask shows). The first sample with a crop is open."""
@@ -690,7 +718,7 @@ def viewer(view: RunView, max_samples: int) -> str:
         cards = []
         for sample in chosen:
             totals.update(sample_classes(sample) + ["all"])
-            cards.append(sample_card(view, sample, totals["all"], sample is opened))
+            cards.append(_card_or_notice(view, sample, totals["all"], sample is opened))
         cap = (f'<p class="note">showing {len(chosen)} of {everything} samples (the first {max_samples}; '
                f'pr-eval report --max-samples N shows more)</p>' if everything > len(chosen) else "")
         blocks.append(f'<section class="task"><h3>{esc(name)} <span class="n">{everything} samples</span></h3>'
@@ -863,6 +891,7 @@ def data_sources(info: dict) -> str:
 
 def render(view: RunView, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
     """The whole page."""
+    trajectories = viewer(view, max_samples)  # first: a damaged record adds to the problems
     sections = [header(view)]
     if view.problems:
         items = "".join(f"<li>{esc(p)}</li>" for p in view.problems[:50])
@@ -880,7 +909,7 @@ def render(view: RunView, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
                            f'finishes (resume it with pr-eval ... --resume {esc(view.folder)}).</div>')
         sections.append('<h2 id="tools">Tool use</h2>')
     sections.append(tool_charts(view))
-    sections.append(f'<h2 id="trajectories">Trajectories</h2>{viewer(view, max_samples)}')
+    sections.append(f'<h2 id="trajectories">Trajectories</h2>{trajectories}')
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -916,6 +945,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output", default=None, help="where to write it (default: RUN_DIR/report.html)")
     parser.add_argument("--max-samples", type=int, default=DEFAULT_MAX_SAMPLES,
                         help="trajectories shown per task (default: %(default)s)")
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # scoring an unfinished run's samples
     try:
         args = parser.parse_args(argv)
         if args.max_samples < 1:

@@ -188,6 +188,35 @@ def test_missing_and_corrupt_images_become_placeholders(run_folder, tmp_path):
     assert "unreadable" in page and "file missing" in page and "path outside the run folder" in page
 
 
+def test_a_finished_run_needs_no_journal_for_its_images(run_folder, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder, folder, ignore=shutil.ignore_patterns("trajectories.jsonl", "report.html"))
+    dom = Dom(report.write_report(folder).read_text(encoding="utf-8"))
+    assert not dom.find("div", "missing")
+    assert len(dom.find("img")) == len(Dom((run_folder / "report.html").read_text(encoding="utf-8")).find("img"))
+
+
+def test_damaged_records_are_listed_and_the_rest_is_shown(run_folder, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run_folder, folder)
+    path = folder / "samples_pr_vstar.jsonl"
+    good = path.read_text().splitlines()
+    odd = json.loads(good[1])
+    odd["question"], odd["meta"] = None, "not a dict"
+    odd["tool_calls"][0]["box_normalized"] = ["not", "numbers"]
+    odd["images"][0]["width"] = "wide"
+    path.write_text("\n".join([good[0], "{not json", "[1, 2]", json.dumps({"doc_id": 9, "tool_calls": [3]}),
+                               json.dumps(odd), good[2], good[3]]) + "\n")
+    page = report.write_report(folder).read_text(encoding="utf-8")
+    dom = Dom(page)
+    assert "samples_pr_vstar.jsonl line 2 is not JSON" in dom.text
+    assert "samples_pr_vstar.jsonl line 3 is not an object" in dom.text
+    assert "samples_pr_vstar.jsonl line 4: not a trajectory" in dom.text
+    assert "record could not be shown (TypeError" in dom.text
+    assert len(dom.find("details", "sample")) == len(good) + sum(len(records(run_folder, t)) for t in TASKS[1:])
+    assert len(dom.find("span", "badge")) and "damaged" in dom.text
+
+
 def test_unfinished_run_shows_a_banner_no_table_and_provisional_scores(run_folder, tmp_path):
     """The folder of a run killed after its samples: run.json, the journal (with a crash's partial
     last line) and the images. The report scores the samples itself, as the run would have."""
