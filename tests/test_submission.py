@@ -1,0 +1,165 @@
+"""pr-eval submit: a real run becomes a submission that validates; any edit after that is caught
+and named."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from test_gate import inject_wrong, make_run
+
+from pr_eval import gate, submission
+
+SCHEMA = Path(submission.__file__).parent / "schemas" / submission.SCHEMA_FILE
+
+
+@pytest.fixture(scope="module")
+def run_and_file(engine, tiny_model, tmp_path_factory):
+    base = tmp_path_factory.mktemp("submit")
+    folder = make_run(engine, tiny_model, base / "runs", limit=4).folder
+    out = base / "submission.json"
+    assert submission.main([str(folder), "--output", str(out)]) == 0
+    return folder, out
+
+
+def test_schema_is_a_valid_draft_2020_12_schema_with_every_field_described():
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def undocumented(node, path):
+        for name, sub in (node.get("properties") or {}).items():
+            if "description" not in sub and "$ref" not in sub:
+                yield f"{path}/{name}"
+            yield from undocumented(sub, f"{path}/{name}")
+
+    missing = list(undocumented(schema, "")) + [m for name, d in schema["$defs"].items()
+                                                 for m in undocumented(d, f"$defs/{name}")]
+    assert missing == []
+
+
+def test_submission_holds_the_run(run_and_file, capsys):
+    folder, out = run_and_file
+    document = json.loads(out.read_text())
+    summary = json.loads((folder / "results.json").read_text())
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(document)
+    assert document["schema_version"] == "1.0" and document["model"]["name"] == "tiny"
+    assert document["protocol"]["fingerprint"] == summary["pr_eval"]["protocol"]["fingerprint"]
+    assert set(document["benchmarks"]) == {"vstar", "tallyqa"}
+    vstar = document["benchmarks"]["vstar"]
+    assert vstar["metric"] == "letter_accuracy" and vstar["score"] == 1.0 and vstar["n"] == 4
+    assert vstar["tool_stats"]["rapr"] == summary["metrics"]["pr_vstar"]["rapr"] > 0
+    assert vstar["scores"]["attribute_accuracy"] == summary["metrics"]["pr_vstar"]["attribute_accuracy"]
+    assert len(document["predictions"]) == 8
+    keys = [(p["task"], p["sample_id"]) for p in document["predictions"]]
+    assert keys == sorted(keys)
+    records = {r["sample_id"]: r for r in map(json.loads, (folder / "samples_pr_vstar.jsonl").read_text().splitlines())}
+    for p in document["predictions"]:
+        if p["task"] == "pr_vstar":
+            record = records[p["sample_id"]]
+            assert p["answer"] == record["target"] and p["scores"]["letter_accuracy"] == 1.0
+            assert p["tool_calls"] == len(record["tool_calls"])
+            assert p["record_sha256"] == submission.sha256(record)
+    assert submission.main(["--validate", str(out), "--run", str(folder)]) == 0
+    assert "valid pr-eval-submission 1.0" in capsys.readouterr().out
+
+
+def _tampered(out: Path, tmp_path: Path, edit) -> Path:
+    document = json.loads(out.read_text())
+    edit(document)
+    path = tmp_path / "tampered.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _set_answer(d):
+    d["predictions"][0]["answer"] = "Z"
+
+
+def _set_score(d):
+    d["benchmarks"]["vstar"]["score"] = 0.5
+
+
+def _set_model(d):
+    d["model"]["name"] = "Pixel-Reasoner-7B"
+
+
+def _set_accuracy(d):  # a consistent-looking edit: both numbers changed together
+    d["benchmarks"]["tallyqa"]["scores"]["accuracy"] = 0.9
+
+
+def _drop_prediction(d):
+    del d["predictions"][-1]
+
+
+def _set_setting(d):
+    d["protocol"]["record"]["settings"]["caps"]["max_tool_calls"] = 99
+
+
+def _bad_type(d):
+    d["predictions"][1]["tool_calls"] = "two"
+
+
+@pytest.mark.parametrize("edit,messages", [
+    (_set_answer, ["records_sha256 does not match the predictions", "checksum does not match"]),
+    (_set_score, ["benchmarks/vstar/score is 0.5 but scores/letter_accuracy is 1.0", "checksum"]),
+    (_set_model, ["checksum does not match the contents"]),
+    (_set_accuracy, ["benchmarks/tallyqa/scores/accuracy is 0.9 but the mean over its 4 predictions is 1.0"]),
+    (_drop_prediction, ["records_sha256", "n is 4 but 3 predictions belong to it"]),
+    (_set_setting, ["does not match its settings"]),
+    (_bad_type, ["at predictions/1/tool_calls: 'two' is not of type 'integer'"]),
+])
+def test_a_tampered_submission_is_rejected_with_the_reason(run_and_file, tmp_path, capsys, edit, messages):
+    _, out = run_and_file
+    path = _tampered(out, tmp_path, edit)
+    assert submission.main(["--validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "INVALID submission" in err
+    for message in messages:
+        assert message in err, err
+    # a tampered submission is no baseline either
+    with pytest.raises(gate.InputError, match="is not a valid submission"):
+        gate.load_side(path)
+
+
+def test_recomputed_checksums_still_fail_against_the_run(run_and_file, tmp_path, capsys):
+    """A forger who recomputes both hashes passes --validate alone; --run ties each prediction
+    to its full record."""
+    folder, out = run_and_file
+    document = json.loads(out.read_text())
+    forged = copy.deepcopy(document)
+    forged["predictions"][0]["answer"] = "Z"
+    forged["records_sha256"] = submission.records_sha256(forged["predictions"])
+    forged["checksum"] = submission.checksum(forged)
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(forged))
+    assert submission.main(["--validate", str(path)]) == 0
+    assert submission.main(["--validate", str(path), "--run", str(folder)]) == 1
+    first = document["predictions"][0]
+    assert f"prediction ({first['task']}, {first['sample_id']}) differs from its record" in capsys.readouterr().err
+
+
+def test_a_submission_is_a_paired_baseline(run_and_file, tmp_path, capsys):
+    folder, out = run_and_file
+    assert gate.check_main([str(folder), "--baseline", str(out), "--max-drop", "1"]) == 0
+    assert "(n=4, paired)" in capsys.readouterr().out
+    inject_wrong(folder, tmp_path / "worse", "pr_vstar", 4)  # 4 of 4: one-sided McNemar p = 1/16
+    assert gate.check_main([str(tmp_path / "worse"), "--baseline", str(out), "--max-drop", "5", "--alpha", "0.1"]) == 1
+    assert submission.main([str(tmp_path / "worse"), "--output", str(tmp_path / "worse.json")]) == 0
+    worse = json.loads((tmp_path / "worse.json").read_text())
+    assert worse["benchmarks"]["vstar"]["score"] == 0.0
+    assert submission.main(["--validate", str(tmp_path / "worse.json"), "--run", str(tmp_path / "worse")]) == 0
+
+
+def test_bad_usage_exits_2(run_and_file, tmp_path, capsys):
+    folder, out = run_and_file
+    assert submission.main([]) == 2
+    assert submission.main([str(folder), "--validate", str(out)]) == 2
+    assert submission.main(["--validate", str(tmp_path / "none.json")]) == 2
+    assert submission.main([str(tmp_path / "no-run")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    (tmp_path / "junk.json").write_text("{not json")
+    assert submission.main(["--validate", str(tmp_path / "junk.json")]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
