@@ -151,3 +151,30 @@ def test_engines_without_submit_run_turn_by_turn(engine):
     assert effective_schedule(RecordingEngine(engine), "one-at-a-time") == "one-at-a-time"
     with pytest.raises(ValueError, match="unknown schedule 'fast'; choose from: continuous, turn-sync, one-at-a-time"):
         run_samples(engine, [], P, schedule="fast")
+
+
+class BrokenEngine:
+    """A ContinuousEngine whose engine died: every request's future raises EngineError."""
+
+    name = "broken"
+
+    def submit(self, request, decoding):
+        from concurrent.futures import Future
+
+        from pr_eval.engines import EngineError
+
+        future = Future()
+        future.set_exception(EngineError("the vLLM engine failed: EngineDeadError"))
+        return future
+
+    def generate(self, requests, decoding):  # pragma: no cover - the continuous schedule uses submit
+        raise AssertionError("not used")
+
+
+def test_an_engine_that_cannot_serve_stops_the_run():
+    from pr_eval.engines import EngineError
+
+    finished = []
+    with pytest.raises(EngineError, match="EngineDeadError"):
+        run_samples(BrokenEngine(), samples()[:3], P, on_finish=finished.append)
+    assert finished == []  # nothing is recorded as if the model had answered
