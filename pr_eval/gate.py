@@ -483,7 +483,8 @@ def _paired(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, seed) -> Row
         row.test = "McNemar"
         row.p = mcnemar(a_only, b_only)
         row.p_lower = mcnemar(a_only, b_only, "b-lower")
-        row.notes.append(f"discordant pairs: {a_only} only A right, {b_only} only B right")
+        if a_only + b_only:
+            row.notes.append(f"discordant pairs: {a_only} only A right, {b_only} only B right")
     else:
         row.test = "bootstrap"
         row.upper = float(np.quantile(means, 1 - alpha))

@@ -162,8 +162,7 @@ def validate(document) -> list[str]:
         return ["the file is not a JSON object"]
     version = document.get("schema_version")
     if isinstance(version, str) and not version.startswith("1."):
-        return [f"schema_version {version!r} is not supported by pr-eval {__version__} (it reads 1.x); "
-                "upgrade pr-eval"]
+        return [f"schema_version {version!r} is not supported by pr-eval {__version__}, which reads 1.x; upgrade pr-eval"]
     problems = schema_problems(document, SCHEMA_FILE)
     if not problems:  # with a broken structure the checks below would only repeat the schema's words
         if records_sha256(document["predictions"]) != document["records_sha256"]:

@@ -19,7 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pr_eval import gate
-from pr_eval.gate import Benchmark, bootstrap_means, compare_benchmark, decide, mcnemar, percentile_ci
+from pr_eval.gate import (
+    Benchmark,
+    bootstrap_means,
+    compare_benchmark,
+    decide,
+    mcnemar,
+    percentile_ci,
+)
 
 PAPER = ROOT / "results" / "paper_table1.json"
 TASKS = ["pr_vstar", "pr_tallyqa_complex"]
@@ -250,8 +257,8 @@ def test_check_passes_two_runs_of_the_same_model(runs, capsys):
     first, second, _ = runs
     assert gate.check_main([str(second), "--baseline", str(first), "--max-drop", "1"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^vstar\s+within tolerance\s+letter_accuracy 100.0 vs baseline 100.0", out, re.M)
-    assert re.search(r"^tallyqa\s+within tolerance", out, re.M)
+    assert re.search(r"^vstar\s+within tolerance\s+letter_accuracy 100.0 vs baseline 100.0", out, re.MULTILINE)
+    assert re.search(r"^tallyqa\s+within tolerance", out, re.MULTILINE)
     assert "passed" in out.splitlines()[-1]
 
 
@@ -262,20 +269,20 @@ def test_check_fails_on_injected_wrong_answers_beyond_tolerance(runs, capsys):
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("vstar"))
     assert "REGRESSION" in line and "drop 75.0 > 10 points" in line and "McNemar p=0.0156" in line
-    assert re.search(r"^tallyqa\s+within tolerance", out, re.M)
+    assert re.search(r"^tallyqa\s+within tolerance", out, re.MULTILINE)
     assert out.splitlines()[-1].startswith("FAILED: 1 regression (vstar)")
     # against the paper's number too (25.0 on 8 questions vs 84.3)
     assert gate.check_main([str(base / "broken"), "--baseline", str(PAPER), "--max-drop", "10"]) == 1
     out = capsys.readouterr().out
-    assert re.search(r"^vstar\s+REGRESSION\s+accuracy 25.0 vs baseline 84.3.*binomial", out, re.M)
-    assert re.search(r"^mvbench\s+not in run", out, re.M)  # reported, not skipped
+    assert re.search(r"^vstar\s+REGRESSION\s+accuracy 25.0 vs baseline 84.3.*binomial", out, re.MULTILINE)
+    assert re.search(r"^mvbench\s+not in run", out, re.MULTILINE)  # reported, not skipped
 
 
 def test_small_or_insignificant_drops_pass(runs, capsys):
     first, second, base = runs
     inject_wrong(second, base / "one", "pr_tallyqa_complex", 1)  # 12.5 points
     assert gate.check_main([str(base / "one"), "--baseline", str(first), "--max-drop", "15"]) == 0
-    assert re.search(r"^tallyqa\s+within tolerance.*drop 12.5 <= 15 points", capsys.readouterr().out, re.M)
+    assert re.search(r"^tallyqa\s+within tolerance.*drop 12.5 <= 15 points", capsys.readouterr().out, re.MULTILINE)
     inject_wrong(second, base / "two", "pr_tallyqa_complex", 2)  # 25 points, one-sided p = 0.25
     assert gate.check_main([str(base / "two"), "--baseline", str(first), "--max-drop", "5"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tallyqa"))
