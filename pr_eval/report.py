@@ -322,6 +322,7 @@ def picture(folder: Path, relative: str | None, side: int, fallback: tuple[int, 
         return Picture(None, *fallback, "path outside the run folder")
     try:
         with Image.open(path) as image:
+            image.draft("RGB", (side, side))  # JPEG: decode at a reduced scale, much faster
             image.thumbnail((side, side))
             rgb = image.convert("RGB")
     except FileNotFoundError:
@@ -445,7 +446,7 @@ def score_table(run: Run) -> str:
     body = []
     for name, label, depth in run._layout():
         for i, row in enumerate(run._rows(name, label, depth)):
-            kind = "breakdown" if i else ("group" if name in run.members else "task")
+            kind = "breakdown" if i else "group" if name in run.members else "member" if depth else "task"
             level = depth + (1 if i else 0)
             cells = [f'<td class="name" style="padding-left:{0.6 + 1.2 * level:.1f}em">{esc(row[0].strip())}</td>']
             cells += [f"<td>{esc(cell)}</td>" for cell in row[1:3]]
@@ -776,7 +777,7 @@ table.tools{font-size:12px}table.tools th,table.tools td{padding:4px 7px}
 tr.group td,tr.task td{font-weight:600}tr.breakdown td{color:var(--mute);font-weight:400}
 .scroll{overflow-x:auto}
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px;margin:10px 0}
-.cards{display:flex;flex-wrap:wrap;gap:0 14px}
+.cards{display:flex;flex-wrap:wrap;gap:0 14px;align-items:flex-start}
 .charts{display:flex;flex-wrap:wrap;gap:18px 30px;align-items:flex-start}
 svg.chart text{font-size:11px;fill:var(--ink)}svg.chart .axis{fill:var(--mute)}svg.chart .n{fill:var(--mute)}
 svg.chart .bar{fill:var(--accent)}svg.chart .track{fill:#eef1f7}svg.chart .base{stroke:var(--line)}
