@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -957,5 +958,8 @@ def main(argv: list[str]) -> int:
             parser.error(str(exc))
     except SystemExit as exc:  # argparse's usage errors (2) and --help (0), as a status
         return int(exc.code or 0)
+    except OSError as exc:
+        print(f"pr-eval report: error: cannot write the report ({exc}); choose another --output", file=sys.stderr)
+        return 1
     print(path)
     return 0

@@ -252,6 +252,9 @@ def test_command_line(run_folder, tmp_path, capsys):
     assert "pr-eval report: error:" in err and "is not a run folder" in err and "results/<model>" in err
     assert report.main([str(run_folder), "--max-samples", "0"]) == 2
     assert "--max-samples must be a positive number" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert report.main([str(run_folder), "--output", str(tmp_path / "a-file" / "r.html")]) == 1
+    assert "cannot write the report" in capsys.readouterr().err
 
 
 # --- In the browser ---------------------------------------------------------------------------------
