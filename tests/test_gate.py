@@ -181,14 +181,14 @@ def answer_key(benchmark: str, limit: int) -> dict[str, str]:
 
 def make_run(engine, tiny_model, output: Path, limit: int = LIMIT):
     """A real run of the scripted model on V* and TallyQA (PR_EVAL_DATA=samples): every answer
-    right, every other question after a crop."""
+    right, every third question after a crop."""
     from pr_eval.runner import evaluate
 
     turns = {}
     key = {**answer_key("vstar", limit), **answer_key("tallyqa", limit)}
     for i, (qid, answer) in enumerate(sorted(key.items())):
         final = f"\\boxed{{{answer}}}"
-        turns[qid] = [crop_call([0.2, 0.2, 0.7, 0.7]), "Zoomed. " + final] if i % 2 else [final]
+        turns[qid] = [crop_call([0.2, 0.2, 0.7, 0.7]), "Zoomed. " + final] if i % 3 == 1 else [final]
     before = os.environ.get("PR_EVAL_DATA")
     os.environ["PR_EVAL_DATA"] = "samples"
     try:
@@ -250,7 +250,8 @@ def test_the_runs_are_real_and_right(runs):
     assert summary["n_samples"] == {"pr_vstar": LIMIT, "pr_tallyqa_complex": LIMIT}
     assert summary["metrics"]["pr_vstar"]["letter_accuracy"] == 1.0
     assert summary["metrics"]["pr_tallyqa_complex"]["count_accuracy"] == 1.0
-    assert summary["metrics"]["pr_vstar"]["rapr"] == 0.5
+    vstar = summary["metrics"]["pr_vstar"]
+    assert 0 < vstar["rapr"] < 1 and vstar["tool_calls"] == vstar["rapr"] and vstar["accuracy_with_tools"] == 1.0
 
 
 def test_check_passes_two_runs_of_the_same_model(runs, capsys):
@@ -383,3 +384,34 @@ def test_bootstrap_of_a_large_benchmark_is_quick():
     started = time.perf_counter()
     bootstrap_means(values, 10_000)
     assert time.perf_counter() - started < 10
+
+
+def _write_group_run(folder: Path, group_accuracy: float) -> None:
+    """A run folder laid out as the runner writes MVBench: two subtasks under the pr_mvbench group
+    (members and benchmarks as results.json saves them)."""
+    folder.mkdir(parents=True)
+    scores = {"pr_mvbench_action_count": [1.0, 0.0, 1.0], "pr_mvbench_moving_count": [1.0, 1.0]}
+    for task, values in scores.items():
+        (folder / f"samples_{task}.jsonl").write_text("".join(
+            json.dumps({"sample_id": f"{task}-{i}", "metrics": {"accuracy": v, "letter_accuracy": v}}) + "\n"
+            for i, v in enumerate(values)))
+    metrics = {task: {"accuracy": sum(v) / len(v), "letter_accuracy": sum(v) / len(v)} for task, v in scores.items()}
+    metrics = {"pr_mvbench": {"accuracy": group_accuracy, "letter_accuracy": group_accuracy}, **metrics}
+    summary = {"pr_eval": {"model": "m", "protocol": {"name": "pixel-reasoner-v1", "fingerprint": "0" * 16},
+                           "data": {task: {"benchmark": "mvbench"} for task in scores}},
+               "metrics": metrics, "n_samples": {"pr_mvbench": 5, **{t: len(v) for t, v in scores.items()}},
+               "members": {"pr_mvbench": list(scores)},
+               "benchmarks": {name: "mvbench" for name in metrics}}
+    (folder / "results.json").write_text(json.dumps(summary))
+
+
+def test_a_benchmark_of_several_tasks_is_one_benchmark(tmp_path):
+    _write_group_run(tmp_path / "run", 4 / 5)  # the mean over all questions, as lmms-eval pools it
+    side = gate.read_run(tmp_path / "run")
+    assert list(side.benchmarks) == ["mvbench"]
+    mvbench = side.benchmarks["mvbench"]
+    assert len(mvbench.samples) == 5 and mvbench.reported["letter_accuracy"] == pytest.approx(0.8)
+    # the mean of the subtask means (0.83) is not the benchmark's number: refused as inconsistent
+    _write_group_run(tmp_path / "bad", (2 / 3 + 1) / 2)
+    with pytest.raises(gate.InputError, match="results.json gives mvbench accuracy"):
+        gate.read_run(tmp_path / "bad")
