@@ -10,12 +10,20 @@ the tool use from that trajectory, and `--log_samples` keeps it in lmms-eval's s
 
 With `engine=openai`, `base_url` may list several servers separated by `|`; `api_model` is the
 name the server serves (default: `pretrained`), and the key is read from $OPENAI_API_KEY.
+`schedule=` (continuous, turn-sync, one-at-a-time) chooses how trajectories share the engine
+(see `pr_eval.loop.run_samples`; default: the loop's).
+
+With a run store (`pr-eval` passes one; see `pr_eval.store`), every finished trajectory is saved
+as it finishes, and a request whose sample is already in the store's journal is answered with
+the saved trajectory instead of being run again: that is how `pr-eval --resume` finishes a run.
+The engine is built on first use, so a run whose samples are all saved needs none.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections import Counter
+from collections.abc import Callable
 
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
@@ -24,6 +32,7 @@ from ..engines import build_engine
 from ..loop import Guide, run_samples
 from ..models import resolve_model
 from ..protocol import DEFAULT_PROTOCOL, Protocol, get_protocol, with_overrides
+from ..store import RunStore, sample_key, stored_answer
 from ..trajectory import Sample, Trajectory
 
 log = logging.getLogger(__name__)
@@ -40,7 +49,9 @@ class PixelReasoner(lmms):
                  max_model_len: int | None = None, tensor_parallel_size: int | None = None,
                  gpu_memory_utilization: float | None = None, device: str | None = None,
                  max_batch_size: int | None = None, base_url: str | None = None,
-                 api_model: str | None = None, max_concurrency: int | str | None = None, **unused):
+                 api_model: str | None = None, max_concurrency: int | str | None = None,
+                 schedule: str | None = None, store: RunStore | None = None,
+                 engine_factory: Callable[[], object] | None = None, **unused):
         super().__init__()
         if unused:
             log.warning("pixel_reasoner ignores unknown model_args: %s", ", ".join(sorted(unused)))
@@ -49,31 +60,85 @@ class PixelReasoner(lmms):
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 64
         self.guide = guide
         self.on_trajectory = on_trajectory
-        if engine is None or isinstance(engine, str):  # model_args: engine=vllm|openai|hf
+        self.schedule = schedule or None
+        self.store = store
+        if engine is None and engine_factory is None or isinstance(engine, str):  # model_args: engine=vllm|openai|hf
             kind = engine or "vllm"
-            engine = build_engine(kind, pretrained if kind == "openai" else resolve_model(pretrained),
-                                  self.protocol, base_urls=base_url.split("|") if base_url else None,
-                                  api_model=api_model, max_concurrency=_int(max_concurrency) or self.batch_size,
-                                  max_model_len=_int(max_model_len), tensor_parallel_size=_int(tensor_parallel_size),
-                                  gpu_memory_utilization=float(gpu_memory_utilization)
-                                  if gpu_memory_utilization not in (None, "") else None)
-        self.engine = engine
+
+            def engine_factory():
+                return build_engine(kind, pretrained if kind == "openai" else resolve_model(pretrained),
+                                    self.protocol, base_urls=base_url.split("|") if base_url else None,
+                                    api_model=api_model, max_concurrency=_int(max_concurrency) or self.batch_size,
+                                    max_model_len=_int(max_model_len), tensor_parallel_size=_int(tensor_parallel_size),
+                                    gpu_memory_utilization=float(gpu_memory_utilization)
+                                    if gpu_memory_utilization not in (None, "") else None)
+
+            engine = None
+        self._engine = engine
+        self._engine_factory = engine_factory
+
+    @property
+    def engine(self):
+        """The engine, built on first use (resuming a run whose samples are all saved builds none)."""
+        if self._engine is None:
+            self._engine = self._engine_factory()
+        return self._engine
+
+    @property
+    def engine_built(self) -> bool:
+        return self._engine is not None
 
     def generate_until(self, requests) -> list[str]:
         samples = [self._sample(request) for request in requests]
-        progress = tqdm(total=len(samples), desc="pixel_reasoner", unit="sample")
+        answers: dict[str, str] = {}
+        if self.store is not None:
+            self.store.record_data(self._data_records(requests))
+            for sample in samples:
+                key = sample_key(sample.task, sample.meta["doc_id"])
+                if key in self.store.done:
+                    self.store.check_sample(key, sample.sample_id)
+                    answers[key] = stored_answer(self.store.done[key])
+            if answers:
+                log.warning("resuming: %d of %d samples are already done, running %d",
+                            len(answers), len(samples), len(samples) - len(answers))
+        todo = [s for s in samples if sample_key(s.task, s.meta["doc_id"]) not in answers]
+        progress = tqdm(total=len(todo), desc="pixel_reasoner", unit="sample")
 
         def finished(traj: Trajectory) -> None:
             progress.update(1)
+            if self.store is not None:
+                self.store.append(traj)
             if self.on_trajectory:
                 self.on_trajectory(traj)
 
         try:
-            trajectories = run_samples(self.engine, samples, self.protocol, batch_size=self.batch_size,
-                                       guide=self.guide, on_finish=finished)
+            if todo:
+                options = {"schedule": self.schedule} if self.schedule else {}
+                for traj in run_samples(self.engine, todo, self.protocol, batch_size=self.batch_size,
+                                        guide=self.guide, on_finish=finished, **options):
+                    answers[sample_key(traj.task, traj.meta["doc_id"])] = traj.to_json()
         finally:
             progress.close()
-        return [t.to_json() for t in trajectories]
+        return [answers[sample_key(s.task, s.meta["doc_id"])] for s in samples]
+
+    def _data_records(self, requests) -> dict:
+        """{task: where its data came from (source record, revision) and how many samples were
+        asked for}, for the run's record; from the sources `pr_eval.lmms_task` loaded."""
+        from .. import lmms_task
+
+        sources = {str(source.root): source for source, _docs in getattr(lmms_task, "_LOADED", {}).values()}
+        wanted = Counter(request.args[4] for request in requests)
+        records = {}
+        for request in requests:
+            task, split = request.args[4], request.args[5]
+            if task in records:
+                continue
+            docs = self.task_dict[task][split]
+            root = docs[0].get("data_root") if len(docs) else None
+            source = sources.get(str(root)) if root else None
+            records[task] = {**(source.to_record() if source else {"rows": len(docs)}),
+                             "task_rows": len(docs), "samples": wanted[task]}
+        return records
 
     def _sample(self, request) -> Sample:
         context, _gen_kwargs, doc_to_visual, doc_id, task, split = request.args

@@ -4,6 +4,7 @@
     pr-eval --model tiny --tasks vstar --data samples --limit 4
     pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks suite --data-dir ./pr-data
     pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks vstar --engine openai --base-url http://gpu1:8000/v1
+    pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks vstar --resume     finish the last unfinished run
 
 Commands on finished runs (each has its own --help):
     pr-eval report RUN_DIR                          the HTML report of a run
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from . import loop as _loop
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 
 # Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes).
@@ -33,6 +35,12 @@ TASKS = {"vstar": "pr_vstar", "tallyqa": "pr_tallyqa_complex", "infovqa": "pr_in
 # `pr-eval COMMAND ...`: commands on finished runs, each a module's `main(argv) -> exit status`.
 SUBCOMMANDS = {"report": ("pr_eval.report", "main"), "compare": ("pr_eval.gate", "compare_main"),
                "check": ("pr_eval.gate", "check_main"), "submit": ("pr_eval.submission", "main")}
+
+
+# How trajectories share the engine (pr_eval.loop.run_samples); "continuous" where the loop has it.
+SCHEDULES = tuple(_loop.SCHEDULES)
+DEFAULT_SCHEDULE = "continuous" if "continuous" in SCHEDULES else "turn-sync"
+NEWEST = "\0newest"  # --resume without a folder
 
 
 class UsageError(Exception):
@@ -97,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--tensor-parallel-size", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
+    parser.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES,
+                        help="how trajectories share the engine (default: %(default)s; see README)")
+    parser.add_argument("--resume", nargs="?", const=NEWEST, default=None, metavar="RUN_DIR",
+                        help="finish an interrupted run: its saved samples are kept, the rest run. Without "
+                             "RUN_DIR: the newest unfinished run under --output with the same model, "
+                             "protocol and tasks")
     parser.add_argument("--verbose", action="store_true", help="show vLLM's and lmms-eval's logs")
     return parser
 
@@ -159,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             model_path = args.model if args.engine == "openai" else resolve_model(args.model)
         except ModelNotFound as exc:
             raise UsageError(str(exc)) from None
+        protocol = with_overrides(get_protocol(args.protocol), args.max_tool_calls, args.max_images,
+                                  args.max_new_tokens)
+        resume = resume_folder(args, model_path, protocol, tasks)
     except UsageError as exc:
         print(f"pr-eval: error: {exc}", file=sys.stderr)
         return 2
@@ -166,29 +183,58 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
     os.environ["PR_EVAL_DATA"] = data_spec(args)
 
-    from .engines import EngineError, build_engine
+    from .engines import EngineError
     from .imaging import DataError
     from .runner import RunError, evaluate
+    from .store import ResumeRefused, StoreError
 
-    engine = None
+    engine_args = dict(base_urls=args.base_url, api_model=args.api_model, max_concurrency=args.batch_size,
+                       max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
+                       gpu_memory_utilization=args.gpu_memory_utilization)
     try:
-        protocol = with_overrides(get_protocol(args.protocol), args.max_tool_calls, args.max_images,
-                                  args.max_new_tokens)
-        engine = build_engine(args.engine, model_path, protocol, base_urls=args.base_url,
-                              api_model=args.api_model, max_concurrency=args.batch_size,
-                              max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
-                              gpu_memory_utilization=args.gpu_memory_utilization)
         run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
-                       limit=args.limit, output=args.output, batch_size=args.batch_size, engine=engine)
-    except (DataError, EngineError, RunError) as exc:
+                       limit=args.limit, output=args.output, batch_size=args.batch_size, engine_kind=args.engine,
+                       engine_args=engine_args, resume=resume, schedule=args.schedule, seed=args.seed,
+                       command=["pr-eval", *argv], announce=announce)
+    except ResumeRefused as exc:
+        print(f"pr-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except (DataError, EngineError, RunError, StoreError) as exc:
         print(f"pr-eval: error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if engine is not None:
-            engine.close()
     print(run.table())
     print(f"\nresults: {run.folder}")
     return 0
+
+
+def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | None:
+    """The run folder --resume names, or for a bare --resume the newest unfinished run under
+    --output of the same model, protocol and tasks; UsageError when there is none."""
+    from .store import find_unfinished
+
+    if args.resume is None:
+        return None
+    if args.resume != NEWEST:
+        if not Path(args.resume).is_dir():
+            raise UsageError(f"--resume {args.resume}: no such run folder")
+        return args.resume
+    wanted = {"model": args.model, "model_path": model_path, "protocol": protocol.record(), "tasks": tasks}
+    found = find_unfinished(args.output, wanted)
+    if found is None:
+        raise UsageError(f"--resume: no unfinished run of {args.model} with protocol {protocol.name} "
+                         f"(fingerprint {protocol.fingerprint}) and tasks {','.join(tasks)} under {args.output}; "
+                         "name the run folder (--resume RUN_DIR) or leave out --resume to start a new run")
+    return str(found)
+
+
+def announce(store) -> None:
+    """Say where the run goes before it starts, so an interrupted run can be found and finished."""
+    if store.done:
+        print(f"pr-eval: resuming {store.folder}: {len(store.done)} samples already done", file=sys.stderr)
+    else:
+        print(f"pr-eval: run folder {store.folder} (if the run is interrupted, run the same command "
+              f"with --resume to finish it)", file=sys.stderr)
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

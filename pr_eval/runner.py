@@ -1,20 +1,27 @@
 """One evaluation run: lmms-eval drives the tasks, our model adapter drives the loop, and the run
-folder receives lmms-eval's results beside ours (protocol record, per-sample trajectories)."""
+folder (pr_eval.store) receives each sample as it finishes, then lmms-eval's results beside ours
+(protocol record, per-sample trajectories and scores). `load_run` reads a finished folder back."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import importlib.resources
 import json
+import logging
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 
 from . import __version__
 from .metrics import SCORERS, pool
 from .protocol import Protocol, get_protocol
+from .store import (RESULTS_FILE, RunStore, git_revision, new_folder_name, package_versions, sample_key,
+                    write_atomic)
+
+log = logging.getLogger(__name__)
 
 TASKS_DIR = Path(str(importlib.resources.files("pr_eval.tasks")))
 
@@ -179,57 +186,130 @@ def slug(text: str) -> str:
 
 def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Protocol = "pixel-reasoner-v1",
              limit: int | None = None, output: str | Path = "results", batch_size: int = 64,
-             engine_args: dict | None = None, engine=None, guide=None) -> Run:
-    from lmms_eval.evaluator import simple_evaluate
-    from lmms_eval.tasks import TaskManager
+             engine_args: dict | None = None, engine=None, guide=None, *, engine_kind: str = "vllm",
+             resume: str | Path | None = None, schedule: str | None = None, seed: int | None = None,
+             command: list[str] | None = None, announce: Callable[[RunStore], None] | None = None) -> Run:
+    """Run `tasks` and write the run folder (see `pr_eval.store`): created at the start, each
+    sample saved as it finishes, samples_<task>.jsonl, results.json and report.html at the end.
 
-    from .model_adapters.pixel_reasoner import PixelReasoner
-
+    engine: an engine to use (the caller closes it); without one, `engine_kind` is built from
+    `engine_args` on first use and closed at the end. resume: a run folder to finish: its saved
+    samples are not run again; ResumeRefused when it holds another evaluation (model, protocol
+    fingerprint, tasks, limit or data). schedule: how trajectories share the engine (None: the
+    loop's default). announce: called with the store once the folder exists (the CLI prints it)."""
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
-    if engine is None:  # build the default engine, and close it when the run ends
-        from .engines import build_engine
-
-        engine = build_engine("vllm", model_path, proto, **(engine_args or {}))
-        try:
-            return evaluate(model, model_path, tasks, proto, limit, output, batch_size, engine=engine,
-                            guide=guide)
-        finally:
-            engine.close()
-    lm = PixelReasoner(engine=engine, protocol=proto, batch_size=batch_size, guide=guide)
     started = _dt.datetime.now(_dt.timezone.utc)
-    results = simple_evaluate(model=lm, tasks=list(tasks), limit=limit, log_samples=True,
-                              task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
-                              verbosity=os.environ.get("PR_EVAL_LMMS_VERBOSITY", "WARNING"))
-    if not results or not results.get("results"):
-        raise RunError(f"lmms-eval returned no results for {', '.join(tasks)} (see the log above)")
-    missing = [t for t in tasks if t not in results["results"]]
-    if missing:
-        raise RunError(f"lmms-eval returned no results for {', '.join(missing)} (see the log above)")
+    info = run_info(model, model_path, engine.name if engine is not None else engine_kind, proto, tasks, limit,
+                    batch_size, schedule, seed, command, started)
+    if resume is not None:  # refused before anything heavy is loaded
+        store = RunStore.resume(resume, info)
+    else:
+        store = RunStore.create(new_run_folder(output, model, proto, started), info)
+    with store:
+        from lmms_eval.evaluator import simple_evaluate
+        from lmms_eval.tasks import TaskManager
 
-    folder = Path(output) / f"{slug(model)}-{slug(proto.name)}-{started.strftime('%Y%m%d-%H%M%S')}"
-    folder.mkdir(parents=True, exist_ok=True)
-    run = collect(results, list(tasks), folder)
+        from .model_adapters.pixel_reasoner import PixelReasoner
+
+        if announce:
+            announce(store)
+        factory = None
+        if engine is None:
+            from .engines import build_engine
+
+            def factory():
+                return build_engine(engine_kind, model_path, proto, **(engine_args or {}))
+        lm = PixelReasoner(engine=engine, engine_factory=factory, protocol=proto, batch_size=batch_size,
+                           guide=guide, store=store, schedule=schedule)
+        try:
+            results = simple_evaluate(model=lm, tasks=list(tasks), limit=limit, log_samples=True,
+                                      task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
+                                      verbosity=os.environ.get("PR_EVAL_LMMS_VERBOSITY", "WARNING"))
+        finally:
+            if engine is None and lm.engine_built:
+                lm.engine.close()
+        if not results or not results.get("results"):
+            raise RunError(f"lmms-eval returned no results for {', '.join(tasks)} (see the log above)")
+        missing = [t for t in tasks if t not in results["results"]]
+        if missing:
+            raise RunError(f"lmms-eval returned no results for {', '.join(missing)} (see the log above)")
+        store.fault_point("kill-before-results")  # test hook (see pr_eval.store)
+        run = finish(store, results, list(tasks))
+    write_report_safely(run.folder)
+    return run
+
+
+def run_info(model, model_path, engine_name, proto: Protocol, tasks, limit, batch_size, schedule, seed, command,
+             started: _dt.datetime) -> dict:
+    """What run.json records about a run before any sample runs (the data is added when the
+    tasks have loaded it)."""
+    from .data import source_spec
+
+    return {"model": model, "model_path": model_path, "engine": engine_name, "protocol": proto.record(),
+            "tasks": list(tasks), "limit": limit, "data_spec": source_spec(), "batch_size": batch_size,
+            "schedule": schedule, "seed": seed, "command": list(command) if command is not None else None,
+            "versions": package_versions(), "git": git_revision(), "started": started.isoformat(), "data": {}}
+
+
+def new_run_folder(output: str | Path, model: str, proto: Protocol, started: _dt.datetime) -> Path:
+    """results/<model>-<protocol>-<UTC time>, with -2, -3, ... when two runs start in one second."""
+    base = Path(output) / new_folder_name(slug(model), slug(proto.name), started)
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
+
+
+def finish(store: RunStore, results: dict, tasks: list[str]) -> Run:
+    """Write a run's final files from lmms-eval's results: samples_<task>.jsonl, then results.json
+    (which marks the run finished, so it is written last, atomically)."""
+    folder = store.folder
+    run = collect(results, tasks, folder)
     configs = results.get("configs", {})
     leaves = [task for task in run.metrics if task not in run.members]
     for task in leaves:
         names = task_metric_names(configs.get(task))
-        with open(folder / f"samples_{task}.jsonl", "w", encoding="utf-8") as out:
-            out.writelines(json.dumps(strict_json(sample_record(entry, names)), ensure_ascii=False, default=str, allow_nan=False) + "\n"
-                           for entry in results.get("samples", {}).get(task, []))
+        lines = []
+        for entry in results.get("samples", {}).get(task, []):
+            record = sample_record(entry, names)
+            saved = store.done.get(sample_key(task, entry.get("doc_id"))) or {}
+            record["timing"], record["image_files"] = saved.get("timing"), saved.get("images")
+            lines.append(json.dumps(strict_json(record), ensure_ascii=False, default=str, allow_nan=False) + "\n")
+        write_atomic(folder / f"samples_{task}.jsonl", "".join(lines))
+    store.info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+    store.save_info()
+    info = store.info
     summary = {
         "pr_eval": {
-            "version": __version__, "model": model, "model_path": model_path, "engine": engine.name,
-            "protocol": proto.record(), "tasks": list(tasks), "limit": limit, "started": started.isoformat(),
+            "version": __version__, "model": info["model"], "model_path": info["model_path"],
+            "engine": info["engine"], "protocol": info["protocol"], "tasks": list(tasks), "limit": info["limit"],
+            "started": info["started"],
             "data": {t: (configs.get(t, {}).get("metadata") or {}).get("data") for t in leaves},
         },
         "metrics": run.metrics,
         "n_samples": run.counts,
         "members": run.members,
         "benchmarks": run.benchmarks,
+        "run": info,
         "lmms_eval": {k: v for k, v in results.items() if k != "samples"},
     }
-    (folder / "results.json").write_text(json.dumps(strict_json(summary), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n")
+    write_atomic(folder / RESULTS_FILE, json.dumps(strict_json(summary), indent=2, ensure_ascii=False, default=str,
+                                                   allow_nan=False) + "\n")
     return run
+
+
+def write_report_safely(folder: Path) -> None:
+    """The HTML report of a finished run; a report that fails only warns (the run is saved)."""
+    try:
+        from .report import write_report
+    except ImportError:
+        return
+    try:
+        write_report(folder)
+    except Exception as exc:  # the run's files are written: a report bug must not lose them
+        log.warning("the report of %s could not be written (%s: %s); the run's results are saved, "
+                    "retry with `pr-eval report %s`", folder, type(exc).__name__, exc, folder)
 
 
 def load_run(folder: str | Path) -> Run:

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT
 
 from pr_eval.runner import Run, RunError, load_run
+from pr_eval.store import (JOURNAL_FILE, RUN_FILE, SCHEMA, ResumeRefused, RunStore, StoreError, find_unfinished,
+                           journal_line, parse_fault, parse_journal, resume_mismatches)
+from pr_eval.trajectory import ImageInfo, Trajectory
 
 
 def _finished_folder(tmp_path, with_layout=True):
@@ -61,3 +73,210 @@ def test_load_run_says_what_is_missing(tmp_path):
     (tmp_path / "results.json").write_text("[]")
     with pytest.raises(RunError, match="no \"metrics\" object"):
         load_run(tmp_path)
+
+
+# --- The journal ----------------------------------------------------------------------------------
+
+
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_records = st.lists(st.builds(lambda k, s, t: {"key": f"t/{k}", "sample_id": s, "trajectory": {"text": t}},
+                              st.integers(0, 30), _text, _text), max_size=8)
+
+
+def _journal(records) -> bytes:
+    return b"".join(journal_line(r) for r in records)
+
+
+def _first_per_key(records):
+    seen = {}
+    for r in records:
+        seen.setdefault(r["key"], r)
+    return seen
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records, st.data())
+def test_any_cut_of_a_journal_yields_a_prefix_of_its_records(records, data):
+    """A crash can stop a write anywhere: what is read back is always the records of the complete
+    lines before the cut (first record per key), never a damaged or invented one."""
+    blob = _journal(records)
+    cut = data.draw(st.integers(0, len(blob)))
+    journal = parse_journal(blob[:cut])
+    complete = blob[:cut].count(b"\n")
+    assert journal.lines == complete
+    assert journal.records == _first_per_key(records[:complete])
+    assert journal.end == (blob[:cut].rfind(b"\n") + 1)
+    assert blob[:journal.end] == _journal(records[:complete])
+
+
+def test_a_duplicated_key_keeps_its_first_record():
+    first = {"key": "t/1", "sample_id": "a", "trajectory": {"n": 1}}
+    again = {"key": "t/1", "sample_id": "a", "trajectory": {"n": 2}}
+    journal = parse_journal(_journal([first, {"key": "t/2", "sample_id": "b", "trajectory": {}}, again]))
+    assert journal.records["t/1"] == first and journal.duplicates == ["t/1"] and list(journal.records) == ["t/1", "t/2"]
+
+
+def test_a_damaged_line_before_the_last_is_an_error_naming_it():
+    good = journal_line({"key": "t/1", "sample_id": "a", "trajectory": {}})
+    with pytest.raises(StoreError, match="line 2 of the journal is not a sample record"):
+        parse_journal(good + b'{"key": "t/2"}\n' + good)
+    with pytest.raises(StoreError, match="line 1"):
+        parse_journal(b"not json\n")
+
+
+# --- The store on disk ------------------------------------------------------------------------------
+
+def _noise(width, height, seed=0):
+    from conftest import noise_image
+
+    return noise_image(width, height, seed)
+
+
+def _trajectory(doc_id, task="pr_vstar", video=False):
+    """A finished trajectory as the loop hands it on: pixels still attached."""
+    traj = Trajectory(task=task, sample_id=f"q{doc_id}", question="Q?", target="A", protocol="p", fingerprint="f",
+                      meta={"doc_id": doc_id}, stop_reason="answered", started_at=1000.0,
+                      messages=[{"role": "assistant", "content": [{"type": "text", "text": "\\boxed{A}"}]}])
+    if video:
+        traj.pixels = [[_noise(64, 48, k) for k in range(3)]]
+        traj.images = [ImageInfo("video", 64, 48)]
+    else:
+        traj.pixels = [_noise(1400, 700), _noise(300, 200, 1)]
+        traj.images = [ImageInfo("input", 1400, 700), ImageInfo("crop", 300, 200, parent=1, box=[0, 0, 600, 400],
+                                                              source_size=[2800, 1400])]
+    return traj
+
+
+def _info(**changes):
+    info = {"model": "tiny", "model_path": "/m/tiny", "protocol": {"name": "p", "fingerprint": "f1"},
+            "tasks": ["pr_vstar"], "limit": 4, "data_spec": "samples", "started": "2026-01-01T00:00:00+00:00"}
+    info.update(changes)
+    return info
+
+
+def test_append_saves_images_then_a_line_that_a_reopened_store_reads_back(tmp_path):
+    from PIL import Image
+
+    store = RunStore.create(tmp_path / "run", _info())
+    store.append(_trajectory(0))
+    store.append(_trajectory(1, task="pr_mvbench_x", video=True))
+    store.append(_trajectory(0))  # a sample already saved is not written twice
+    store.close()
+    folder = tmp_path / "run"
+    assert json.loads((folder / RUN_FILE).read_text())["schema"] == SCHEMA
+    lines = (folder / JOURNAL_FILE).read_text().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["key"] == "pr_vstar/0" and first["sample_id"] == "q0" and first["doc_id"] == 0
+    assert first["trajectory"]["messages"][-1]["content"][0]["text"] == "\\boxed{A}"
+    assert first["timing"]["started"] == 1000.0 and first["timing"]["seconds"] > 0
+    assert first["images"] == {"1": "images/pr_vstar/0/1.jpg", "2": "images/pr_vstar/0/2.png"}
+    with Image.open(folder / first["images"]["1"]) as shown:  # down-scaled to 1024 px, aspect kept
+        assert shown.format == "JPEG" and shown.size == (1024, 512)
+    with Image.open(folder / first["images"]["2"]) as crop:  # the crop at the size the model saw it
+        assert crop.format == "PNG" and crop.size == (300, 200)
+        assert (np.asarray(crop) == np.asarray(_noise(300, 200, 1))).all()
+    video = json.loads(lines[1])
+    assert video["images"] == {"1": [f"images/pr_mvbench_x/1/1-f{j}.jpg" for j in (1, 2, 3)]}
+    assert all((folder / p).is_file() for p in video["images"]["1"])
+    reopened = RunStore.open(folder)
+    assert list(reopened.done) == ["pr_vstar/0", "pr_mvbench_x/1"]
+    assert reopened.done["pr_vstar/0"] == first
+    reopened.close()
+
+
+def test_reopening_cuts_off_a_partial_last_line_and_appends_after_it(tmp_path):
+    store = RunStore.create(tmp_path / "run", _info())
+    store.append(_trajectory(0))
+    store.close()
+    journal = tmp_path / "run" / JOURNAL_FILE
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + whole[: len(whole) // 2].replace(b'"pr_vstar/0"', b'"pr_vstar/1"'))
+    store = RunStore.open(tmp_path / "run")
+    assert list(store.done) == ["pr_vstar/0"] and journal.read_bytes() == whole
+    store.append(_trajectory(1))
+    store.close()
+    assert [json.loads(x)["key"] for x in journal.read_text().splitlines()] == ["pr_vstar/0", "pr_vstar/1"]
+
+
+def test_one_run_folder_has_one_writer(tmp_path):
+    store = RunStore.create(tmp_path / "run", _info())
+    with pytest.raises(StoreError, match="another pr-eval process is writing"):
+        RunStore.open(tmp_path / "run")
+    store.close()
+    RunStore.open(tmp_path / "run").close()
+
+
+def test_kill_mid_write_hook_leaves_half_a_line_that_the_next_open_drops(tmp_path):
+    """The test hook itself: a real SIGKILL in the middle of the 2nd line of a child process."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from test_store import _info, _trajectory; "
+            "from pr_eval.store import RunStore; s = RunStore.create(sys.argv[1], _info()); "
+            "[s.append(_trajectory(i)) for i in range(3)]")
+    env = dict(os.environ, PR_EVAL_FAULT="kill-mid-write:2")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    raw = (tmp_path / "run" / JOURNAL_FILE).read_bytes()
+    assert raw.count(b"\n") == 1 and len(raw.split(b"\n")[1]) > 100  # one line, then half of the second
+    store = RunStore.open(tmp_path / "run")
+    assert list(store.done) == ["pr_vstar/0"]
+    store.close()
+    assert (tmp_path / "run" / JOURNAL_FILE).read_bytes().count(b"\n") == 1
+
+
+def test_fault_hook_values_are_checked():
+    assert parse_fault(None) is None and parse_fault("kill-mid-write:3") == ("kill-mid-write", 3)
+    assert parse_fault("kill-before-results") == ("kill-before-results", 0)
+    for bad in ("kill-mid-write", "kill-mid-write:0", "explode"):
+        with pytest.raises(ValueError, match="PR_EVAL_FAULT"):
+            parse_fault(bad)
+
+
+# --- Resuming: same evaluation or refused --------------------------------------------------------------
+
+@pytest.mark.parametrize("change,message", [
+    ({"model": "other", "model_path": "/m/other"}, "model: the run evaluated 'tiny', this command asks for 'other'"),
+    ({"protocol": {"name": "no-tool", "fingerprint": "f2"}},
+     "protocol: the run used 'p' (fingerprint f1), this command asks for 'no-tool' (fingerprint f2)"),
+    ({"tasks": ["pr_infovqa"]}, "tasks: the run has pr_vstar, this command asks for pr_infovqa"),
+    ({"limit": None}, "limit: the run has --limit 4, this command None"),
+    ({"data_spec": "hub"}, "data: the run read 'samples', this command reads 'hub'"),
+])
+def test_resume_refuses_another_evaluation_saying_what_differs(tmp_path, change, message):
+    assert resume_mismatches(_info(), _info(**change)) == [message]
+    RunStore.create(tmp_path / "run", _info()).close()
+    with pytest.raises(ResumeRefused) as refused:
+        RunStore.resume(tmp_path / "run", _info(**change))
+    text = str(refused.value)
+    assert text.startswith(f"cannot resume {tmp_path / 'run'}: it is a different evaluation") and message in text
+    assert "leave out --resume to start a new run" in text
+
+
+def test_resume_keeps_what_the_run_recorded_and_notes_the_resume(tmp_path):
+    store = RunStore.create(tmp_path / "run", _info())
+    store.record_data({"pr_vstar": {"revision": "r1", "rows": 12}})
+    store.close()
+    same = _info(model="/m/tiny", started="2026-02-02", batch_size=8)  # same checkpoint, named by its path
+    store = RunStore.resume(tmp_path / "run", same)
+    info = json.loads((tmp_path / "run" / RUN_FILE).read_text())
+    assert info["started"] == "2026-01-01T00:00:00+00:00" and info["batch_size"] == 8 and len(info["resumed"]) == 1
+    assert info["data"] == {"pr_vstar": {"revision": "r1", "rows": 12}}
+    with pytest.raises(ResumeRefused, match="data of pr_vstar: the run read revision r1, the data found now is revision r2"):
+        store.record_data({"pr_vstar": {"revision": "r2", "rows": 12}})
+    store.append(_trajectory(3))
+    with pytest.raises(ResumeRefused, match="sample pr_vstar/3 was 'q3' when it ran and is 'other' now"):
+        store.check_sample("pr_vstar/3", "other")
+    store.check_sample("pr_vstar/3", "q3")
+    store.close()
+
+
+def test_find_unfinished_picks_the_newest_matching_run(tmp_path):
+    for name, changes in [("old", {"started": "2026-01-01"}), ("new", {"started": "2026-01-03"}),
+                          ("other-protocol", {"started": "2026-01-05", "protocol": {"name": "x", "fingerprint": "f9"}}),
+                          ("finished", {"started": "2026-01-06"})]:
+        RunStore.create(tmp_path / name, _info(**changes)).close()
+    (tmp_path / "finished" / "results.json").write_text("{}")
+    (tmp_path / "not-a-run").mkdir()
+    assert find_unfinished(tmp_path, _info()) == tmp_path / "new"
+    assert find_unfinished(tmp_path, _info(tasks=["pr_infovqa"])) is None
+    assert find_unfinished(tmp_path / "nowhere", _info()) is None
