@@ -18,13 +18,17 @@ when the trajectory starts, then resized by the protocol; crops are cut from the
 and a script for every turn forced with structured outputs: 0 to 4 valid crop calls in a skewed
 mix (most samples answer at once, few crop four times), each turn with reasoning of varied length.
 
-`--image-tokens N` (default 512) caps what the model sees of each image at N visual tokens
+`--image-tokens N` (default 128) caps what the model sees of each image at N visual tokens
 (N * 28 * 28 pixels, input images and crops alike); the files, their decoding, cropping and
-resizing stay full size. Why: on a CPU the tiny model's vision encoder (full attention over up to
-15,000 patches per image at the protocol's bounds) costs seconds per image and per sample, the
-same in every schedule, so it buries the very thing measured here; on a GPU with a real
-checkpoint, decoding dominates instead, the regime the cap recreates. `--image-tokens 0` keeps
-the protocol's own bounds (recorded in its own section). Greedy decoding of forced text
+resizing by the loop stay full size. Why: what a schedule can win depends on how an image's cost
+(vision encoder + prefill, the same in every schedule) compares with a decode step (what batching
+shares). On this CPU the tiny model's vision encoder, with full attention over up to 15,000
+patches per image at the protocol's bounds, takes seconds per image, about a thousand batch-1
+decode steps (2.5 ms each); at 512 tokens an image takes about 63 ms (25 steps), at 128 about
+22 ms (9 steps). On an H100 a 7B Qwen2.5-VL spends roughly 10 decode steps on a ~1,500-token image
+(an estimate: ~25 ms vision encoder + ~60 ms prefill against ~8 ms a step), so 128 tokens puts
+the tiny CPU model in the cost regime of a real GPU run. `--image-tokens 0` keeps the protocol's
+own bounds; every workload is recorded in its own section. Greedy decoding of forced text
 means every schedule does exactly the same work; the script checks that the trajectories are
 identical. Before each schedule the prefix and multimodal caches are emptied, so no schedule
 reuses another's work (within a schedule, prefix caching is on, as in a real run).
@@ -173,19 +177,64 @@ class EngineClock:
         return future
 
 
+class StepTimer:
+    """Times every step of the vLLM engine, with how many requests it held. Benchmark only: it
+    wraps `step` of this one engine instance. Explains the ratios: what batching can win depends
+    on how a step's time grows with the requests in it."""
+
+    BUCKETS = ((1, 8), (8, 24), (24, 48), (48, 10**6))
+
+    def __init__(self, engine):
+        self.rows: list[tuple[float, int]] = []
+        llm_engine = engine.llm.llm_engine
+        inner = llm_engine.step
+
+        def step():
+            stepper = engine._stepper
+            held = len(stepper.waiting) if stepper is not None else 0
+            began = time.perf_counter()
+            outputs = inner()
+            self.rows.append((time.perf_counter() - began, held))
+            return outputs
+
+        llm_engine.step = step
+
+    def summary(self) -> dict:
+        """Steps, mean requests per step, mean step time per bucket of requests held, and the
+        least-squares line step_ms = fixed + per_request * requests."""
+        import numpy as np
+
+        rows = np.array(self.rows, dtype=float).reshape(-1, 2)
+        out = {"steps": len(rows), "mean_requests": float(rows[:, 1].mean()) if len(rows) else 0.0,
+               "buckets": {}, "fit": None}
+        for low, high in self.BUCKETS:
+            mask = (rows[:, 1] >= low) & (rows[:, 1] < high)
+            if mask.any():
+                label = f"{low}-{high - 1}" if high < 10**6 else f"{low}+"
+                out["buckets"][label] = (int(mask.sum()), float(1000 * rows[mask, 0].mean()))
+        if len(rows) > 10 and np.ptp(rows[:, 1]) > 0:
+            per_request, fixed = np.polyfit(rows[:, 1], 1000 * rows[:, 0], 1)
+            out["fit"] = (float(fixed), float(per_request))
+        return out
+
+
 def reset_caches(engine) -> None:
     """Empty vLLM's prefix and multimodal caches so that a schedule cannot reuse the last one's work."""
     engine.llm.reset_prefix_cache()
     engine.llm.reset_mm_cache()
 
 
-def run_schedule(engine, samples, scripts, protocol, schedule: str, batch_size: int) -> dict:
+def run_schedule(engine, samples, scripts, protocol, schedule: str, batch_size: int,
+                 steps: StepTimer | None = None) -> dict:
     from memory import PeakSampler
 
     from pr_eval.loop import run_samples
 
     clock = EngineClock(engine)
     reset_caches(engine)
+    if steps is not None:
+        steps.rows.clear()
+    load_before = os.getloadavg()[0]
     sampler = PeakSampler()
     sampler.start()
     started = time.perf_counter()
@@ -195,6 +244,7 @@ def run_schedule(engine, samples, scripts, protocol, schedule: str, batch_size: 
     sampler.join()
     return {"schedule": schedule, "samples": len(trajs), "wall_s": wall, "samples_per_s": len(trajs) / wall,
             "idle_share": max(0.0, wall - clock.busy) / wall, "peak_tree_mib": sampler.peak / 2**20,
+            "load": (load_before, os.getloadavg()[0]), "steps": steps.summary() if steps else None,
             "records": [t.to_record() for t in trajs]}
 
 
@@ -253,20 +303,53 @@ def section(results: list[dict], workload: dict, args, command: str, identical: 
              f"({workload['generations']} generations, {workload['prompt_tokens']} prompt and "
              f"{workload['output_tokens']} output tokens in all; stop reasons {workload['stop_reasons']}).", "",
              "| schedule | wall s | samples/s | vs turn-sync | engine idle, share of wall time | "
-             "peak RSS, process tree (MiB) |", "|---|---|---|---|---|---|"]
+             "peak RSS, process tree (MiB) | machine load (1-min average, before / after) |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['schedule']} | {r['wall_s']:.1f} | {r['samples_per_s']:.2f} | "
                      f"{r['samples_per_s'] / base['samples_per_s']:.2f}x | {100 * r['idle_share']:.1f}% | "
-                     f"{r['peak_tree_mib']:.0f} |")
+                     f"{r['peak_tree_mib']:.0f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in verdicts(by, identical)]
     lines += ["", "Engine idle: the share of wall time during which the engine held no request (nothing "
               "submitted and not yet answered), i.e. the loop was loading images, running tools or "
               "handing work around while the engine had nothing to do; for the turn-synchronous "
               "schedules, the time outside `generate` calls.", ""]
+    lines += steps_table(results)
     if note:
         lines += [note, ""]
     return "\n".join(lines)
+
+
+def steps_table(results: list[dict]) -> list[str]:
+    """How long an engine step took by the number of requests in it, per schedule, and what that
+    means for batching."""
+    timed = [r for r in results if r.get("steps") and r["steps"]["steps"]]
+    if not timed:
+        return []
+    buckets = list(dict.fromkeys(b for r in timed for b in r["steps"]["buckets"]))
+    lines = ["Engine steps (one model step of every request in flight; time as the loop sees it):", "",
+             "| schedule | steps | mean requests per step | " + " | ".join(f"ms per step, {b} requests" for b in buckets)
+             + " |", "|---|---|---|" + "---|" * len(buckets)]
+    for r in timed:
+        cells = [f"{r['steps']['buckets'][b][1]:.1f} ({r['steps']['buckets'][b][0]})" if b in r["steps"]["buckets"]
+                 else "" for b in buckets]
+        lines.append(f"| {r['schedule']} | {r['steps']['steps']} | {r['steps']['mean_requests']:.1f} | "
+                     + " | ".join(cells) + " |")
+    fits = [r["steps"]["fit"] for r in timed if r["steps"]["fit"]]
+    if fits:
+        fixed = sum(f[0] for f in fits) / len(fits)
+        per_request = sum(f[1] for f in fits) / len(fits)
+        if per_request > 0:
+            gain = (fixed + per_request) / per_request
+            lines += ["", f"(Step counts in brackets.) A step took about {fixed:.1f} ms plus {per_request:.2f} ms per "
+                      f"request it held (least squares over all steps). Batching shares only the fixed part: "
+                      f"at best {gain:.0f}x the tokens per second of one request alone, and half of that gain "
+                      f"is reached at about {fixed / per_request:.0f} requests. This bounds what any schedule "
+                      "can win over one-at-a-time, and what keeping the batch full (what continuous adds over "
+                      "turn-sync) can win once a batch holds more than that. On a GPU a decode step is mostly "
+                      "the fixed part (reading the weights), so batching and full batches pay far more there."]
+    return lines + [""]
 
 
 def write_section(text: str) -> None:
@@ -287,14 +370,14 @@ def write_section(text: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=240, help="samples in the workload (default 240)")
+    parser.add_argument("--samples", type=int, default=200, help="samples in the workload (default 200)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="trajectories open at once (continuous) / per batch (turn-sync); default 64")
     parser.add_argument("--schedules", default="continuous,turn-sync,one-at-a-time",
                         help="comma-separated, in the order to run them")
     parser.add_argument("--model", default="tiny", help="a model name or checkpoint path (default: tiny)")
-    parser.add_argument("--image-tokens", type=int, default=512,
-                        help="most visual tokens the model sees per image (default 512; 0: the protocol's bounds)")
+    parser.add_argument("--image-tokens", type=int, default=128,
+                        help="most visual tokens the model sees per image (default 128; 0: the protocol's bounds)")
     parser.add_argument("--seed", type=int, default=0, help="workload seed")
     parser.add_argument("--warmup", type=int, default=8, help="samples run first and not counted")
     parser.add_argument("--note", default="", help="a sentence added under the numbers (e.g. how busy the machine was)")
@@ -324,14 +407,16 @@ def main(argv=None) -> int:
               flush=True)
         engine = VLLMEngine(resolve_model(args.model), protocol)
         try:
+            steps = StepTimer(engine)
             if warm:
                 run_schedule(engine, warm, scripts, protocol, "continuous", args.batch_size)
             results = []
             for schedule in schedules:
-                results.append(run_schedule(engine, samples, scripts, protocol, schedule, args.batch_size))
+                results.append(run_schedule(engine, samples, scripts, protocol, schedule, args.batch_size, steps))
                 r = results[-1]
                 print(f"{schedule}: {r['samples']} samples in {r['wall_s']:.1f} s = {r['samples_per_s']:.2f}/s, "
-                      f"engine idle {100 * r['idle_share']:.1f}%, peak {r['peak_tree_mib']:.0f} MiB", flush=True)
+                      f"engine idle {100 * r['idle_share']:.1f}%, peak {r['peak_tree_mib']:.0f} MiB, "
+                      f"load {r['load'][0]:.1f}/{r['load'][1]:.1f}", flush=True)
         finally:
             engine.close()
     identical = all(r["records"] == results[0]["records"] for r in results)

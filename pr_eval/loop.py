@@ -223,57 +223,61 @@ def run_continuous(engine: Engine, samples: Iterable[Sample], protocol: Protocol
                    workers: int | None = None) -> list[Trajectory]:
     """Run samples with every trajectory advancing on its own; results in input order.
 
-    At most `max_active` trajectories are open at once (started and not yet finished): a
-    sample's images are loaded only when a place frees up, so memory does not grow with the
-    run. The calling thread only hands work around: `start` (image loading and resizing) and
-    `step` (tool execution) run on `workers` threads, and the engine (`submit`, see
-    ContinuousEngine) decodes on its own, so neither waits for the other. `on_finish` is called
-    on the calling thread, once per sample, as each finishes. An EngineError from the engine
-    (it can serve no one any more) stops the run and is raised."""
+    At most `max_active` trajectories are open at once (started, and not yet handed on through
+    `on_finish`): a sample's images are loaded only when a place frees up, so memory does not
+    grow with the run. The calling thread only hands work around: `start` (image loading and
+    resizing) and `step` (tool execution) run on `workers` threads, the engine (`submit`, see
+    ContinuousEngine) decodes on its own, and `on_finish` runs on one more thread, once per
+    sample, one call at a time, in the order trajectories finish; so a slow callback (a run store
+    writing images) never holds back the next turns of the others. An EngineError from the engine
+    (it can serve no one any more), or an error of `on_finish`, stops the run and is raised."""
     if max_active < 1:
         raise ValueError(f"max_active must be at least 1, got {max_active}")
     pending = iter(enumerate(samples))
     results: list[Trajectory | None] = []
-    trajs: dict[int, Trajectory | None] = {}  # the open ones by input index (None while starting)
+    open_: set[int] = set()  # input indices of the open trajectories
     events: queue.SimpleQueue = queue.SimpleQueue()  # (kind, index, future) of finished work
-    pool = ThreadPoolExecutor(max_workers=workers or _default_workers(), thread_name_prefix="pr-eval-tools")
+    tools = ThreadPoolExecutor(max_workers=workers or _default_workers(), thread_name_prefix="pr-eval-tools")
+    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pr-eval-finish")
+
+    def then(kind: str, index: int):
+        return lambda future: events.put((kind, index, future))
 
     def admit() -> None:
-        while len(trajs) < max_active:
+        while len(open_) < max_active:
             item = next(pending, None)
             if item is None:
                 return
             index, sample = item
             results.append(None)
-            trajs[index] = None
-            pool.submit(start, sample, protocol).add_done_callback(lambda f, i=index: events.put(("traj", i, f)))
+            open_.add(index)
+            tools.submit(start, sample, protocol).add_done_callback(then("ready", index))
 
     def advance(index: int, traj: Trajectory) -> None:
         """Send an unfinished trajectory's next turn to the engine, or hand a finished one on."""
+        results[index] = traj
         if not traj.finished and len(traj.generations) > protocol.caps.max_tool_calls:
             _finish(traj, MAX_TOOL_CALLS)  # unreachable by `step`'s caps, as in the turn-synchronous loop
         if traj.finished:
-            del trajs[index]
-            results[index] = traj
-            finished(traj, on_finish)
-            admit()
-            return
-        trajs[index] = traj
-        engine.submit(request(traj, guide), protocol.decoding).add_done_callback(
-            lambda f, i=index: events.put(("turn", i, f)))
+            finisher.submit(finished, traj, on_finish).add_done_callback(then("done", index))
+        else:
+            engine.submit(request(traj, guide), protocol.decoding).add_done_callback(then("turn", index))
 
     try:
         admit()
-        while trajs:
+        while open_:
             kind, index, future = events.get()
-            if kind == "traj":  # start or step is done
+            if kind == "ready":  # `start` or `step` is done
                 advance(index, future.result())
-            else:  # the engine answered this trajectory's turn; run it (and its tool) off this thread
-                result = future.result()
-                pool.submit(step, trajs[index], result, protocol).add_done_callback(
-                    lambda f, i=index: events.put(("traj", i, f)))
+            elif kind == "turn":  # the engine answered; apply the turn (and run its tool) off this thread
+                tools.submit(step, results[index], future.result(), protocol).add_done_callback(then("ready", index))
+            else:  # handed on: its place goes to the next sample
+                future.result()
+                open_.discard(index)
+                admit()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        tools.shutdown(wait=True, cancel_futures=True)
+        finisher.shutdown(wait=True)
     return results  # type: ignore[return-value]
 
 
