@@ -99,9 +99,10 @@ class PixelReasoner(lmms):
                     self.store.check_sample(key, sample.sample_id)
                     answers[key] = stored_answer(self.store.done[key])
             if answers:
-                log.warning("resuming: %d of %d samples are already done, running %d",
-                            len(answers), len(samples), len(samples) - len(answers))
+                log.info("resuming: %d of %d samples are already done, running %d",
+                         len(answers), len(samples), len(samples) - len(answers))
         todo = [s for s in samples if sample_key(s.task, s.meta["doc_id"]) not in answers]
+        engine = self.engine if todo else None  # built before the progress bar starts counting
         progress = tqdm(total=len(todo), desc="pixel_reasoner", unit="sample")
 
         def finished(traj: Trajectory) -> None:
@@ -114,7 +115,7 @@ class PixelReasoner(lmms):
         try:
             if todo:
                 options = {"schedule": self.schedule} if self.schedule else {}
-                for traj in run_samples(self.engine, todo, self.protocol, batch_size=self.batch_size,
+                for traj in run_samples(engine, todo, self.protocol, batch_size=self.batch_size,
                                         guide=self.guide, on_finish=finished, **options):
                     answers[sample_key(traj.task, traj.meta["doc_id"])] = traj.to_json()
         finally:

@@ -31,6 +31,7 @@ import os
 import platform
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,6 +317,7 @@ class RunStore:
         self.recovered = journal  # what was found on opening (lines, duplicates, a cut-off tail)
         self._fault = parse_fault(os.environ.get(FAULT_ENV))
         self._written = 0
+        self._lock = threading.Lock()  # a schedule may hand on finished samples from several threads
         path = self.folder / JOURNAL_FILE
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -395,6 +397,10 @@ class RunStore:
     def append(self, traj: Trajectory) -> None:
         """Save a finished trajectory: its images, then its journal line, written and flushed to
         disk before returning. A sample already in the journal is not written twice."""
+        with self._lock:
+            self._append(traj)
+
+    def _append(self, traj: Trajectory) -> None:
         doc_id = traj.meta.get("doc_id")
         key = sample_key(traj.task, doc_id)
         if key in self.done:

@@ -28,7 +28,7 @@ CHILD = ROOT / "tests" / "resume_child.py"
 PR_EVAL = Path(sys.executable).parent / "pr-eval"
 N = 10  # resume_child.LIMIT: samples in each run
 CLI_ARGS = ["--model", "tiny", "--tasks", "vstar", "--data", "samples", "--limit", str(N)]
-TIMEOUT = 420
+TIMEOUT = 600  # per child run: an engine start took up to 5 minutes on a loaded machine
 
 
 def _env(**extra):
@@ -190,7 +190,7 @@ def test_killed_three_times_and_resumed_equals_an_uninterrupted_run(runs):
 
 
 @pytest.fixture
-def pr_eval(monkeypatch, capsys):
+def run_cli(monkeypatch, capsys):
     """`pr-eval ARGS` in this process (no engine is started: the runs below need none or are
     refused first): (exit status, stdout, stderr)."""
     from pr_eval.cli import main
@@ -207,11 +207,17 @@ def pr_eval(monkeypatch, capsys):
     return run
 
 
-def test_a_finished_run_resumed_again_gives_the_same_results(runs, pr_eval):
+def test_a_finished_run_resumed_again_gives_the_same_results(runs, run_cli, monkeypatch):
+    from pr_eval import engines
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("a run whose samples are all saved must not start an engine")
+
+    monkeypatch.setattr(engines, "build_engine", no_engine)
     folder = runs["base"] / "again"
     shutil.copytree(runs["folder"], folder)
     before = _results(folder)
-    status, out, err = pr_eval(*CLI_ARGS, "--output", str(runs["base"]), "--resume", str(folder))
+    status, out, err = run_cli(*CLI_ARGS, "--output", str(runs["base"]), "--resume", str(folder))
     assert status == 0, err[-4000:]
     assert f"resuming {folder}: {N} samples already done" in err and f"results: {folder}" in out
     assert _results(folder)["metrics"] == before["metrics"]
@@ -226,26 +232,26 @@ def test_a_finished_run_resumed_again_gives_the_same_results(runs, pr_eval):
     (["--tasks", "vstar,infovqa"], "tasks: the run has pr_vstar, this command asks for pr_vstar, pr_infovqa"),
     (["--model", "OTHER"], "model: the run evaluated 'tiny', this command asks for 'OTHER'"),
 ])
-def test_resuming_another_evaluation_is_refused(runs, pr_eval, tiny_model, tmp_path, change, message):
+def test_resuming_another_evaluation_is_refused(runs, run_cli, tiny_model, tmp_path, change, message):
     if change == ["--model", "OTHER"]:  # the same weights under another name are another model
         shutil.copytree(tiny_model, tmp_path / "other")
         change = ["--model", str(tmp_path / "other")]
         message = message.replace("OTHER", str(tmp_path / "other"))
     folder = runs["reference"]
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    status, _, err = pr_eval(*CLI_ARGS, "--output", str(runs["base"]), "--resume", str(folder), *change)
+    status, _, err = run_cli(*CLI_ARGS, "--output", str(runs["base"]), "--resume", str(folder), *change)
     assert status == 2, err[-3000:]
     assert f"pr-eval: error: cannot resume {folder}: it is a different evaluation" in err
     assert message in err and "leave out --resume to start a new run" in err
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before  # the run is untouched
 
 
-def test_a_bare_resume_without_an_unfinished_run_is_a_clear_error(pr_eval, tmp_path):
-    status, _, err = pr_eval(*CLI_ARGS, "--output", str(tmp_path), "--resume")
+def test_a_bare_resume_without_an_unfinished_run_is_a_clear_error(run_cli, tmp_path):
+    status, _, err = run_cli(*CLI_ARGS, "--output", str(tmp_path), "--resume")
     assert status == 2
     assert err.strip() == (f"pr-eval: error: --resume: no unfinished run of tiny with protocol pixel-reasoner-v1 "
                            f"(fingerprint {PIXEL_REASONER_V1.fingerprint}) "
                            f"and tasks pr_vstar under {tmp_path}; name the run folder (--resume RUN_DIR) or leave "
                            "out --resume to start a new run")
-    status, _, err = pr_eval(*CLI_ARGS, "--resume", str(tmp_path / "missing"))
+    status, _, err = run_cli(*CLI_ARGS, "--resume", str(tmp_path / "missing"))
     assert status == 2 and f"--resume {tmp_path / 'missing'}: no such run folder" in err
