@@ -204,7 +204,12 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
     if resume is not None:  # refused before anything heavy is loaded
         store = RunStore.resume(resume, info)
     else:
-        store = RunStore.create(new_run_folder(output, model, proto, started), info)
+        store = None
+        while store is None:
+            try:
+                store = RunStore.create(new_run_folder(output, model, proto, started), info)
+            except FileExistsError:  # another run took that name in the same second: the next one
+                continue
     with store:
         from lmms_eval.evaluator import simple_evaluate
         from lmms_eval.tasks import TaskManager

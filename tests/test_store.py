@@ -280,3 +280,31 @@ def test_find_unfinished_picks_the_newest_matching_run(tmp_path):
     assert find_unfinished(tmp_path, _info()) == tmp_path / "new"
     assert find_unfinished(tmp_path, _info(tasks=["pr_infovqa"])) is None
     assert find_unfinished(tmp_path / "nowhere", _info()) is None
+
+
+def test_a_failing_report_only_warns(tmp_path, monkeypatch, caplog):
+    """The run's files are written before the report: a report bug must not turn it into a failure."""
+    from pr_eval import report
+    from pr_eval.runner import write_report_safely
+
+    def broken(folder):
+        raise ValueError("bad template")
+
+    monkeypatch.setattr(report, "write_report", broken)
+    with caplog.at_level("WARNING"):
+        write_report_safely(tmp_path)
+    assert "could not be written (ValueError: bad template); the run's results are saved" in caplog.text
+    assert f"pr-eval report {tmp_path}" in caplog.text
+
+
+def test_run_folders_started_in_the_same_second_get_their_own_names(tmp_path):
+    import datetime as dt
+
+    from pr_eval.protocol import PIXEL_REASONER_V1
+    from pr_eval.runner import new_run_folder
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    first = new_run_folder(tmp_path, "org/My Model", PIXEL_REASONER_V1, when)
+    assert first.name == "My_Model-pixel-reasoner-v1-20260102-030405"
+    RunStore.create(first, _info()).close()
+    assert new_run_folder(tmp_path, "org/My Model", PIXEL_REASONER_V1, when).name == first.name + "-2"
