@@ -191,11 +191,23 @@ def main(argv: list[str] | None = None) -> int:
     engine_args = dict(base_urls=args.base_url, api_model=args.api_model, max_concurrency=args.batch_size,
                        max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
                        gpu_memory_utilization=args.gpu_memory_utilization)
+    stores = []
+
+    def announce(store):
+        stores.append(store)
+        say_where(store)
+
     try:
         run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
                        limit=args.limit, output=args.output, batch_size=args.batch_size, engine_kind=args.engine,
                        engine_args=engine_args, resume=resume, schedule=args.schedule, seed=args.seed,
                        command=["pr-eval", *argv], announce=announce)
+    except KeyboardInterrupt:
+        if not stores:
+            raise
+        print(f"\npr-eval: interrupted; {len(stores[0].done)} samples are saved in {stores[0].folder}: run the "
+              "same command with --resume to finish the run", file=sys.stderr)
+        return 130
     except ResumeRefused as exc:
         print(f"pr-eval: error: {exc}", file=sys.stderr)
         return 2
@@ -227,7 +239,7 @@ def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | No
     return str(found)
 
 
-def announce(store) -> None:
+def say_where(store) -> None:
     """Say where the run goes before it starts, so an interrupted run can be found and finished."""
     if store.done:
         print(f"pr-eval: resuming {store.folder}: {len(store.done)} samples already done", file=sys.stderr)

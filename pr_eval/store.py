@@ -136,10 +136,12 @@ def stored_answer(record: dict) -> str:
 
 # --- Resuming: which run, and whether it is the same evaluation -------------------------------
 
-# What must be equal for a resumed run to give the numbers of an uninterrupted one.
 def resume_mismatches(saved: dict, wanted: dict) -> list[str]:
     """How the run a folder holds (`saved`: its run.json) differs from the one a command asks for
-    (`wanted`: the run.json it would write), one readable line per difference; [] = same run."""
+    (`wanted`: the run.json it would write), one readable line per difference; [] = same run.
+
+    These are the settings that decide which samples run and how they are scored: model,
+    protocol fingerprint, tasks, limit and data. Batch size, schedule and engine may change."""
     problems = []
     if saved.get("model") != wanted.get("model") and saved.get("model_path") != wanted.get("model_path"):
         problems.append(f"model: the run evaluated {saved.get('model')!r}, this command asks for {wanted.get('model')!r}")

@@ -255,3 +255,19 @@ def test_a_bare_resume_without_an_unfinished_run_is_a_clear_error(run_cli, tmp_p
                            "out --resume to start a new run")
     status, _, err = run_cli(*CLI_ARGS, "--resume", str(tmp_path / "missing"))
     assert status == 2 and f"--resume {tmp_path / 'missing'}: no such run folder" in err
+
+
+def test_ctrl_c_says_where_the_samples_are_and_how_to_finish(runs, run_cli, monkeypatch):
+    from pr_eval.model_adapters.pixel_reasoner import PixelReasoner
+
+    def interrupted(self, requests):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PixelReasoner, "generate_until", interrupted)
+    folder = runs["base"] / "interrupted"
+    shutil.copytree(runs["folder"], folder)
+    (folder / RESULTS_FILE).unlink()
+    status, _, err = run_cli(*CLI_ARGS, "--output", str(runs["base"]), "--resume", str(folder))
+    assert status == 130
+    assert f"pr-eval: interrupted; {N} samples are saved in {folder}: run the same command with --resume" in err
+    assert not (folder / RESULTS_FILE).exists()
