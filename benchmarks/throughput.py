@@ -178,42 +178,53 @@ class EngineClock:
 
 
 class StepTimer:
-    """Times every step of the vLLM engine, with how many requests it held. Benchmark only: it
-    wraps `step` of this one engine instance. Explains the ratios: what batching can win depends
-    on how a step's time grows with the requests in it."""
+    """Times every step of the vLLM engine, with how many requests it held and whether requests
+    were added just before it (then the step also ran their prefill and vision encoder).
+    Benchmark only: it wraps `step` and `add_request` of this one engine instance. Explains the
+    ratios: what batching can win depends on how a decode step's time grows with its requests."""
 
     BUCKETS = ((1, 8), (8, 24), (24, 48), (48, 10**6))
 
     def __init__(self, engine):
-        self.rows: list[tuple[float, int]] = []
+        self.rows: list[tuple[float, int, bool]] = []  # (seconds, requests held, started new ones)
+        self._added = 0
         llm_engine = engine.llm.llm_engine
-        inner = llm_engine.step
+        inner_step, inner_add = llm_engine.step, llm_engine.add_request
+
+        def add_request(*args, **kwargs):
+            self._added += 1
+            return inner_add(*args, **kwargs)
 
         def step():
             stepper = engine._stepper
             held = len(stepper.waiting) if stepper is not None else 0
+            added, self._added = self._added, 0
             began = time.perf_counter()
-            outputs = inner()
-            self.rows.append((time.perf_counter() - began, held))
+            outputs = inner_step()
+            self.rows.append((time.perf_counter() - began, held, added > 0))
             return outputs
 
-        llm_engine.step = step
+        llm_engine.add_request, llm_engine.step = add_request, step
 
     def summary(self) -> dict:
-        """Steps, mean requests per step, mean step time per bucket of requests held, and the
-        least-squares line step_ms = fixed + per_request * requests."""
+        """Steps; mean requests per step; for decode-only steps (no request added just before),
+        mean time per bucket of requests held and the least-squares line
+        ms = fixed + per_request * requests; steps that started requests, with their mean time."""
         import numpy as np
 
-        rows = np.array(self.rows, dtype=float).reshape(-1, 2)
+        rows = np.array(self.rows, dtype=float).reshape(-1, 3)
+        decode = rows[rows[:, 2] == 0]
+        started = rows[rows[:, 2] == 1]
         out = {"steps": len(rows), "mean_requests": float(rows[:, 1].mean()) if len(rows) else 0.0,
-               "buckets": {}, "fit": None}
+               "buckets": {}, "fit": None,
+               "starting": (len(started), float(1000 * started[:, 0].mean()) if len(started) else 0.0)}
         for low, high in self.BUCKETS:
-            mask = (rows[:, 1] >= low) & (rows[:, 1] < high)
+            mask = (decode[:, 1] >= low) & (decode[:, 1] < high)
             if mask.any():
                 label = f"{low}-{high - 1}" if high < 10**6 else f"{low}+"
-                out["buckets"][label] = (int(mask.sum()), float(1000 * rows[mask, 0].mean()))
-        if len(rows) > 10 and np.ptp(rows[:, 1]) > 0:
-            per_request, fixed = np.polyfit(rows[:, 1], 1000 * rows[:, 0], 1)
+                out["buckets"][label] = (int(mask.sum()), float(1000 * decode[mask, 0].mean()))
+        if len(decode) > 10 and np.ptp(decode[:, 1]) > 0:
+            per_request, fixed = np.polyfit(decode[:, 1], 1000 * decode[:, 0], 1)
             out["fit"] = (float(fixed), float(per_request))
         return out
 
@@ -328,27 +339,27 @@ def steps_table(results: list[dict]) -> list[str]:
     if not timed:
         return []
     buckets = list(dict.fromkeys(b for r in timed for b in r["steps"]["buckets"]))
-    lines = ["Engine steps (one model step of every request in flight; time as the loop sees it):", "",
-             "| schedule | steps | mean requests per step | " + " | ".join(f"ms per step, {b} requests" for b in buckets)
-             + " |", "|---|---|---|" + "---|" * len(buckets)]
+    lines = ["Engine steps (one model step of every request in flight, as the loop waits for it). Decode-only "
+             "steps by the number of requests they held: mean ms (count); steps right after requests were "
+             "added mostly also ran their prefill and vision encoder:", "",
+             "| schedule | steps | mean requests per step | " + " | ".join(f"decode, {b} requests" for b in buckets)
+             + " | steps that started requests |", "|---|---|---|" + "---|" * (len(buckets) + 1)]
     for r in timed:
-        cells = [f"{r['steps']['buckets'][b][1]:.1f} ({r['steps']['buckets'][b][0]})" if b in r["steps"]["buckets"]
-                 else "" for b in buckets]
+        cells = [f"{r['steps']['buckets'][b][1]:.1f} ms ({r['steps']['buckets'][b][0]})"
+                 if b in r["steps"]["buckets"] else "" for b in buckets]
+        count, ms = r["steps"]["starting"]
         lines.append(f"| {r['schedule']} | {r['steps']['steps']} | {r['steps']['mean_requests']:.1f} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {ms:.1f} ms ({count}) |")
     fits = [r["steps"]["fit"] for r in timed if r["steps"]["fit"]]
-    if fits:
-        fixed = sum(f[0] for f in fits) / len(fits)
-        per_request = sum(f[1] for f in fits) / len(fits)
-        if per_request > 0:
-            gain = (fixed + per_request) / per_request
-            lines += ["", f"(Step counts in brackets.) A step took about {fixed:.1f} ms plus {per_request:.2f} ms per "
-                      f"request it held (least squares over all steps). Batching shares only the fixed part: "
-                      f"at best {gain:.0f}x the tokens per second of one request alone, and half of that gain "
-                      f"is reached at about {fixed / per_request:.0f} requests. This bounds what any schedule "
-                      "can win over one-at-a-time, and what keeping the batch full (what continuous adds over "
-                      "turn-sync) can win once a batch holds more than that. On a GPU a decode step is mostly "
-                      "the fixed part (reading the weights), so batching and full batches pay far more there."]
+    fixed = sum(f[0] for f in fits) / len(fits) if fits else 0.0
+    per_request = sum(f[1] for f in fits) / len(fits) if fits else 0.0
+    if fixed > 0 and per_request > 0:
+        lines += ["", f"A decode step took about {fixed:.1f} ms plus {per_request:.2f} ms per request it held "
+                  "(least squares over the decode-only steps). Batching shares only the fixed part: at best "
+                  f"{(fixed + per_request) / per_request:.0f}x the tokens per second of one request alone, and "
+                  f"half of that is reached at about {fixed / per_request:.0f} requests. That bounds what any "
+                  "schedule can win over one-at-a-time, and what keeping the batch full (what continuous adds "
+                  "over turn-sync) can win once a batch holds more than that."]
     return lines + [""]
 
 
