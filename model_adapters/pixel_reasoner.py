@@ -1,7 +1,7 @@
 """`pixel_reasoner`: the lmms-eval model that runs the multi-turn pixel-reasoning loop.
 
 lmms-eval gives the model every request of a task at once; the adapter turns them into Samples,
-runs them through the loop in batches (one engine call per turn for the whole batch) and answers
+runs them through the loop (by default continuously: each trajectory returns to the engine as soon as its own turn is done; `schedule=turn-sync` batches turn by turn) and answers
 each request with its whole trajectory as JSON. The task's `process_results` reads the answer and
 the tool use from that trajectory, and `--log_samples` keeps it in lmms-eval's sample records.
 
