@@ -72,6 +72,8 @@ SCORERS: dict[str, Scorer] = {
     "tallyqa": Scorer("count_accuracy", _exact_count),
     # The paper's InfoVQA number is ANLS (threshold 0.5, best over the reference answers).
     "infovqa": Scorer("anls", _anls),
+    # The synthetic zoom benchmark (pr_eval.synthetic): four options, like V*'s attribute questions.
+    "zoom": Scorer("letter_accuracy", _option_letter),
 }
 
 
