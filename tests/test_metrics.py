@@ -67,12 +67,14 @@ def trajectory(*turns: str, calls=(), stop=None) -> Trajectory:
 # --- each benchmark -------------------------------------------------------------------------------
 
 def test_every_benchmark_reports_accuracy_its_own_metric_and_the_tool_figures():
-    docs = {"vstar": VSTAR, "mvbench": mvbench_doc("action_count", 0), "tallyqa": TALLY, "infovqa": INFO}
+    docs = {"vstar": VSTAR, "mvbench": mvbench_doc("action_count", 0), "tallyqa": TALLY, "infovqa": INFO,
+            "zoom": VSTAR}
     for benchmark, scorer in SCORERS.items():
         metrics = sample_metrics(trajectory("\\boxed{A}"), docs[benchmark], benchmark)
         assert {"accuracy", scorer.main} | TOOL_FIGURES | set(scorer.breakdown) == set(metrics), benchmark
     assert {b: s.main for b, s in SCORERS.items()} == {
-        "vstar": "letter_accuracy", "mvbench": "letter_accuracy", "tallyqa": "count_accuracy", "infovqa": "anls"}
+        "vstar": "letter_accuracy", "mvbench": "letter_accuracy", "tallyqa": "count_accuracy", "infovqa": "anls",
+        "zoom": "letter_accuracy"}
 
 
 def test_vstar_letter_and_category_breakdown():
