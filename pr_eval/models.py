@@ -7,7 +7,10 @@ from pathlib import Path
 
 BUILT_IN = {
     "tiny": "random-weight tiny Qwen2.5-VL (tests, smoke runs)",
+    "demo": "tiny Qwen2.5-VL trained to zoom on the synthetic zoom benchmark (demo, CI regression fixture)",
 }
+# The demo model's weights ship with the package (a few MB); scripts/train_demo.py rebuilds them.
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
 
 
 class ModelNotFound(ValueError):
@@ -16,6 +19,8 @@ class ModelNotFound(ValueError):
 
 def resolve_model(name: str) -> str:
     """A path or hub id that vLLM/transformers can load, or ModelNotFound saying what to pass."""
+    if name == "demo":
+        return str(demo_model_path())
     if name in BUILT_IN:
         from .tiny_model import tiny_model_path
 
@@ -30,3 +35,11 @@ def resolve_model(name: str) -> str:
         raise ModelNotFound(f"checkpoint not found: {name} (pass a checkpoint folder, a hub id like "
                             f"TIGER-Lab/PixelReasoner-RL-v1, or one of: {', '.join(BUILT_IN)})")
     return name  # a hub id: the engine downloads it or finds it in the Hugging Face cache
+
+
+def demo_model_path(folder: Path = DEMO_MODEL_DIR) -> Path:
+    """The committed demo checkpoint, or ModelNotFound saying how to rebuild it."""
+    if not (folder / "DONE").is_file() or not (folder / "model.safetensors").is_file():
+        raise ModelNotFound(f"the demo model is missing from {folder}; rebuild it (about 20 minutes on a CPU) "
+                            f"with: python scripts/train_demo.py --seed 0 --output {folder}")
+    return folder
