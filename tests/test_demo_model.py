@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 from pr_eval import loop, synthetic
-from pr_eval.engines.base import GenerationRequest
+from pr_eval.engines.base import GenerationRequest, to_chat_messages
 from pr_eval.models import DEMO_MODEL_DIR, ModelNotFound, demo_model_path, resolve_model
 from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER_V1
 from pr_eval.scoring import letter_accuracy, parse_options
@@ -63,18 +63,18 @@ def test_scripted_trajectories_are_what_the_engine_would_be_shown():
 
 
 def test_training_is_deterministic(tmp_path):
-    """Three steps twice with the same seed: the same tokenizer and bit-identical weights."""
-    records = [train_demo.train(tmp_path / name, seed=0, steps=3, warmup=2, threads=1, log=lambda _: None)
-               for name in ("a", "b")]
-    digests = [json.loads((tmp_path / name / "DONE").read_text())["weights_sha256"] for name in ("a", "b")]
-    assert digests[0] == digests[1]
-    def curve(record):  # the logged losses and accuracies, without wall times
-        return [{k: v for k, v in entry.items() if k != "seconds"} for entry in record["loss"]]
+    """Three steps (a warm-up step and two whole trajectories) twice with the same seed: the same
+    tokenizer, losses and bit-identical weights; another seed gives other weights."""
+    def train(name, seed):
+        record = train_demo.train(tmp_path / name, seed=seed, steps=3, warmup=2, threads=1, log_every=1,
+                                  log=lambda _: None)
+        curve = [{k: v for k, v in entry.items() if k != "seconds"} for entry in record["loss"]]
+        return json.loads((tmp_path / name / "DONE").read_text())["weights_sha256"], curve
 
-    assert curve(records[0]) == curve(records[1])
+    (first, curve), (again, repeat) = train("a", 0), train("b", 0)
+    assert first == again and curve == repeat and len(curve) == 3
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
-    other = train_demo.train(tmp_path / "c", seed=1, steps=1, warmup=1, threads=1, log=lambda _: None)
-    assert curve(other) != curve(records[0])[:1]
+    assert train("c", 1)[0] != first
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,20 @@ def demo_engine():
     engine.close()
 
 
+def test_vllm_renders_the_prompts_the_model_was_trained_on(demo_engine):
+    """Each turn's prompt, as vLLM renders it, is the start of the training text."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(DEMO_MODEL_DIR)
+    traj = train_demo.scripted_trajectory(synthetic.make_benchmark()[3])
+    trained = processor.apply_chat_template(to_chat_messages(traj.messages), tokenize=False)
+    for end in (2, 4):  # before the tool call, before the answer
+        prompt = demo_engine.render(GenerationRequest(messages=traj.messages[:end], images=traj.pixels))
+        assert prompt.endswith("<|im_start|>assistant\n") and trained.startswith(prompt)
+
+
 def test_the_demo_model_zooms_and_reads_the_square(demo_engine):
-    """Under the real engine and protocol, the model crops the square's cell on most questions
+    """Under the real engine and protocol, the model crops the card's cell on most questions
     and answers most of them; with the crop blinded (the uncropped picture returned instead),
     it still calls the tool but answers far worse."""
     items = synthetic.make_benchmark(96)[:32]
@@ -102,8 +114,10 @@ def test_the_demo_model_zooms_and_reads_the_square(demo_engine):
                      and [round(v, 2) for v in t.tool_calls[0].arguments["bbox_2d"]] == list(i.box)]
         return accuracy, len(cropped) / len(items), len(on_target) / len(items)
 
+    # measured when the checkpoint was committed: every call crops the card's cell, 78% right;
+    # blind: 22%. The thresholds leave room; a change to the prompt or the tools breaks them.
     accuracy, crop_rate, on_target = run(PIXEL_REASONER_V1)
-    assert crop_rate >= 0.9 and on_target >= 0.45
+    assert crop_rate >= 0.9 and on_target >= 0.9
     assert accuracy >= 0.5  # chance: 0.25
     blind_accuracy, blind_crop_rate, _ = run(BLIND_TOOL)
     assert blind_crop_rate >= 0.9
@@ -119,7 +133,7 @@ def test_the_zoom_task_runs_through_lmms_eval(demo_engine, tmp_path, monkeypatch
                           engine=demo_engine)
     values = run.metrics["pr_zoom"]
     assert run.benchmarks["pr_zoom"] == "zoom" and run.counts["pr_zoom"] == 8
-    assert values["rapr"] >= 0.75 and values["letter_accuracy"] >= 0.5
+    assert values["rapr"] >= 0.9 and values["letter_accuracy"] >= 0.5
     assert "letter acc" in run.table()
     summary = json.loads((run.folder / "results.json").read_text())
     assert summary["pr_eval"]["data"]["pr_zoom"]["benchmark"] == "zoom"
