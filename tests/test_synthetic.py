@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from pr_eval import data, synthetic
+from pr_eval.engines.base import GenerationResult
 from pr_eval.imaging import DataError, fit_size
 from pr_eval.lmms_task import _doc
 from pr_eval.loop import start, step
-from pr_eval.engines.base import GenerationResult
 from pr_eval.protocol import PIXEL_REASONER_V1
 from pr_eval.scoring import parse_options
 from pr_eval.trajectory import Sample
@@ -51,7 +51,10 @@ def test_a_larger_training_target_is_the_same_question():
     small, large = synthetic.train_item(3, seed=0), synthetic.train_item(3, seed=0, scale=3)
     assert (small.question, small.answer, small.cell) == (large.question, large.answer, large.cell)
     color = np.array(synthetic.COLORS[small.color])
-    count = lambda item: int((np.asarray(item.image) == color).all(axis=2).sum())  # noqa: E731
+
+    def count(item):
+        return int((np.asarray(item.image) == color).all(axis=2).sum())
+
     assert count(small) == synthetic.DOT ** 2 and count(large) == 48 ** 2  # the dot grows faster than the card
 
 
