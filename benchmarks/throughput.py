@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shlex
 import sys
 import tempfile
@@ -128,11 +127,9 @@ def workload_label(image_tokens: int) -> str:
 
 
 def forced(scripts: dict[str, list[str]]):
-    def guide(traj):
-        turns = scripts[traj.sample_id]
-        k = len(traj.generations)
-        return re.escape(turns[k]) if k < len(turns) else None
-    return guide
+    from pr_eval.loop import scripted
+
+    return scripted(scripts)
 
 
 # --- measuring ---------------------------------------------------------------------------------

@@ -626,12 +626,10 @@ def _p(value: float | None) -> str:
 
 
 def render_table(rows: list[list[str]], text_columns=(0, 1)) -> str:
-    """Aligned columns: names left, numbers right, a rule under the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i in text_columns else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """Aligned columns as in the run's own tables (names left, numbers right)."""
+    from .runner import render_table as render
+
+    return render(rows, text_columns)
 
 
 def comparison_text(a: Side, b: Side, rows: list[Row], alpha: float, resamples: int, seed: int) -> str:

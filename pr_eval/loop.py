@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Sequence
@@ -35,6 +36,18 @@ log = logging.getLogger(__name__)
 
 # Chooses a structured-output constraint for a trajectory's next turn (tests and benchmarks).
 Guide = Callable[[Trajectory], "str | None"]
+
+
+def scripted(turns: dict[str, list[str]]) -> Guide:
+    """A guide that makes the engine write `turns[sample_id][k]` as the k-th assistant turn (then
+    leaves it free): how tests and benchmarks make a real engine do chosen, identical work."""
+
+    def guide(traj: Trajectory) -> str | None:
+        script = turns[traj.sample_id]
+        k = len(traj.generations)
+        return re.escape(script[k]) if k < len(script) else None
+
+    return guide
 
 
 def text_part(text: str) -> dict:

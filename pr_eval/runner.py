@@ -114,13 +114,16 @@ def _cell(key: str, value) -> str:
     return f"{100 * value:.1f}" if key in PERCENT else f"{value:.2f}"
 
 
-def _render(rows: list[list[str]], text_columns=(0, 2)) -> str:
+def render_table(rows: list[list[str]], text_columns=(0, 2)) -> str:
     """Aligned columns: names left, numbers right, a rule under the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i in text_columns else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+_render = render_table
 
 
 def leaf_tasks(name: str, members: dict[str, list[str]]) -> list[str]:

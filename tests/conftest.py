@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
+from pr_eval import loop
 from pr_eval.engines.base import GenerationRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +59,7 @@ def recording(engine):
     return RecordingEngine(engine)
 
 
-def scripted(turns: dict[str, list[str]]):
-    """A guide that makes the engine write `turns[sample_id][k]` as the k-th assistant turn."""
-
-    def guide(traj):
-        script = turns[traj.sample_id]
-        k = len(traj.generations)
-        return re.escape(script[k]) if k < len(script) else None
-
-    return guide
+scripted = loop.scripted  # the guide tests use to make the real engine write chosen turns
 
 
 def crop_call(bbox, target=1) -> str:
