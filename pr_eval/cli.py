@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pr-eval {__version__}")
     parser.add_argument("--model", required=True,
-                        help="checkpoint folder, hub id, or a built-in name ('tiny')")
+                        help="checkpoint folder, hub id, or a built-in name ('demo': the trained tiny pixel "
+                             "reasoner; 'tiny': random weights)")
     parser.add_argument("--tasks", required=True,
                         help=f"comma-separated: {', '.join(TASKS)} (suite = all four benchmarks; "
                              f"mvbench reports each of its 20 subtasks and the mean over all questions)")
