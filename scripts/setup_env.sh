@@ -9,6 +9,19 @@ VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
 EXTRAS=${EXTRAS:-test}
 
+# The CPU stack takes about 7.5 GB installed (torch's CUDA build brings ~5 GB of NVIDIA libraries);
+# pip also needs room for the largest wheel while it unpacks. Say so up front, not mid-install.
+NEED_GB=${NEED_GB:-9}
+mkdir -p "$(dirname "$VENV")"
+FREE_GB=$(df -Pk "$(dirname "$VENV")" | awk 'NR==2 {print int($4 / 1048576)}')
+if [ ! -f "$VENV/.installed" ] && [ "${FREE_GB:-0}" -lt "$NEED_GB" ]; then
+    echo "setup: only ${FREE_GB} GB free on the disk that holds $VENV; the stack needs about ${NEED_GB} GB." >&2
+    echo "setup: free some space (old virtual environments, ~/.cache/pip, /tmp) or pass VENV=/other/disk/.venv to make." >&2
+    exit 1
+fi
+# No wheel cache: the downloads are used once and would double the space taken.
+export PIP_NO_CACHE_DIR=1
+
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip wheel
