@@ -23,13 +23,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from . import loop as _loop
+from .engines import ENGINES, SCHEDULES
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 
 # Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes).
 # mvbench is a group of 20 subtasks (pr_mvbench_<subtask>); suite is the paper's four benchmarks.
 TASKS = {"vstar": "pr_vstar", "tallyqa": "pr_tallyqa_complex", "infovqa": "pr_infovqa", "mvbench": "pr_mvbench",
          "suite": "pr_suite", "zoom": "pr_zoom"}
+SUITE = ("vstar", "tallyqa", "infovqa", "mvbench")  # what "suite" stands for: the paper's four (tasks/pr_suite)
 
 
 # `pr-eval COMMAND ...`: commands on finished runs, each a module's `main(argv) -> exit status`.
@@ -37,9 +38,6 @@ SUBCOMMANDS = {"report": ("pr_eval.report", "main"), "compare": ("pr_eval.gate",
                "check": ("pr_eval.gate", "check_main"), "submit": ("pr_eval.submission", "main")}
 
 
-# How trajectories share the engine (pr_eval.loop.run_samples); "continuous" where the loop has it.
-SCHEDULES = tuple(_loop.SCHEDULES)
-DEFAULT_SCHEDULE = "continuous" if "continuous" in SCHEDULES else "turn-sync"
 NEWEST = "\0newest"  # --resume without a folder
 
 
@@ -57,7 +55,7 @@ def parse_tasks(text: str) -> list[str]:
     chosen = []
     for name in names:
         # "suite" stands for the four benchmarks, so "vstar,suite" does not run V* twice
-        expanded = [TASKS[n] for n in TASKS if n not in ("suite", "zoom")] if name == "suite" else [TASKS.get(name, name)]
+        expanded = [TASKS[n] for n in SUITE] if name == "suite" else [TASKS.get(name, name)]
         chosen += [t for t in expanded if t not in chosen]
     return chosen
 
@@ -94,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default="results", help="where run folders go (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="trajectories advanced together (default: %(default)s, as the reference)")
-    parser.add_argument("--engine", default="vllm", choices=["vllm", "openai", "hf"],
+    parser.add_argument("--engine", default="vllm", choices=ENGINES,
                         help="vllm: offline vLLM in this process (default); openai: an OpenAI-compatible "
                              "server such as `vllm serve` (see --base-url); hf: transformers generate")
     parser.add_argument("--base-url", action="append", default=None, metavar="URL",
@@ -106,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--tensor-parallel-size", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
-    parser.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES,
+    parser.add_argument("--schedule", default=SCHEDULES[0], choices=SCHEDULES,
                         help="how trajectories share the engine (default: %(default)s; see README)")
     parser.add_argument("--resume", nargs="?", const=NEWEST, default=None, metavar="RUN_DIR",
                         help="finish an interrupted run: its saved samples are kept, the rest run. Without "

@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Sequence
 
+from .engines import SCHEDULES
 from .engines.base import Engine, GenerationRequest, GenerationResult, can_submit
 from .imaging import DataError, fit_image
 from .protocol import Protocol
@@ -298,10 +299,6 @@ def _default_workers() -> int:
     """Threads for image loading and tools: enough to keep ahead of the engine, few enough not to
     crowd it (PIL and numpy release the GIL while they work)."""
     return max(2, min(8, os.cpu_count() or 2))
-
-
-# How trajectories share the engine (see run_samples).
-SCHEDULES = ("continuous", "turn-sync", "one-at-a-time")
 
 
 def effective_schedule(engine: Engine, schedule: str) -> str:

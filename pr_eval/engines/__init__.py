@@ -8,6 +8,8 @@ from __future__ import annotations
 from .base import ContinuousEngine, Engine, EngineError, GenerationRequest, GenerationResult, can_submit
 
 ENGINES = ("vllm", "openai", "hf")
+# How trajectories share an engine (pr_eval.loop.run_samples); the first is the default.
+SCHEDULES = ("continuous", "turn-sync", "one-at-a-time")
 
 
 def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: str | None = None,
