@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 from collections import Counter
@@ -45,6 +44,7 @@ from pathlib import Path
 
 from . import data
 from .data import DataError, DataSource
+from .store import write_atomic
 
 DEFAULT_SEED = 0
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -348,11 +348,8 @@ def _image_suffix(payload: bytes, original: str | None) -> str:
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    """Never a half-written file after a crash; not synced (thousands of images, rebuilt if lost)."""
+    write_atomic(path, payload, sync=False)
 
 
 # --- MVBench -------------------------------------------------------------------------------------------

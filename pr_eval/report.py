@@ -48,6 +48,7 @@ from .runner import (
 from .runner import (
     _cell as cell_text,  # the text table's number format, so both tables agree
 )
+from .store import write_atomic
 from .trajectory import ERRORS, Generation, ImageInfo, ToolCall, Trajectory
 
 REPORT_NAME = "report.html"
@@ -932,10 +933,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None,
         raise ReportError(f"max_samples must be at least 1, got {max_samples}")
     view = load_view(run_dir)
     path = Path(output) if output is not None else view.folder / REPORT_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(render(view, max_samples), encoding="utf-8")
-    temporary.replace(path)
+    write_atomic(path, render(view, max_samples))
     return path
 
 

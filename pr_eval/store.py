@@ -461,10 +461,14 @@ def _write_json(path: Path, value) -> None:
     write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: str | bytes, sync: bool = True) -> None:
+    """Write via a temporary file and rename: a reader (or a crash) sees the old file or the new
+    one, whole. `sync` also flushes it to disk first; the folder is made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
+    with open(tmp, "wb") as out:
+        out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if sync:
+            out.flush()
+            os.fsync(out.fileno())
     os.replace(tmp, path)

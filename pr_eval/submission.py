@@ -25,7 +25,6 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from . import __version__
 from .gate import InputError, main_metric, read_jsonl, read_run, schema_problems
 from .metrics import SCORERS, TOOL_FIGURES
 from .scoring import extract_answer
+from .store import write_atomic
 from .trajectory import message_text
 
 SCHEMA_FILE = "submission-v1.schema.json"
@@ -147,10 +147,7 @@ def build(folder: str | Path) -> dict:
 
 def write(document: dict, path: Path) -> None:
     """Atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 # --- Validating a submission ---------------------------------------------------------------------
