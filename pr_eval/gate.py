@@ -43,6 +43,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .metrics import SCORERS
+from .runner import RunError, leaf_tasks, load_run, render_table
 
 REFERENCE_SCHEMA = "pr-eval-reference/1"
 # Graded metrics: never McNemar, even when a small run happens to score only 0 and 1.
@@ -188,8 +189,6 @@ def read_run(folder: Path) -> Side:
     """A finished run folder (runner.load_run plus its per-sample records). Each benchmark's
     figures are recomputed from its records and must agree with results.json (an edited or
     half-copied folder is refused)."""
-    from .runner import RunError, leaf_tasks, load_run
-
     folder = Path(folder)
     try:
         run = load_run(folder)
@@ -623,13 +622,6 @@ def _delta(value: float | None) -> str:
 
 def _p(value: float | None) -> str:
     return "-" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
-
-
-def render_table(rows: list[list[str]], text_columns=(0, 1)) -> str:
-    """Aligned columns as in the run's own tables (names left, numbers right)."""
-    from .runner import render_table as render
-
-    return render(rows, text_columns)
 
 
 def comparison_text(a: Side, b: Side, rows: list[Row], alpha: float, resamples: int, seed: int) -> str:

@@ -69,7 +69,7 @@ class Run:
         rows = [["task", "n", "metric"] + [header for _, header in COLUMNS]]
         for name, label, depth in self._layout():
             rows += self._rows(name, label, depth)
-        return _render(rows) + "\n" + FOOTNOTE + "\n\n" + self.tool_table()
+        return render_table(rows) + "\n" + FOOTNOTE + "\n\n" + self.tool_table()
 
     def tool_table(self) -> str:
         """Tool use per task (one row per benchmark and group; MVBench's subtasks are left out)."""
@@ -79,7 +79,7 @@ class Run:
                 values = self.metrics[name]
                 rows.append([label, str(self.counts.get(name, ""))]
                             + [_cell(key, values.get(key)) for key, _ in TOOL_COLUMNS])
-        return _render(rows, text_columns=(0,)) + "\n" + TOOL_FOOTNOTE
+        return render_table(rows, text_columns=(0,)) + "\n" + TOOL_FOOTNOTE
 
     def _rows(self, name: str, label: str, depth: int) -> list[list[str]]:
         values = self.metrics[name]
@@ -122,8 +122,6 @@ def render_table(rows: list[list[str]], text_columns=(0, 2)) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
-
-_render = render_table
 
 
 def leaf_tasks(name: str, members: dict[str, list[str]]) -> list[str]:
