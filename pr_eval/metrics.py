@@ -134,6 +134,8 @@ def subset_value(value: float, included: bool) -> dict:
 
 
 TOOL_FIGURES = tuple(tool_figures(Trajectory("", "", "", None, "", "")).keys())
+# Every tool statistic a task reports: the figures above, plus accuracy split by tool use.
+TOOL_STATS = TOOL_FIGURES + ("accuracy_with_tools", "accuracy_without_tools")
 
 
 def task_metric_list() -> list[dict]:
@@ -142,7 +144,7 @@ def task_metric_list() -> list[dict]:
     lower = {"tool_errors", "error_rate", "call_error_rate", "turns", "output_tokens",
              *(f"call_error_{k}" for k in CALL_ERROR_KINDS), *(f"stopped_{c}" for c in CAPPED)}
     entries = []
-    for name in TOOL_FIGURES + ("accuracy_with_tools", "accuracy_without_tools"):
+    for name in TOOL_STATS:
         is_weighted = name in ("accuracy_with_tools", "accuracy_without_tools", "call_error_rate", "crop_area") \
             or name.startswith("call_error_")
         entries.append({"metric": name, "aggregation": mean_of_subset if is_weighted else "mean",

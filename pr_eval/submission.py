@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import __version__
 from .gate import InputError, main_metric, read_jsonl, read_run, schema_problems
-from .metrics import SCORERS, TOOL_FIGURES
+from .metrics import SCORERS, TOOL_STATS
 from .scoring import extract_answer
 from .store import write_atomic
 from .trajectory import message_text
@@ -38,7 +38,6 @@ from .trajectory import message_text
 SCHEMA_FILE = "submission-v1.schema.json"
 SCHEMA_NAME = "pr-eval-submission"
 SCHEMA_VERSION = "1.0"
-TOOL_STATS = TOOL_FIGURES + ("accuracy_with_tools", "accuracy_without_tools")
 # Scores are copied from results.json and recomputed from the predictions; float sums may differ
 # in the last bits, an edited score does not.
 TOLERANCE = 1e-9
