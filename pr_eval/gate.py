@@ -43,7 +43,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from .metrics import SCORERS
-from .runner import RunError, leaf_tasks, load_run, render_table
+from .runner import RunError, leaf_tasks, load_run, read_summary, render_table
 
 REFERENCE_SCHEMA = "pr-eval-reference/1"
 # Graded metrics: never McNemar, even when a small run happens to score only 0 and 1.
@@ -185,16 +185,16 @@ def run_tasks(folder: Path, summary: dict) -> list[str]:
     return tasks
 
 
-def read_run(folder: Path) -> Side:
+def read_run(folder: Path, summary: dict | None = None) -> Side:
     """A finished run folder (runner.load_run plus its per-sample records). Each benchmark's
     figures are recomputed from its records and must agree with results.json (an edited or
-    half-copied folder is refused)."""
+    half-copied folder is refused). `summary`: results.json, where the caller has read it."""
     folder = Path(folder)
     try:
-        run = load_run(folder)
+        summary = read_summary(folder) if summary is None else summary
+        run = load_run(folder, summary)
     except RunError as exc:
         raise InputError(str(exc)) from None
-    summary = _read_json(folder / "results.json")
     meta = summary.get("pr_eval") or {}
     protocol = meta.get("protocol") or {}
     data = meta.get("data") or {}

@@ -144,7 +144,7 @@ def load_view(folder: str | Path) -> RunView:
     run = None
     if summary is not None:
         try:
-            run = load_run(folder)
+            run = load_run(folder, summary)
         except RunError as exc:
             problems.append(str(exc))
     journal = _journal(folder / "trajectories.jsonl", problems)

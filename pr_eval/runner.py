@@ -318,23 +318,30 @@ def write_report_safely(folder: Path) -> None:
                     "retry with `pr-eval report %s`", folder, type(exc).__name__, exc, folder)
 
 
-def load_run(folder: str | Path) -> Run:
-    """The Run of a finished run folder, rebuilt from its results.json (for `pr-eval report`,
-    `compare`, `check`): metrics and counts in table order, group members and benchmarks.
-
-    Folders written before results.json kept "members" and "benchmarks" get them from
-    lmms-eval's own results (group_subtasks, each task's config metadata)."""
-    folder = Path(folder)
-    path = folder / "results.json"
+def read_summary(folder: Path):
+    """results.json of a finished run folder, parsed (RunError says why it cannot be)."""
+    path = folder / RESULTS_FILE
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunError(f"{folder} holds no results.json: not a finished run folder (an unfinished "
                        f"run has run.json and trajectories.jsonl; finish it with `pr-eval ... --resume {folder}`)") from None
     except ValueError as exc:
         raise RunError(f"{path} is not valid JSON ({exc})") from None
+
+
+def load_run(folder: str | Path, summary=None) -> Run:
+    """The Run of a finished run folder, rebuilt from its results.json (for `pr-eval report`,
+    `compare`, `check`): metrics and counts in table order, group members and benchmarks.
+    `summary`: results.json already parsed by the caller, so it is not read twice.
+
+    Folders written before results.json kept "members" and "benchmarks" get them from
+    lmms-eval's own results (group_subtasks, each task's config metadata)."""
+    folder = Path(folder)
+    if summary is None:
+        summary = read_summary(folder)
     if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
-        raise RunError(f"{path} has no \"metrics\" object: not a pr-eval results file")
+        raise RunError(f"{folder / RESULTS_FILE} has no \"metrics\" object: not a pr-eval results file")
     lmms = summary.get("lmms_eval") or {}
     members = summary.get("members")
     if members is None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from . import __version__
 from .gate import InputError, main_metric, read_jsonl, read_run, schema_problems
 from .metrics import SCORERS, TOOL_STATS
+from .runner import RunError, read_summary
 from .scoring import extract_answer
 from .store import write_atomic
 from .trajectory import message_text
@@ -108,8 +109,11 @@ def benchmark_entry(name: str, tasks: list[str], n: int, row: dict) -> dict:
 def build(folder: str | Path) -> dict:
     """The submission of a finished run folder (read and checked by pr_eval.gate.read_run)."""
     folder = Path(folder)
-    side = read_run(folder)  # refuses unfinished, incomplete or inconsistent folders
-    summary = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    try:
+        summary = read_summary(folder)
+    except RunError as exc:
+        raise InputError(str(exc)) from None
+    side = read_run(folder, summary)  # refuses unfinished, incomplete or inconsistent folders
     meta = summary.get("pr_eval") or {}
     protocol = meta.get("protocol") or {}
     if not protocol.get("fingerprint") or not isinstance(protocol.get("settings"), dict):
