@@ -317,7 +317,6 @@ class RunStore:
         self.folder = Path(folder)
         self.info = info
         self.done: dict[str, dict] = journal.records
-        self.recovered = journal  # what was found on opening (lines, duplicates, a cut-off tail)
         self._fault = parse_fault(os.environ.get(FAULT_ENV))
         self._written = 0
         self._lock = threading.Lock()  # a schedule may hand on finished samples from several threads
@@ -342,7 +341,7 @@ class RunStore:
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
-        info = {"schema": SCHEMA, **info, "resumed": list(info.get("resumed") or [])}
+        info = {"schema": SCHEMA, "resumed": [], **info}
         _write_json(folder / RUN_FILE, info)
         return cls(folder, info, Journal())
 
@@ -423,9 +422,7 @@ class RunStore:
     def _write(self, line: bytes) -> None:
         self._written += 1
         if self._fault == ("kill-mid-write", self._written):
-            line = line[: len(line) // 2]
-            _write_all(self._fd, line)
-            os.fsync(self._fd)
+            _write_all(self._fd, line[: len(line) // 2])  # written lines outlive a SIGKILL
             _kill_self()
         _write_all(self._fd, line)
         os.fsync(self._fd)
@@ -434,9 +431,6 @@ class RunStore:
         """Test hook: SIGKILL this process here when PR_EVAL_FAULT names `point`."""
         if self._fault and self._fault[0] == point:
             _kill_self()
-
-    def records(self) -> list[dict]:
-        return list(self.done.values())
 
     def close(self) -> None:
         if self._fd is not None:
