@@ -136,9 +136,7 @@ class Protocol:
 
     @property
     def fingerprint(self) -> str:
-        """First 16 hex digits of the SHA-256 of the canonical JSON of `settings()`."""
-        canonical = json.dumps(self.settings(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return fingerprint_of(self.settings())
 
     def user_text(self, question: str) -> str:
         """The text part of the first user turn (the reference keeps a literal `<image>` in place)."""
@@ -148,6 +146,13 @@ class Protocol:
         """What every result file stores about the protocol it ran under."""
         return {"name": self.name, "version": self.version, "fingerprint": self.fingerprint,
                 "settings": self.settings()}
+
+
+def fingerprint_of(settings: dict) -> str:
+    """A protocol's fingerprint: the first 16 hex digits of the SHA-256 of the canonical JSON of its
+    settings (sorted keys, no spaces, ASCII escapes). Submissions recompute it from stored settings."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 PIXEL_REASONER_V1 = Protocol(

@@ -32,9 +32,10 @@ from . import __version__
 from .gate import InputError, main_metric, read_jsonl, read_run, schema_problems
 from .metrics import SCORERS, TOOL_STATS
 from .runner import RunError, read_summary
+from .protocol import fingerprint_of
 from .scoring import extract_answer
 from .store import write_atomic
-from .trajectory import message_text
+from .trajectory import last_assistant_text
 
 SCHEMA_FILE = "submission-v1.schema.json"
 SCHEMA_NAME = "pr-eval-submission"
@@ -48,7 +49,7 @@ TOLERANCE = 1e-9
 
 def canonical(value) -> bytes:
     """The bytes every hash is taken over: JSON with sorted keys, no spaces, ASCII escapes and no
-    NaN (the same canonical form as the protocol fingerprint). Python's float formatting makes it
+    NaN (the canonical form of pr_eval.protocol.fingerprint_of). Python's float formatting makes it
     exact for files read and re-written by Python's json module."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
 
@@ -67,20 +68,11 @@ def checksum(document: dict) -> str:
     return sha256({k: v for k, v in document.items() if k != "checksum"})
 
 
-def protocol_fingerprint(settings: dict) -> str:
-    """pr_eval.protocol.Protocol.fingerprint, recomputed from a stored record's settings."""
-    return sha256(settings)[:16]
-
-
 # --- Building a submission -------------------------------------------------------------------------
 
 def prediction(record: dict, task: str, benchmark: str) -> dict:
     """One question's entry: its answer and scores, and the hash of its full record."""
-    answer_text = ""
-    for message in reversed(record.get("messages") or []):
-        if message.get("role") == "assistant":
-            answer_text = message_text(message)
-            break
+    answer_text = last_assistant_text(record.get("messages") or [])
     metrics = record.get("metrics") or {}
     main = main_metric(benchmark)
     return {
@@ -185,7 +177,7 @@ def protocol_problems(protocol: dict) -> list[str]:
     found = []
     if record.get("name") != protocol["name"] or record.get("fingerprint") != protocol["fingerprint"]:
         found.append("protocol name/fingerprint differ from protocol/record's")
-    recomputed = protocol_fingerprint(record["settings"])
+    recomputed = fingerprint_of(record["settings"])
     if recomputed != protocol["fingerprint"]:
         found.append(f"protocol fingerprint {protocol['fingerprint']} does not match its settings "
                      f"(they hash to {recomputed}): the protocol record was edited")

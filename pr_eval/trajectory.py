@@ -114,11 +114,7 @@ class Trajectory:
 
     @property
     def answer_text(self) -> str:
-        """The last assistant turn: where the final answer is looked for."""
-        for message in reversed(self.messages):
-            if message["role"] == "assistant":
-                return message_text(message)
-        return ""
+        return last_assistant_text(self.messages)
 
     @property
     def full_text(self) -> str:
@@ -171,3 +167,11 @@ def message_text(message: dict) -> str:
     if isinstance(content, str):
         return content
     return "".join(part["text"] for part in content if part["type"] == "text")
+
+
+def last_assistant_text(messages: list[dict]) -> str:
+    """The last assistant turn's text: where the final answer is looked for ("" if none)."""
+    for message in reversed(messages):
+        if message.get("role") == "assistant":
+            return message_text(message)
+    return ""
