@@ -38,7 +38,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .trajectory import Trajectory
+from .trajectory import Trajectory, record_json
 
 SCHEMA = "pr-eval-run/1"
 RUN_FILE = "run.json"
@@ -131,7 +131,7 @@ def journal_line(record: dict) -> bytes:
 def stored_answer(record: dict) -> str:
     """The adapter's answer to lmms-eval for a journaled sample: the trajectory as JSON, the same
     text `Trajectory.to_json` gave when the sample ran (so scores come out the same)."""
-    return json.dumps(record["trajectory"], ensure_ascii=False, default=str)
+    return record_json(record["trajectory"])
 
 
 # --- Resuming: which run, and whether it is the same evaluation -------------------------------

@@ -131,7 +131,7 @@ class Trajectory:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if not f.metadata.get("runtime")}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_record(), ensure_ascii=False, default=str)
+        return record_json(self.to_record())
 
     @classmethod
     def from_record(cls, record: dict) -> "Trajectory":
@@ -175,3 +175,9 @@ def last_assistant_text(messages: list[dict]) -> str:
         if message.get("role") == "assistant":
             return message_text(message)
     return ""
+
+
+def record_json(record: dict) -> str:
+    """A trajectory record as the text the model adapter answers lmms-eval with (and scoring reads
+    back); a resumed run answers with the same text for a journaled record, so scores agree."""
+    return json.dumps(record, ensure_ascii=False, default=str)
