@@ -128,7 +128,7 @@ def load_side(path: str | Path, model: str | None = None) -> Side:
     if isinstance(document, dict) and document.get("schema") == REFERENCE_SCHEMA:
         return read_reference(path, document, model)
     if isinstance(document, dict) and document.get("schema") == "pr-eval-submission":
-        return read_submission(path)
+        return read_submission(path, document)
     raise InputError(f"{path} is neither a run folder, a submission file (pr-eval submit) nor a "
                      f"reference file (\"schema\": \"{REFERENCE_SCHEMA}\", see results/paper_table1.json)")
 
@@ -256,20 +256,19 @@ def read_reference(path: Path, document: dict, model: str | None) -> Side:
                 fingerprint=protocol.get("fingerprint"), benchmarks=benchmarks)
 
 
-def read_submission(path: Path) -> Side:
-    """A submission file: validated in full (schema and checksums) before it is trusted."""
+def read_submission(path: Path, document: dict) -> Side:
+    """A submission file (`document`: its parsed contents), validated in full (schema, checksums,
+    scores) before it is trusted."""
     from . import submission
 
-    document, problems = submission.validate_file(path)
+    problems = submission.validate(document)
     if problems:
         raise InputError(f"{path} is not a valid submission: " + "; ".join(problems))
     benchmarks = {name: Benchmark(name, tasks=list(entry["tasks"]), reported=dict(entry["scores"]))
                   for name, entry in document["benchmarks"].items()}
+    # validate has checked that every prediction is unique and names a listed benchmark and task
     for prediction in document["predictions"]:
-        bench = benchmarks.setdefault(prediction["benchmark"], Benchmark(prediction["benchmark"]))
-        if prediction["task"] not in bench.tasks:
-            bench.tasks.append(prediction["task"])
-        bench.samples.update(index_samples([prediction], prediction["task"], str(path)))
+        benchmarks[prediction["benchmark"]].samples[(prediction["task"], prediction["sample_id"])] = prediction["scores"]
     protocol = document["protocol"]
     return Side(label=str(path), kind="submission", model=document["model"]["name"], protocol=protocol["name"],
                 fingerprint=protocol["fingerprint"], benchmarks=benchmarks, data=document.get("data") or {})
