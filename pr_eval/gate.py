@@ -216,17 +216,18 @@ def read_run(folder: Path, summary: dict | None = None) -> Side:
                 benchmarks=benchmarks, data={t: d for t, d in data.items() if isinstance(d, dict)})
 
 
-def sample_mean(bench: Benchmark, metric: str) -> tuple[float | None, int]:
+def sample_mean(bench: Benchmark, metric: str) -> float | None:
+    """The mean of the metric over the samples that have a number for it (None: none have)."""
     values = [m.get(metric) for m in bench.samples.values()]
     values = [v for v in values if isinstance(v, (int, float))]
-    return (float(np.mean(values)) if values else None), len(values)
+    return float(np.mean(values)) if values else None
 
 
 def check_consistent(folder: Path, bench: Benchmark) -> None:
     """results.json must agree with the per-sample records on the metrics that are gated."""
     for metric in dict.fromkeys(["accuracy", main_metric(bench.name)]):
         reported = bench.reported.get(metric)
-        computed, _ = sample_mean(bench, metric)
+        computed = sample_mean(bench, metric)
         if isinstance(reported, (int, float)) and computed is not None and abs(reported - computed) > CONSISTENCY:
             raise InputError(f"{folder}: results.json gives {bench.name} {metric} {reported:.6f} but the "
                              f"per-sample records ({', '.join(f'samples_{t}.jsonl' for t in bench.tasks)}) "
@@ -443,7 +444,7 @@ def compare_benchmark(a: Benchmark | None, b: Benchmark | None, metric: str, alp
 
 
 def _score(bench: Benchmark, metric: str) -> float | None:
-    return sample_mean(bench, metric)[0] if bench.paired else bench.reported.get(metric)
+    return sample_mean(bench, metric) if bench.paired else bench.reported.get(metric)
 
 
 def _values(bench: Benchmark, keys, metric: str) -> list:
@@ -704,13 +705,14 @@ def compare_main(argv: list[str]) -> int:
     except InputError as exc:
         print(f"pr-eval compare: error: {exc}", file=sys.stderr)
         return 2
-    warnings = [w for w in [protocol_problem(a, b)] if w] + data_warnings(a, b)
+    problem = protocol_problem(a, b)
+    warnings = ([problem] if problem else []) + data_warnings(a, b)
     for warning in warnings:
         _warn("pr-eval compare", warning)
     if args.json:
         print(json.dumps({"a": a.summary(), "b": b.summary(), "unit": "fraction", "delta": "B - A",
                           "alpha": args.alpha, "resamples": args.resamples, "seed": args.seed,
-                          "protocol_match": protocol_problem(a, b) is None, "warnings": warnings,
+                          "protocol_match": problem is None, "warnings": warnings,
                           "rows": [row.to_json(args.alpha) for row in rows]}, indent=2))
     else:
         print(comparison_text(a, b, rows, args.alpha, args.resamples, args.seed))
