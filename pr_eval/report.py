@@ -33,7 +33,7 @@ from pathlib import Path
 from PIL import Image
 
 from . import __version__
-from .metrics import SCORERS, sample_metrics
+from .metrics import CALL_BINS, SCORERS, sample_metrics
 from .runner import (
     COLUMNS,
     FOOTNOTE,
@@ -44,11 +44,12 @@ from .runner import (
     RunError,
     leaf_tasks,
     load_run,
+    plain_value,
 )
 from .runner import (
     _cell as cell_text,  # the text table's number format, so both tables agree
 )
-from .store import write_atomic
+from .store import sample_key, write_atomic
 from .trajectory import ERRORS, Generation, ImageInfo, ToolCall, Trajectory
 
 REPORT_NAME = "report.html"
@@ -206,8 +207,11 @@ def _jsonl(path: Path, problems: list[str]) -> list[tuple[int, dict]]:
 
 
 def _journal(path: Path, problems: list[str]) -> dict[str, dict]:
-    """The journal by "<task>/<doc_id>" (a resumed sample's last line wins)."""
-    return {f"{r.get('task')}/{r.get('doc_id')}": r for _, r in _jsonl(path, problems)}
+    """The journal by sample key; a key's first line wins, as when the run resumes (store.parse_journal)."""
+    journal: dict[str, dict] = {}
+    for _, record in _jsonl(path, problems):
+        journal.setdefault(sample_key(record.get("task"), record.get("doc_id")), record)
+    return journal
 
 
 def _trajectory(record: dict) -> Trajectory:
@@ -244,17 +248,17 @@ def _sample(task: str, record: dict, journal_line: dict | None, problems: list[s
     # a finished run's per-sample record carries copies of the journal's timing and image map
     timing = line.get("timing") or record.get("timing") or {}
     images = line.get("images") or record.get("image_files")
-    return SampleView(task=task, doc_id=str(record.get("doc_id", (journal_line or {}).get("doc_id", ""))),
+    return SampleView(task=task, doc_id=str(record.get("doc_id", line.get("doc_id", ""))),
                       traj=traj, images=images if isinstance(images, dict) else {},
                       seconds=timing.get("seconds") if isinstance(timing, dict) else None)
 
 
 def _finished_samples(folder: Path, run: Run, journal: dict, problems: list[str]) -> dict[str, list[SampleView]]:
     samples = {}
-    for task in [name for name in run.metrics if name not in run.members]:
+    for task in run.leaves:
         views = []
         for number, record in _jsonl(folder / f"samples_{task}.jsonl", problems):
-            view = _sample(task, record, journal.get(f"{task}/{record.get('doc_id')}"), problems,
+            view = _sample(task, record, journal.get(sample_key(task, record.get("doc_id"))), problems,
                            f"samples_{task}.jsonl line {number}")
             if view:
                 view.metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else None
@@ -281,7 +285,7 @@ def _journal_samples(journal: dict, info: dict, problems: list[str]) -> dict[str
             except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a damaged record
                 problems.append(f"trajectories.jsonl {key}: could not be scored ({type(exc).__name__}: {exc})")
             else:
-                view.metrics = {k: v.get("value") if isinstance(v, dict) else v for k, v in scores.items()}
+                view.metrics = {k: plain_value(v) for k, v in scores.items()}  # as a finished run's records
                 view.provisional = True
         samples.setdefault(task, []).append(view)
     for views in samples.values():  # the journal is in finishing order; show dataset order
@@ -336,22 +340,15 @@ def picture(folder: Path, relative: str | None, side: int, fallback: tuple[int, 
     return Picture("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), *rgb.size)
 
 
-def image_path(sample: SampleView, folder: Path, index: int, frame: int | None = None) -> str | None:
-    """Where image `index` (or frame `frame` of the video `index`) of a sample was saved: the
-    journal's map ({"<k>": path}, a video's {"<k>": [frame paths]}), else the store's layout
-    images/<task>/<doc_id>/<k>.<ext> (<k>-f<j>.jpg for frames)."""
+def image_path(sample: SampleView, index: int, frame: int | None = None) -> str | None:
+    """Where image `index` (or frame `frame` of the video `index`) of a sample was saved, from the
+    image map the store wrote with it ({"<k>": path}, a video's {"<k>": [frame paths]}); None when
+    it was not saved."""
     saved = sample.images.get(str(index))
     if frame is None and isinstance(saved, str):
         return saved
     if frame is not None and isinstance(saved, list) and 1 <= frame <= len(saved) and isinstance(saved[frame - 1], str):
         return saved[frame - 1]
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", sample.task) or not re.fullmatch(r"[A-Za-z0-9._-]+", sample.doc_id):
-        return None
-    name = f"{index}-f{frame}" if frame else str(index)
-    for ext in ("jpg", "png", "jpeg"):
-        relative = f"images/{sample.task}/{sample.doc_id}/{name}.{ext}"
-        if (folder / relative).is_file():
-            return relative
     return None
 
 
@@ -393,7 +390,7 @@ def figure(view: RunView, sample: SampleView, index: int, frame: int | None = No
     key = f"{index}-f{frame}" if frame else str(index)
     size = (info.width, info.height) if info else (4, 3)
     fallback = size if all(isinstance(v, int) and v > 0 for v in size) else (4, 3)
-    pic = picture(view.folder, image_path(sample, view.folder, index, frame), FRAME_SIDE if frame else IMAGE_SIDE,
+    pic = picture(view.folder, image_path(sample, index, frame), FRAME_SIDE if frame else IMAGE_SIDE,
                   fallback)
     overlay = box_overlay(traj, crops_on(traj, index, frame), pic.width, pic.height)
     caption = f"frame {frame}" if frame else _caption(traj, index, info)
@@ -543,6 +540,9 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
+CALL_LABELS = [str(k) for k in range(CALL_BINS)] + [f"{CALL_BINS}+"]  # 0, 1, 2, 3, 4+ as in the tool table
+
+
 def tool_charts(view: RunView) -> str:
     """Per table row: the calls histogram, how trajectories ended, accuracy with and without tools
     (from the samples themselves, so an unfinished run has them too)."""
@@ -551,7 +551,7 @@ def tool_charts(view: RunView) -> str:
         samples = [s for leaf in leaves for s in view.samples.get(leaf, [])]
         if not samples:
             continue
-        calls = Counter(min(len(s.traj.tool_calls), 4) for s in samples)
+        calls = Counter(min(len(s.traj.tool_calls), CALL_BINS) for s in samples)
         ended = Counter(s.traj.stop_reason or "unfinished" for s in samples)
         order = [r for r in STOP_COLOURS if r in ended] + sorted(r for r in ended if r not in STOP_COLOURS)
         scored = [s for s in samples if s.correct is not None]
@@ -561,7 +561,7 @@ def tool_charts(view: RunView) -> str:
             rows.append((label, sum(s.correct for s in group) / len(group) if group else None, f"n={len(group)}"))
         cards.append(
             f'<div class="card"><h3>{esc(name)} <span class="n">{len(samples)} samples</span></h3><div class="charts">'
-            f'<div><h4>tool calls per sample</h4>{histogram([calls[k] for k in range(5)], ["0", "1", "2", "3", "4+"], "tool calls per sample")}</div>'
+            f'<div><h4>tool calls per sample</h4>{histogram([calls[k] for k in range(CALL_BINS + 1)], CALL_LABELS, "tool calls per sample")}</div>'
             f'<div><h4>how trajectories ended</h4>{stacked([(r, ended[r]) for r in order], "stop reasons")}</div>'
             f'<div><h4>accuracy with / without tools{" (provisional)" if not view.finished else ""}</h4>'
             f'{hbars(rows, "accuracy with and without tools", width=330) if scored else "<p class=note>not scored</p>"}</div>'
@@ -574,13 +574,11 @@ def breakdowns(view: RunView) -> str:
     group's members, as bars."""
     run = view.run
     cards = []
-    for name, _, depth in run._layout():
-        if depth:
-            continue
+    for name, leaves in view.sections:
         own = SCORERS.get(run.benchmarks.get(name, ""))
         values = run.metrics[name]
         if own and own.breakdown:
-            categories = Counter(str(s.traj.meta.get("category")) for leaf in leaf_tasks(name, run.members)
+            categories = Counter(str(s.traj.meta.get("category")) for leaf in leaves
                                  for s in view.samples.get(leaf, []))
             rows = [(key.removesuffix("_accuracy"), values.get(key), f"n={categories.get(wanted, 0)}")
                     for key, wanted in own.breakdown.items()]

@@ -63,6 +63,11 @@ class Run:
     members: dict[str, list[str]] = field(default_factory=dict)
     benchmarks: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def leaves(self) -> list[str]:
+        """The tasks that hold samples (every task that is not a group), in table order."""
+        return [task for task in self.metrics if task not in self.members]
+
     def table(self) -> str:
         """One row per task and scored group, a group's members indented below it (MVBench's
         subtasks under pr_mvbench), and V*'s attribute/spatial accuracy below V*."""
@@ -273,8 +278,7 @@ def finish(store: RunStore, results: dict, tasks: list[str]) -> Run:
     folder = store.folder
     run = collect(results, tasks, folder)
     configs = results.get("configs", {})
-    leaves = [task for task in run.metrics if task not in run.members]
-    for task in leaves:
+    for task in run.leaves:
         names = task_metric_names(configs.get(task))
         lines = []
         for entry in results.get("samples", {}).get(task, []):
@@ -291,7 +295,7 @@ def finish(store: RunStore, results: dict, tasks: list[str]) -> Run:
             "version": __version__, "model": info["model"], "model_path": info["model_path"],
             "engine": info["engine"], "protocol": info["protocol"], "tasks": list(tasks), "limit": info["limit"],
             "started": info["started"],
-            "data": {t: (configs.get(t, {}).get("metadata") or {}).get("data") for t in leaves},
+            "data": {t: (configs.get(t, {}).get("metadata") or {}).get("data") for t in run.leaves},
         },
         "metrics": run.metrics,
         "n_samples": run.counts,
@@ -370,11 +374,11 @@ def sample_record(entry: dict, metric_names: list[str]) -> dict:
     traj = trajectory_from_response(response, entry.get("doc") or {}, "")
     record = traj.to_record()
     record["doc_id"] = entry.get("doc_id")
-    record["metrics"] = {k: _plain(entry[k]) for k in metric_names if k in entry}
+    record["metrics"] = {k: plain_value(entry[k]) for k in metric_names if k in entry}
     return record
 
 
-def _plain(value):
+def plain_value(value):
     """A weighted value ({"value", "weight"}, see pr_eval.metrics) as its number, or None where
     the sample does not count (e.g. accuracy_with_tools of a sample that used no tool)."""
     if isinstance(value, dict) and "value" in value:
