@@ -78,12 +78,12 @@ def one_run(n: int) -> dict:
 
     from pr_eval.models import resolve_model
     from pr_eval.runner import evaluate
+    from pr_eval.tools import crop_call
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PR_EVAL_DATA"] = str(make_data(Path(tmp) / "data", n))
         model = resolve_model("tiny")
-        crop = ('<tool_call>\n{"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.3, 0.3, 0.6, 0.6], '
-                '"target_image": 1}}\n</tool_call>')
+        crop = crop_call([0.3, 0.3, 0.6, 0.6])
 
         def guide(traj):  # every third question crops once, then all answer
             if not traj.generations and int(traj.sample_id.rsplit("copy", 1)[1]) % 3 == 0:

@@ -78,9 +78,10 @@ def make_image(rng, width: int, height: int):
 def crop_call(k: int, rng) -> str:
     """The k-th call (0-based) crops the image the previous call added (image k + 1)."""
     x, y = rng.uniform(0.0, 0.3, 2).round(2)
+    from pr_eval import tools
+
     box = [float(x), float(y), round(float(x) + 0.5, 2), round(float(y) + 0.5, 2)]
-    return ('<tool_call>\n{"name": "crop_image_normalized", "arguments": {"bbox_2d": '
-            f'{box}, "target_image": {k + 1}}}}}\n</tool_call>')
+    return tools.crop_call(box, target=k + 1)
 
 
 def make_workload(n: int, folder: Path, seed: int = 0):
@@ -124,12 +125,6 @@ def benchmark_protocol(image_tokens: int):
 def workload_label(image_tokens: int) -> str:
     return (f"images shown at most {image_tokens} tokens" if image_tokens
             else "images at the protocol's pixel bounds")
-
-
-def forced(scripts: dict[str, list[str]]):
-    from pr_eval.loop import scripted
-
-    return scripted(scripts)
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -236,7 +231,7 @@ def run_schedule(engine, samples, scripts, protocol, schedule: str, batch_size: 
                  steps: StepTimer | None = None) -> dict:
     from memory import PeakSampler
 
-    from pr_eval.loop import run_samples
+    from pr_eval.loop import run_samples, scripted
 
     clock = EngineClock(engine)
     reset_caches(engine)
@@ -246,7 +241,7 @@ def run_schedule(engine, samples, scripts, protocol, schedule: str, batch_size: 
     sampler = PeakSampler()
     sampler.start()
     started = time.perf_counter()
-    trajs = run_samples(clock, samples, protocol, batch_size=batch_size, guide=forced(scripts), schedule=schedule)
+    trajs = run_samples(clock, samples, protocol, batch_size=batch_size, guide=scripted(scripts), schedule=schedule)
     wall = time.perf_counter() - started
     sampler.stop.set()
     sampler.join()

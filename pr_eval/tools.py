@@ -21,6 +21,14 @@ CROP, SELECT_FRAMES = "crop_image_normalized", "select_frames"
 TOOL_NAMES = (CROP, SELECT_FRAMES)
 
 
+def crop_call(bbox, target: int = 1, digits: int | None = None) -> str:
+    """A crop_image_normalized call as the protocol's model writes it, for scripted turns (tests,
+    benchmarks, the demo model's training text): coordinates with `digits` decimals, or as Python
+    prints them."""
+    numbers = ", ".join(repr(v) if digits is None else f"{v:.{digits}f}" for v in bbox)
+    return f'{OPEN}\n{{"name": "{CROP}", "arguments": {{"bbox_2d": [{numbers}], "target_image": {target}}}}}\n{CLOSE}'
+
+
 class ToolError(Exception):
     """A tool call that cannot be carried out. `str(error)` is the message the model sees."""
 

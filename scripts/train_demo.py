@@ -43,6 +43,7 @@ from pr_eval import loop, synthetic  # noqa: E402
 from pr_eval.engines.base import GenerationRequest, GenerationResult, media_in_order, to_chat_messages  # noqa: E402
 from pr_eval.protocol import BLIND_TOOL, NO_TOOL, PIXEL_REASONER_V1, Protocol  # noqa: E402
 from pr_eval.tiny_model import Architecture, build_tokenizer, new_model, save_checkpoint  # noqa: E402
+from pr_eval.tools import crop_call  # noqa: E402
 from pr_eval.trajectory import Sample, Trajectory  # noqa: E402
 
 RECIPE = "demo-1"
@@ -58,15 +59,8 @@ THOUGHT = "The dot on the card is too small to see here. Let me zoom in on the c
 
 # --- Scripted turns -----------------------------------------------------------------------------
 
-def crop_call(box, target: int = 1) -> str:
-    """The tool call text the protocol parses (two decimals per coordinate)."""
-    numbers = ", ".join(f"{v:.2f}" for v in box)
-    return ('<tool_call>\n{"name": "crop_image_normalized", "arguments": {"bbox_2d": '
-            f'[{numbers}], "target_image": {target}}}}}\n</tool_call>')
-
-
 def zoom_turn(item: synthetic.Item) -> str:
-    return f"{THOUGHT}\n{crop_call(item.box)}"
+    return f"{THOUGHT}\n{crop_call(item.box, digits=2)}"  # two decimals per coordinate
 
 
 def answer_turn(item: synthetic.Item) -> str:

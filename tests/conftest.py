@@ -8,6 +8,7 @@ import pytest
 
 from pr_eval import loop
 from pr_eval.engines.base import GenerationRequest
+from pr_eval.tools import crop_call  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,11 +61,6 @@ def recording(engine):
 
 
 scripted = loop.scripted  # the guide tests use to make the real engine write chosen turns
-
-
-def crop_call(bbox, target=1) -> str:
-    return ('<tool_call>\n{"name": "crop_image_normalized", "arguments": {"bbox_2d": '
-            f'{list(bbox)}, "target_image": {target}}}}}\n</tool_call>')
 
 
 def select_call(*frames) -> str:

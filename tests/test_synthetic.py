@@ -16,6 +16,7 @@ from pr_eval.lmms_task import _doc
 from pr_eval.loop import start, step
 from pr_eval.protocol import PIXEL_REASONER_V1
 from pr_eval.scoring import parse_options
+from pr_eval.tools import crop_call
 from pr_eval.trajectory import Sample
 
 
@@ -64,10 +65,7 @@ def test_the_answer_box_crops_exactly_the_cell_and_enlarges_the_dot_4x(index):
     sample = Sample("zoom", item.qid, item.question, item.answer, load_images=lambda: [item.image])
     traj = start(sample, PIXEL_REASONER_V1)
     assert traj.pixels[0].size == (644, 644)  # the canvas is shown as it is: no resize before the engine
-    box = ", ".join(f"{v:.2f}" for v in item.box)
-    step(traj, GenerationResult(text='<tool_call>\n{"name": "crop_image_normalized", "arguments": '
-                                     f'{{"bbox_2d": [{box}], "target_image": 1}}}}\n</tool_call>'),
-         PIXEL_REASONER_V1)
+    step(traj, GenerationResult(text=crop_call(item.box, digits=2)), PIXEL_REASONER_V1)
     call = traj.tool_calls[0]
     assert call.ok, call.error
     row, column = item.cell
