@@ -70,8 +70,10 @@ class _Stepper(threading.Thread):
 
     def __init__(self, llm):
         super().__init__(name="vllm-engine", daemon=True)
-        self.llm = llm
         self.engine = llm.llm_engine
+        # What `LLM.generate` does for each prompt before adding it: render it (chat text +
+        # multimodal processing). Private in vLLM: without it the prompt is added as it is.
+        self.render = getattr(llm, "_preprocess_cmpl_one", None)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: dict[str, Future] = {}
         self.ids = itertools.count()
@@ -107,11 +109,8 @@ class _Stepper(threading.Thread):
         if not future.set_running_or_notify_cancel():
             return
         request_id = str(next(self.ids))
-        try:
-            # What `LLM.generate` does for each prompt: render it (chat text + multimodal
-            # processing) and add it; the id comes back on the request's outputs.
-            render = getattr(self.llm, "_preprocess_cmpl_one", None)
-            self.engine.add_request(request_id, render(prompt) if render else prompt, params)
+        try:  # the id comes back on the request's outputs
+            self.engine.add_request(request_id, self.render(prompt) if self.render else prompt, params)
         except Exception as exc:  # this request only (too long, bad image, ...)
             future.set_result(GenerationResult(text="", error=f"{type(exc).__name__}: {exc}"))
             return
