@@ -105,10 +105,31 @@ def one_run(n: int) -> dict:
 
 
 def machine() -> str:
+    """The machine a benchmark ran on, in one line (both benchmarks record it)."""
     import psutil
 
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except Exception:  # pragma: no cover
+        gpu = "no GPU"
     return (f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-            f"Python {platform.python_version()}, no GPU" )
+            f"Python {platform.python_version()}, {gpu}")
+
+
+def write_section(text: str) -> None:
+    """Put a section into BENCHMARKS.md: replace the one with the same heading, or append it."""
+    heading = text.splitlines()[0]
+    path = ROOT / "BENCHMARKS.md"
+    current = path.read_text() if path.exists() else "# Benchmarks\n\nNumbers recorded by the scripts in `benchmarks/`.\n"
+    if heading + "\n" in current:
+        head, _, rest = current.partition(heading + "\n")
+        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
+        current = head + text + ("\n" + tail if tail else "")
+    else:
+        current = current.rstrip() + "\n\n" + text
+    path.write_text(current.rstrip() + "\n")
 
 
 def write(results: list[dict], command: str) -> None:
@@ -124,15 +145,7 @@ def write(results: list[dict], command: str) -> None:
     lines += ["", f"Ratio {large['samples']} / {small['samples']}: {ratio:.3f} (process tree), "
               f"{main_ratio:.3f} (pr-eval process). Target: at most 1.2. "
               f"{'Met.' if ratio <= 1.2 else 'NOT met.'}", ""]
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nNumbers recorded by the scripts in `benchmarks/`.\n\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = head + "\n".join(lines) + tail
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines)
-    path.write_text(text)
+    write_section("\n".join(lines))
 
 
 def main(argv=None) -> int:

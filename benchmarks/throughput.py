@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -55,6 +54,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from memory import PeakSampler, machine, write_section  # noqa: E402  (the memory benchmark's helpers)
+
 SECTION = "## Throughput of the schedules"
 SIZES = [(1200, 900), (1400, 1050), (1600, 1200), (1800, 1350), (2000, 1500)]
 TOOL_CALL_MIX = {0: 0.40, 1: 0.25, 2: 0.15, 3: 0.12, 4: 0.08}  # share of samples making k calls
@@ -229,8 +230,6 @@ def reset_caches(engine) -> None:
 
 def run_schedule(engine, samples, scripts, protocol, schedule: str, batch_size: int,
                  steps: StepTimer | None = None) -> dict:
-    from memory import PeakSampler
-
     from pr_eval.loop import run_samples, scripted
 
     clock = EngineClock(engine)
@@ -262,19 +261,6 @@ def describe(records: list[dict]) -> dict:
 
 
 # --- report ------------------------------------------------------------------------------------
-
-def machine() -> str:
-    import psutil
-
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    except Exception:  # pragma: no cover
-        gpu = "no GPU"
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-            f"Python {platform.python_version()}, {gpu}")
-
 
 def verdicts(by: dict[str, dict], identical: bool) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for each of the issue's targets that this run can judge."""
@@ -353,20 +339,6 @@ def steps_table(results: list[dict]) -> list[str]:
                   "schedule can win over one-at-a-time, and what keeping the batch full (what continuous adds "
                   "over turn-sync) can win once a batch holds more than that."]
     return lines + [""]
-
-
-def write_section(text: str) -> None:
-    """Replace the section with the same heading (one per workload), or append it."""
-    heading = text.splitlines()[0]
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n\nNumbers recorded by the scripts in `benchmarks/`.\n"
-    if heading + "\n" in current:
-        head, _, rest = current.partition(heading + "\n")
-        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
-        current = head + text + ("\n" + tail if tail else "")
-    else:
-        current = current.rstrip() + "\n\n" + text
-    path.write_text(current.rstrip() + "\n")
 
 
 # --- main --------------------------------------------------------------------------------------
