@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.resources
+import itertools
 import json
 import logging
 import math
@@ -210,12 +211,7 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
     if resume is not None:  # refused before anything heavy is loaded
         store = RunStore.resume(resume, info)
     else:
-        store = None
-        while store is None:
-            try:
-                store = RunStore.create(new_run_folder(output, model, proto, started), info)
-            except FileExistsError:  # another run took that name in the same second: the next one
-                continue
+        store = create_run_store(output, model, proto, started, info)
     with store:
         from lmms_eval.evaluator import simple_evaluate
         from lmms_eval.tasks import TaskManager
@@ -262,14 +258,15 @@ def run_info(model, model_path, engine_name, proto: Protocol, tasks, limit, batc
             "versions": package_versions(), "git": git_revision(), "started": started.isoformat(), "data": {}}
 
 
-def new_run_folder(output: str | Path, model: str, proto: Protocol, started: _dt.datetime) -> Path:
-    """results/<model>-<protocol>-<UTC time>, with -2, -3, ... when two runs start in one second."""
+def create_run_store(output: str | Path, model: str, proto: Protocol, started: _dt.datetime, info: dict) -> RunStore:
+    """A new run folder results/<model>-<protocol>-<UTC time>, with -2, -3, ... when other runs
+    started in the same second (the folder's creation decides, so two processes never share one)."""
     base = Path(output) / new_folder_name(slug(model), slug(proto.name), started)
-    folder, n = base, 1
-    while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
-    return folder
+    for n in itertools.count(1):
+        try:
+            return RunStore.create(base if n == 1 else base.with_name(f"{base.name}-{n}"), info)
+        except FileExistsError:
+            continue
 
 
 def finish(store: RunStore, results: dict, tasks: list[str]) -> Run:
