@@ -80,6 +80,14 @@ class Item:
     def qid(self) -> str:
         return f"zoom-{self.index}"
 
+    def sample(self):
+        """The question as the loop's Sample, its picture already in memory."""
+        from .trajectory import Sample
+
+        image = self.image
+        return Sample(task="zoom", sample_id=self.qid, question=self.question, answer=self.answer,
+                      load_images=lambda: [image])
+
 
 def grid_point(cell: tuple[int, int]) -> tuple[float, float]:
     """The normalized (x, y) centre of a grid cell (row, column)."""

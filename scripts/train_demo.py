@@ -44,7 +44,7 @@ from pr_eval.engines.base import GenerationRequest, GenerationResult, media_in_o
 from pr_eval.protocol import BLIND_TOOL, NO_TOOL, PIXEL_REASONER_V1, Protocol  # noqa: E402
 from pr_eval.tiny_model import Architecture, build_tokenizer, new_model, save_checkpoint  # noqa: E402
 from pr_eval.tools import crop_call  # noqa: E402
-from pr_eval.trajectory import Sample, Trajectory  # noqa: E402
+from pr_eval.trajectory import Trajectory  # noqa: E402
 
 RECIPE = "demo-1"
 ARCH = Architecture(
@@ -67,15 +67,9 @@ def answer_turn(item: synthetic.Item) -> str:
     return f"Zoomed in, the dot is {item.color}: option ({item.answer}).\n\\boxed{{{item.answer}}}"
 
 
-def sample_of(item: synthetic.Item) -> Sample:
-    image = item.image
-    return Sample(task="zoom", sample_id=item.qid, question=item.question, answer=item.answer,
-                  load_images=lambda: [image])
-
-
 def scripted_trajectory(item: synthetic.Item, protocol: Protocol = PIXEL_REASONER_V1) -> Trajectory:
     """The trajectory a perfect model would make, built by the harness's own loop."""
-    traj = loop.start(sample_of(item), protocol)
+    traj = loop.start(item.sample(), protocol)
     for text in (zoom_turn(item), answer_turn(item)):
         loop.step(traj, GenerationResult(text=text), protocol)
     if traj.stop_reason != "answered" or len(traj.tool_calls) != 1 or not traj.tool_calls[0].ok:

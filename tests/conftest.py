@@ -13,11 +13,12 @@ from pr_eval.tools import crop_call  # noqa: F401  (tests import it from here)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_make_samples():
-    """scripts/make_samples.py as a module: the generators of every source schema."""
+def load_script(name: str):
+    """scripts/<name>.py as a module (make_samples: the generators of every source schema;
+    train_demo: the demo model's training)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "scripts" / "make_samples.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import load_make_samples
+from conftest import load_script
 from huggingface_hub.errors import LocalEntryNotFoundError
 from PIL import Image
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-make_samples = load_make_samples()
+make_samples = load_script("make_samples")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import load_script
 
 from pr_eval import loop, synthetic
 from pr_eval.engines.base import GenerationRequest, to_chat_messages
@@ -16,16 +16,7 @@ from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER_V1
 from pr_eval.scoring import letter_accuracy, parse_options
 
 
-def load_train_demo():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_demo", ROOT / "scripts" / "train_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_demo = load_train_demo()
+train_demo = load_script("train_demo")
 
 
 def test_demo_resolves_to_the_committed_checkpoint(tmp_path):
@@ -105,7 +96,7 @@ def test_the_demo_model_zooms_and_reads_the_square(demo_engine):
     items = synthetic.make_benchmark(96)[:32]
 
     def run(protocol):
-        trajs = loop.run_samples(demo_engine, [train_demo.sample_of(i) for i in items], protocol)
+        trajs = loop.run_samples(demo_engine, [i.sample() for i in items], protocol)
         accuracy = sum(letter_accuracy(t.answer_text, i.answer, parse_options(i.question))
                        for t, i in zip(trajs, items)) / len(items)
         cropped = [i for t, i in zip(trajs, items)

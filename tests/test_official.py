@@ -17,7 +17,7 @@ from pathlib import Path
 import huggingface_hub
 import pyarrow.parquet as pq
 import pytest
-from conftest import load_make_samples
+from conftest import load_script
 
 from pr_eval import data, official
 from pr_eval.data import DataError, load_samples, read_rows, resolve
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 
 
-make_samples = load_make_samples()
+make_samples = load_script("make_samples")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from pr_eval.loop import start, step
 from pr_eval.protocol import PIXEL_REASONER_V1
 from pr_eval.scoring import parse_options
 from pr_eval.tools import crop_call
-from pr_eval.trajectory import Sample
 
 
 def test_same_seed_same_questions_and_pixels():
@@ -62,8 +61,7 @@ def test_a_larger_training_target_is_the_same_question():
 @pytest.mark.parametrize("index", range(6))
 def test_the_answer_box_crops_exactly_the_cell_and_enlarges_the_dot_4x(index):
     item = synthetic.make_benchmark(96)[index]
-    sample = Sample("zoom", item.qid, item.question, item.answer, load_images=lambda: [item.image])
-    traj = start(sample, PIXEL_REASONER_V1)
+    traj = start(item.sample(), PIXEL_REASONER_V1)
     assert traj.pixels[0].size == (644, 644)  # the canvas is shown as it is: no resize before the engine
     step(traj, GenerationResult(text=crop_call(item.box, digits=2)), PIXEL_REASONER_V1)
     call = traj.tool_calls[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import load_make_samples
+from conftest import load_script
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 cv2 = pytest.importorskip("cv2")  # writes the test videos
 
 
-make_samples = load_make_samples()
+make_samples = load_script("make_samples")
 
 
 @pytest.fixture(scope="module")
