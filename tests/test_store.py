@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import ROOT, noise_image
 
 from pr_eval.runner import Run, RunError, load_run
 from pr_eval.store import (JOURNAL_FILE, RUN_FILE, SCHEMA, ResumeRefused, RunStore, StoreError, find_unfinished,
@@ -126,11 +126,6 @@ def test_a_damaged_line_before_the_last_is_an_error_naming_it():
 
 # --- The store on disk ------------------------------------------------------------------------------
 
-def _noise(width, height, seed=0):
-    from conftest import noise_image
-
-    return noise_image(width, height, seed)
-
 
 def _trajectory(doc_id, task="pr_vstar", video=False):
     """A finished trajectory as the loop hands it on: pixels still attached."""
@@ -138,10 +133,10 @@ def _trajectory(doc_id, task="pr_vstar", video=False):
                       meta={"doc_id": doc_id}, stop_reason="answered", started_at=1000.0,
                       messages=[{"role": "assistant", "content": [{"type": "text", "text": "\\boxed{A}"}]}])
     if video:
-        traj.pixels = [[_noise(64, 48, k) for k in range(3)]]
+        traj.pixels = [[noise_image(64, 48, k) for k in range(3)]]
         traj.images = [ImageInfo("video", 64, 48)]
     else:
-        traj.pixels = [_noise(1400, 700), _noise(300, 200, 1)]
+        traj.pixels = [noise_image(1400, 700), noise_image(300, 200, 1)]
         traj.images = [ImageInfo("input", 1400, 700), ImageInfo("crop", 300, 200, parent=1, box=[0, 0, 600, 400],
                                                               source_size=[2800, 1400])]
     return traj
@@ -175,7 +170,7 @@ def test_append_saves_images_then_a_line_that_a_reopened_store_reads_back(tmp_pa
         assert shown.format == "JPEG" and shown.size == (1024, 512)
     with Image.open(folder / first["images"]["2"]) as crop:  # the crop at the size the model saw it
         assert crop.format == "PNG" and crop.size == (300, 200)
-        assert (np.asarray(crop) == np.asarray(_noise(300, 200, 1))).all()
+        assert (np.asarray(crop) == np.asarray(noise_image(300, 200, 1))).all()
     video = json.loads(lines[1])
     assert video["images"] == {"1": [f"images/pr_mvbench_x/1/1-f{j}.jpg" for j in (1, 2, 3)]}
     assert all((folder / p).is_file() for p in video["images"]["1"])
