@@ -125,9 +125,8 @@ class PixelReasoner(lmms):
     def _data_records(self, requests) -> dict:
         """{task: where its data came from (source record, revision) and how many samples were
         asked for}, for the run's record; from the sources `pr_eval.lmms_task` loaded."""
-        from .. import lmms_task
+        from ..lmms_task import loaded_source
 
-        sources = {str(source.root): source for source, _docs in getattr(lmms_task, "_LOADED", {}).values()}
         wanted = Counter(request.args[4] for request in requests)
         records = {}
         for request in requests:
@@ -136,7 +135,7 @@ class PixelReasoner(lmms):
                 continue
             docs = self.task_dict[task][split]
             root = docs[0].get("data_root") if len(docs) else None
-            source = sources.get(str(root)) if root else None
+            source = loaded_source(str(root)) if root else None
             records[task] = {**(source.to_record() if source else {"rows": len(docs)}),
                              "task_rows": len(docs), "samples": wanted[task]}
         return records

@@ -68,6 +68,11 @@ def _documents(benchmark: str, spec: str) -> tuple:
     return _LOADED[key]
 
 
+def loaded_source(root: str):
+    """The data source this process loaded from `root` (a document's data_root), or None."""
+    return next((source for source, _docs in _LOADED.values() if str(source.root) == root), None)
+
+
 def _doc(row: dict, source) -> dict:
     """A dataset row as an lmms-eval document (see the module doc for the columns)."""
     answer, answer_error = doc_answer(source.benchmark, row.get("answer"))
