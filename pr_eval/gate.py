@@ -376,6 +376,8 @@ class Row:
     only_b: int = 0
     unscored: int = 0
     notes: list[str] = field(default_factory=list)
+    paired: bool = False        # per-sample pairs (else a run against a reference's one number)
+    partial: str | None = None  # the note saying the run has fewer questions than the reference (check warns)
 
     def significant(self, alpha: float) -> bool:
         """B differs from A (two-sided): the test's p below alpha, or for the bootstrap, an
@@ -477,6 +479,7 @@ def _paired(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, seed) -> Row
     means = bootstrap_means(y - x, resamples, seed)
     row.ci = percentile_ci(means, alpha)
     row.interval = "paired bootstrap"
+    row.paired = True
     if is_binary(row.metric, np.concatenate([x, y])):
         a_only, b_only = discordant(x, y)
         row.test = "McNemar"
@@ -534,7 +537,8 @@ def _against_reference(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, s
     shifted = sorted(sign * (c - ref_value) for c in run_ci)
     row.ci = (shifted[0], shifted[1])
     if reference.size and row.n < reference.size:
-        row.notes.append(f"the run has {row.n} of the {reference.size} questions behind the reference number")
+        row.partial = f"the run has {row.n} of the {reference.size} questions behind the reference number"
+        row.notes.append(row.partial)
     return row
 
 
@@ -597,7 +601,7 @@ def decide(row: Row, max_drop: float, alpha: float = DEFAULT_ALPHA) -> Decision:
     if row.status != "compared":
         return Decision(row.benchmark, row.status, "; ".join(row.notes) or "nothing to compare")
     drop = -100 * row.delta + 0.0  # + 0.0: no "-0.0"
-    paired = "paired" if row.interval.startswith("paired") else "against a fixed number"
+    paired = "paired" if row.paired else "against a fixed number"
     figures = f"{row.metric} {100 * row.b:.1f} vs baseline {100 * row.a:.1f} (n={row.n}, {paired})"
     if drop <= max_drop + 1e-9:
         change = f"drop {drop:.1f} <= {max_drop:g} points" if drop >= 0 else f"up {-drop:.1f} points"
@@ -756,7 +760,7 @@ def check_main(argv: list[str]) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     warnings = ([problem] if problem else []) + data_warnings(baseline, run)
-    warnings += [f"{row.benchmark}: {note}" for row in rows for note in row.notes if "questions behind" in note]
+    warnings += [f"{row.benchmark}: {row.partial}" for row in rows if row.partial]
     for warning in warnings:
         _warn(prog, warning)
     failed = [d.benchmark for d in decisions if d.failed]
