@@ -129,7 +129,6 @@ def render_table(rows: list[list[str]], text_columns=(0, 2)) -> str:
     return "\n".join(lines)
 
 
-
 def leaf_tasks(name: str, members: dict[str, list[str]]) -> list[str]:
     """The tasks under a group (recursively), or [name] for a task."""
     if not members.get(name):

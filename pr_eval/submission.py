@@ -31,8 +31,8 @@ from pathlib import Path
 from . import __version__
 from .gate import InputError, main_metric, read_jsonl, read_run, schema_problems
 from .metrics import SCORERS, TOOL_STATS
-from .runner import RunError, read_summary
 from .protocol import fingerprint_of
+from .runner import RunError, read_summary
 from .scoring import extract_answer
 from .store import write_atomic
 from .trajectory import last_assistant_text

@@ -15,7 +15,6 @@ from pr_eval.models import DEMO_MODEL_DIR, ModelNotFound, demo_model_path, resol
 from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER_V1
 from pr_eval.scoring import letter_accuracy, parse_options
 
-
 train_demo = load_script("train_demo")
 
 
