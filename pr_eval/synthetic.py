@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .trajectory import Sample
+
 VERSION = "1"             # bump when the pictures or questions change: the cache key changes too
 CANVAS = 644              # 23 * 28 px
 GRID = 4                  # cells per side
@@ -80,10 +82,8 @@ class Item:
     def qid(self) -> str:
         return f"zoom-{self.index}"
 
-    def sample(self):
+    def sample(self) -> Sample:
         """The question as the loop's Sample, its picture already in memory."""
-        from .trajectory import Sample
-
         image = self.image
         return Sample(task="zoom", sample_id=self.qid, question=self.question, answer=self.answer,
                       load_images=lambda: [image])
