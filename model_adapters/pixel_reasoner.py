@@ -28,6 +28,7 @@ from collections.abc import Callable
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
+from ..compat import startup_problems
 from ..engines import build_engine
 from ..loop import Guide, run_samples
 from ..models import resolve_model
@@ -53,6 +54,9 @@ class PixelReasoner(lmms):
                  schedule: str | None = None, store: RunStore | None = None,
                  engine_factory: Callable[[], object] | None = None, **unused):
         super().__init__()
+        problems = startup_problems()
+        if problems:  # lmms-eval's own CLI reaches us here; say it before any request is run
+            raise RuntimeError("; ".join(p.message() for p in problems))
         if unused:
             log.warning("pixel_reasoner ignores unknown model_args: %s", ", ".join(sorted(unused)))
         base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)

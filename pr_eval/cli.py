@@ -146,6 +146,15 @@ def check_args(args) -> None:
             raise UsageError(f"--{flag.replace('_', '-')} must be {'0 or more' if flag == 'max_tool_calls' else 'at least 1'}")
 
 
+def check_environment() -> None:
+    """Refuse to start, before any engine, when an installed package is known to break a run."""
+    from .compat import startup_problems
+
+    problems = startup_problems()
+    if problems:
+        raise UsageError("; ".join(p.message() for p in problems))
+
+
 def data_spec(args) -> str:
     """The data source spec (see `pr_eval.data.resolve`) the options describe."""
     folder = str(Path(args.data_dir).resolve()) if args.data_dir else None
@@ -165,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_args(args)
         tasks = parse_tasks(args.tasks)
+        check_environment()
         from .models import ModelNotFound, resolve_model
 
         try:

@@ -149,6 +149,7 @@ def test_bad_command_lines_give_one_clear_line(args, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+@pytest.mark.smoke
 def test_pr_eval_command_runs_the_demo(tmp_path):
     result = _run([str(BIN / "pr-eval"), "--model", "tiny", "--tasks", "vstar", "--data", "samples",
                    "--limit", "3", "--output", str(tmp_path)])
@@ -176,6 +177,7 @@ def test_lmms_eval_cli_runs_our_task_and_model(tmp_path):
     assert 0 <= results["accuracy,none"] <= 1 and results["rapr,none"] == 0  # a random model calls no tool
 
 
+@pytest.mark.smoke
 def test_lmms_eval_cli_runs_the_demo_model_as_pr_eval_does(tmp_path):
     """`pretrained=demo` through lmms-eval's own CLI: the trained model crops on every question and
     scores, question by question, what pr-eval recorded in the committed baseline."""

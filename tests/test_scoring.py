@@ -15,6 +15,8 @@ from pr_eval.scoring import (
     reference_accuracy,
 )
 
+pytestmark = pytest.mark.smoke  # part of the drift alarm (scripts/fresh_check.py)
+
 # --------------------------------------------------------------------------------------------------
 # Extraction
 # --------------------------------------------------------------------------------------------------
