@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, quiet  # quiet: imported first, so an engine process started by a quiet run is quiet too
 from .engines import ENGINES, SCHEDULES
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 
@@ -114,18 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
-    """Keep the engines' start-up chatter out of the terminal (set before vLLM is imported; its
-    worker processes inherit the environment)."""
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    os.environ.setdefault("PR_EVAL_LMMS_VERBOSITY", "ERROR")
-    import warnings
-
-    warnings.filterwarnings("ignore")
-
-
 def check_args(args) -> None:
     if args.data in ("hub", "samples") and args.data_dir:
         raise UsageError(f"--data {args.data} and --data-dir exclude each other "
@@ -189,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pr-eval: error: {exc}", file=sys.stderr)
         return 2
     if not args.verbose:
-        quiet_libraries()
+        quiet.enable()
     os.environ["PR_EVAL_DATA"] = data_spec(args)
 
     from .engines import EngineError

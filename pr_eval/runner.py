@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 
-from . import __version__
+from . import __version__, quiet
 from .metrics import SCORERS, pool
 from .protocol import Protocol, get_protocol
 from .store import (RESULTS_FILE, RunStore, git_revision, new_folder_name, package_versions, sample_key,
@@ -228,9 +228,10 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
         lm = PixelReasoner(engine=engine, engine_factory=factory, protocol=proto, batch_size=batch_size,
                            guide=guide, store=store, schedule=schedule)
         try:
-            results = simple_evaluate(model=lm, tasks=list(tasks), limit=limit, log_samples=True,
-                                      task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
-                                      verbosity=os.environ.get("PR_EVAL_LMMS_VERBOSITY", "WARNING"))
+            with quiet.lmms_eval_bars_hidden():
+                results = simple_evaluate(model=lm, tasks=list(tasks), limit=limit, log_samples=True,
+                                          task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
+                                          verbosity=os.environ.get("PR_EVAL_LMMS_VERBOSITY", "WARNING"))
         finally:
             if engine is None and lm.engine_built:
                 lm.engine.close()

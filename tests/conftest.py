@@ -15,11 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_script(name: str):
     """scripts/<name>.py as a module (make_samples: the generators of every source schema;
-    train_demo: the demo model's training)."""
+    train_demo: the demo model's training; lock: the lock's routes and reader)."""
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -196,7 +196,9 @@ def run_cli(monkeypatch, capsys):
     from pr_eval.cli import main
 
     monkeypatch.setenv("PR_EVAL_DATA", "samples")
-    for name in ("VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS", "PR_EVAL_LMMS_VERBOSITY"):
+    from pr_eval.quiet import ENVIRONMENT
+
+    for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)  # main() sets them: restored afterwards
 
     def run(*args):

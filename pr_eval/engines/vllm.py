@@ -23,6 +23,7 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
+from .. import quiet
 from ..protocol import Decoding, Protocol
 from .base import (EngineError, GenerationRequest, GenerationResult, media_in_order, to_chat_messages,
                    video_input)
@@ -39,6 +40,7 @@ def default_engine_args(protocol: Protocol) -> dict:
                              "max_pixels": protocol.engine_pixels.max_pixels},
         enable_prefix_caching=True,
         seed=protocol.decoding.seed,
+        use_tqdm_on_load=not quiet.is_quiet(),  # the checkpoint-loading bar (pr_eval.quiet)
     )
     if _on_cpu():
         # On CPU "gpu_memory_utilization" is the share of system RAM reserved for the KV cache;
