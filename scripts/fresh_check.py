@@ -46,7 +46,7 @@ def install(resolution: Path, venv: Path) -> None:
     env = lock.clean_env()
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
     py = str(venv / "bin" / "python")
-    subprocess.run([uv, "pip", "sync", "-q", "--python", py, str(resolution)], check=True, env=env)
+    subprocess.run([uv, "pip", "sync", "-q", "--compile-bytecode", "--python", py, str(resolution)], check=True, env=env)
     subprocess.run([uv, "pip", "install", "-q", "--python", py, "--no-deps", "-e", str(ROOT)], check=True, env=env)
 
 

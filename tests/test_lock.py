@@ -155,3 +155,12 @@ def test_lock_check_needs_neither_uv_nor_the_network():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "lock.py"), "--check"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_fresh_check_names_every_package_that_moved():
+    fresh_check = load_script("fresh_check")
+    lines = fresh_check.drift({"filelock": "4.2.12", "torch": "2.13.0", "gone": "1.0"},
+                              {"filelock": "4.3.1", "torch": "2.13.0", "new": "0.1"})
+    assert [line.split()[0] for line in lines] == ["filelock", "gone", "new"]
+    assert "4.2.12" in lines[0] and "4.3.1" in lines[0]
+    assert "(gone)" in lines[1] and "(not in lock)" in lines[2]
