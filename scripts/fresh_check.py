@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,8 +63,11 @@ def smoke(venv: Path, *, allow_known_breaks: bool) -> tuple[bool, str]:
     summary = next((l for l in reversed(lines) if " passed" in l or " failed" in l or " error" in l), "")
     if result.returncode == 0:
         return True, summary.strip("= ")
-    errors = [l.strip() for l in lines if l.startswith("E ") and ("Error" in l or "error" in l)]
-    first = errors[0][1:].strip() if errors else (lines[-1] if lines else "no output")
+    # The exception that broke a command, not the test's assertion about it (whose message holds
+    # the command's stderr, the traceback included).
+    raised = [m.group(0) for l in lines if (m := re.search(r"\b[A-Z]\w*(?:Error|Exception): .*", l))]
+    causes = [r for r in raised if not r.startswith("AssertionError")] or raised
+    first = causes[0][:300] if causes else (lines[-1] if lines else "no output")
     return False, f"{summary.strip('= ')}; first error: {first}"
 
 

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -124,7 +125,9 @@ def test_the_environment_setup_made_is_exactly_the_lock():
     route_name, digest = INSTALLED.read_text().split()
     route = lock.ROUTES[route_name]
     wanted = {name: version for name, (version, _) in entries(route.lock).items()}
-    have = {lock.normalize(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # the environment's own site-packages (setuptools puts its vendored copies on sys.path too)
+    site = sysconfig.get_paths()["purelib"]
+    have = {lock.normalize(d.metadata["Name"]): d.version for d in metadata.distributions(path=[site])}
     have.pop("pr-eval")
     assert have == wanted
 

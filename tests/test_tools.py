@@ -23,8 +23,6 @@ from pr_eval.tools import (
 )
 from pr_eval.trajectory import ANSWERED, MAX_IMAGES, MAX_TOKENS, Sample
 
-pytestmark = pytest.mark.smoke  # part of the drift alarm (scripts/fresh_check.py)
-
 
 @pytest.mark.parametrize("bbox,size,box", [
     # normalized: pad 0.1 each side, clamp, scale, round like PIL
