@@ -52,6 +52,7 @@ class PixelReasoner(lmms):
                  max_batch_size: int | None = None, base_url: str | None = None,
                  api_model: str | None = None, max_concurrency: int | str | None = None,
                  schedule: str | None = None, store: RunStore | None = None,
+                 request_timeout: float | str | None = None, retries: int | str | None = None,
                  engine_factory: Callable[[], object] | None = None, **unused):
         super().__init__()
         problems = startup_problems()
@@ -75,7 +76,9 @@ class PixelReasoner(lmms):
                                     api_model=api_model, max_concurrency=_int(max_concurrency) or self.batch_size,
                                     max_model_len=_int(max_model_len), tensor_parallel_size=_int(tensor_parallel_size),
                                     gpu_memory_utilization=float(gpu_memory_utilization)
-                                    if gpu_memory_utilization not in (None, "") else None)
+                                    if gpu_memory_utilization not in (None, "") else None,
+                                    request_timeout=float(request_timeout) if request_timeout not in (None, "") else None,
+                                    retries=_int(retries))
 
             engine = None
         self._engine = engine

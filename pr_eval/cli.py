@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, quiet  # quiet: imported first, so an engine process started by a quiet run is quiet too
-from .engines import ENGINES, SCHEDULES
+from .engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 
 # Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes).
@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "$OPENAI_API_KEY (unset: 'EMPTY', for local servers)")
     parser.add_argument("--api-model", default=None,
                         help="with --engine openai: the model name the server serves (default: --model)")
+    parser.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                        help="with --engine openai: how long one request may take before it is given up and "
+                             f"retried (default {DEFAULT_TIMEOUT_S:.0f}); a sample whose requests all time out is "
+                             "recorded as lost and the run goes on")
+    parser.add_argument("--retries", type=int, default=None,
+                        help="with --engine openai: further attempts after a lost connection, a timeout, 429 or "
+                             f"5xx (default {DEFAULT_RETRIES})")
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--tensor-parallel-size", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
@@ -128,6 +135,12 @@ def check_args(args) -> None:
         raise UsageError("--engine openai needs --base-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
     if args.engine != "openai" and (args.base_url or args.api_model):
         raise UsageError("--base-url and --api-model go with --engine openai")
+    if args.engine != "openai" and (args.request_timeout is not None or args.retries is not None):
+        raise UsageError("--request-timeout and --retries go with --engine openai")
+    if args.request_timeout is not None and not args.request_timeout > 0:
+        raise UsageError("--request-timeout must be a positive number of seconds")
+    if args.retries is not None and args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
     for flag in ("max_tool_calls", "max_images", "max_new_tokens"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "max_tool_calls" else 1):
@@ -187,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     engine_args = dict(base_urls=args.base_url, api_model=args.api_model, max_concurrency=args.batch_size,
                        max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
-                       gpu_memory_utilization=args.gpu_memory_utilization)
+                       gpu_memory_utilization=args.gpu_memory_utilization, request_timeout=args.request_timeout,
+                       retries=args.retries)
     stores = []
 
     def announce(store):

@@ -28,7 +28,7 @@ from .engines import SCHEDULES
 from .engines.base import Engine, GenerationRequest, GenerationResult, can_submit
 from .imaging import DataError, fit_image
 from .protocol import Protocol
-from .tools import (SELECT_FRAMES, ToolError, blind, crop, is_tool_request, parse_tool_call,
+from .tools import (SELECT_FRAMES, ToolError, blind, clean_text, crop, is_tool_request, parse_tool_call,
                     select_frames, tool_call_body)
 from .trajectory import (ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS,
                          Generation, ImageInfo, Sample, ToolCall, Trajectory)
@@ -111,7 +111,7 @@ def step(traj: Trajectory, result: GenerationResult, protocol: Protocol) -> Traj
         traj.error = result.error
         return _finish(traj, ENGINE_ERROR)
     turn = len(traj.generations)
-    text = result.text.replace("<|im_end|>", "")
+    text = clean_text(result.text).replace("<|im_end|>", "")
     traj.generations.append(Generation(result.prompt_tokens, result.output_tokens, result.finish_reason))
     traj.messages.append({"role": "assistant", "content": [text_part(text)]})
     if not protocol.tools_enabled or not is_tool_request(text):
@@ -128,10 +128,13 @@ def step(traj: Trajectory, result: GenerationResult, protocol: Protocol) -> Traj
         call.name, call.arguments = parsed.name, parsed.arguments
         outcome = _execute(traj, parsed, protocol)
     except ToolError as exc:
-        call.error_kind, call.error = exc.kind, str(exc)
-        traj.messages.append({"role": "user",
-                              "content": [text_part(protocol.feedback.error.format(message=exc))]})
-        return traj
+        return _tool_failed(traj, call, exc.kind, str(exc), protocol)
+    except Exception as exc:  # noqa: BLE001 - no text a model writes may stop the run
+        # The reference feeds the text of any exception back; ours says what went wrong the same
+        # way, and the record counts it apart ("internal") so that a bug of ours stays visible.
+        log.warning("tool call of %s raised %s: %s", traj.sample_id, type(exc).__name__, exc)
+        return _tool_failed(traj, call, "internal", f"Execution Error: {type(exc).__name__}: {exc}"[:2000],
+                            protocol)
     if len(traj.pixels) + len(outcome.images) > protocol.caps.max_images:
         call.error_kind, call.error = "max_images", "image cap reached"
         return _finish(traj, MAX_IMAGES)
@@ -147,6 +150,12 @@ def step(traj: Trajectory, result: GenerationResult, protocol: Protocol) -> Traj
             traj.originals[index] = original
         traj.images.append(_describe(traj, parsed.name, image, parent, outcome))
     traj.messages.append({"role": "user", "content": content})
+    return traj
+
+
+def _tool_failed(traj: Trajectory, call: ToolCall, kind: str, message: str, protocol: Protocol) -> Trajectory:
+    call.error_kind, call.error = kind, clean_text(message)
+    traj.messages.append({"role": "user", "content": [text_part(protocol.feedback.error.format(message=call.error))]})
     return traj
 
 

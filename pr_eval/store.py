@@ -122,10 +122,15 @@ def parse_journal(data: bytes) -> Journal:
 
 
 def journal_line(record: dict) -> bytes:
-    """One record as one journal line (NaN and other non-standard values as JSON allows them)."""
+    """One record as one journal line (NaN and other non-standard values as JSON allows them).
+    Text UTF-8 cannot encode (a lone surrogate) is written as a JSON escape, which reads back as
+    the same string: no record is ever refused."""
     text = json.dumps(record, ensure_ascii=False, default=str)
     assert "\n" not in text  # json.dumps escapes newlines inside strings
-    return (text + "\n").encode("utf-8")
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(record, ensure_ascii=True, default=str) + "\n").encode("ascii")
 
 
 def stored_answer(record: dict) -> str:

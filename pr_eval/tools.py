@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -78,15 +79,57 @@ def parse_tool_call(body: str) -> ParsedCall:
                         f"available functions: {', '.join(TOOL_NAMES)}.")
     if not isinstance(arguments, dict):
         raise ToolError("bad_arguments", 'Execution Error: "arguments" must be a JSON object.')
-    return ParsedCall(raw=body, name=name, arguments=arguments)
+    return ParsedCall(raw=body, name=name, arguments=journal_safe(arguments))
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number (an int of any size is finite: math.isfinite would overflow on 10**400)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _as_float(value) -> float:
+    """float(value), with an int too large for a float (10**400) as the infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+# --- Model output is data: whatever a turn holds, its record can be written and read back --------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_ARGUMENT_DEPTH = 32  # no tool's arguments nest deeper; anything deeper is kept as a note
+
+
+def clean_text(text: str) -> str:
+    """`text` with lone surrogates (a JSON escape such as "\\ud800" decodes to one; UTF-8 cannot
+    encode it) replaced by U+FFFD, so every record of it can be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def journal_safe(value, depth: int = 0):
+    """A copy of a parsed JSON value that any record can hold: strings cleaned (`clean_text`),
+    nesting cut at MAX_ARGUMENT_DEPTH (deeper values become a short note, since copying, printing
+    or comparing them would recurse past Python's limit). Numbers are kept whatever their size."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, (list, dict)) and depth >= MAX_ARGUMENT_DEPTH:
+        return f"<{type(value).__name__} nested deeper than {MAX_ARGUMENT_DEPTH} levels, not kept>"
+    if isinstance(value, list):
+        return [journal_safe(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(str(k)): journal_safe(v, depth + 1) for k, v in value.items()}
+    return value
 
 
 def _index(value, what: str) -> int:
     """A 1-based index given as a JSON number; integral floats (2.0) are accepted."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     if not _is_number(value) or float(value) != int(value):
         raise ToolError("bad_arguments", f"Execution Error: {what} must be an integer, got {str(value)[:40]}.")
     return int(value)
@@ -103,7 +146,7 @@ def crop_box(bbox, width: int, height: int, padding: float = 0.1, min_side: int 
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
         raise ToolError("bad_arguments", "Execution Error: bbox_2d must be a list of four numbers "
                         f"[x1, y1, x2, y2], got {str(bbox)[:80]}.")
-    x1, y1, x2, y2 = (float(v) for v in bbox)
+    x1, y1, x2, y2 = (_as_float(v) for v in bbox)
     if not all(v < 1 for v in (x1, y1, x2, y2)):
         x1, x2, y1, y2 = x1 / width, x2 / width, y1 / height, y2 / height
     clamp = lambda v: min(1.0, max(0.0, v))  # noqa: E731

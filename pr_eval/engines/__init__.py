@@ -10,16 +10,23 @@ from .base import ContinuousEngine, Engine, EngineError, GenerationRequest, Gene
 ENGINES = ("vllm", "openai", "hf")
 # How trajectories share an engine (pr_eval.loop.run_samples); the first is the default.
 SCHEDULES = ("continuous", "turn-sync", "one-at-a-time")
+# openai: a request may take this long before it counts as lost to a stalled server, and is tried
+# this many more times after a transient failure (pr-eval --request-timeout / --retries). A
+# 2,048-token turn of a served 7B model takes well under a minute, even in a full batch.
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_RETRIES = 3
 
 
 def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: str | None = None,
                  max_concurrency: int = 64, max_model_len: int | None = None,
-                 tensor_parallel_size: int | None = None, gpu_memory_utilization: float | None = None) -> Engine:
+                 tensor_parallel_size: int | None = None, gpu_memory_utilization: float | None = None,
+                 request_timeout: float | None = None, retries: int | None = None) -> Engine:
     """The engine `kind` names, the one place that chooses: `pr-eval --engine`, lmms-eval's
     `engine=` model_arg and `runner.evaluate` all come here.
 
     `model` is a loadable checkpoint for vllm and hf, and the default served name for openai
-    (which loads nothing itself; `api_model` overrides the name)."""
+    (which loads nothing itself; `api_model` overrides the name). `request_timeout` (seconds per
+    request) and `retries` (further attempts after a transient failure) apply to openai."""
     if kind == "vllm":
         from .vllm import VLLMEngine
 
@@ -37,7 +44,8 @@ def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: 
                               "lmms-eval model_args base_url=URL, several separated by |)")
         # as many requests in flight as trajectories advance together: the server batches them,
         # as the offline engine batches one turn of the whole batch
-        return OpenAIEngine(base_urls, api_model or model, max_concurrency=max_concurrency)
+        limits = {k: v for k, v in (("timeout", request_timeout), ("retries", retries)) if v is not None}
+        return OpenAIEngine(base_urls, api_model or model, max_concurrency=max_concurrency, **limits)
     raise EngineError(f"unknown engine {kind!r}; choose one of: {', '.join(ENGINES)}")
 
 

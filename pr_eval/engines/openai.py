@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from ..protocol import Decoding
+from . import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 from .base import EngineError, GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ class OpenAIEngine:
     name = "openai"
 
     def __init__(self, base_urls: str | Sequence[str], model: str, *, api_key_env: str = "OPENAI_API_KEY",
-                 max_concurrency: int = 16, retries: int = 5, backoff: float = 1.0, timeout: float = 600.0,
+                 max_concurrency: int = 16, retries: int = DEFAULT_RETRIES, backoff: float = 1.0,
+                 timeout: float = DEFAULT_TIMEOUT_S,
                  vllm_params: bool = True, extra_body: dict | None = None, check: bool = True):
         try:
             import openai
@@ -122,8 +124,8 @@ class OpenAIEngine:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise EngineError("no base URL given: pass the server's address, e.g. http://127.0.0.1:8000/v1")
-        if max_concurrency < 1 or retries < 0:
-            raise EngineError("max_concurrency must be at least 1 and retries at least 0")
+        if max_concurrency < 1 or retries < 0 or not timeout > 0:
+            raise EngineError("max_concurrency must be at least 1, retries at least 0 and the timeout positive")
         self.base_urls = [normalize_base_url(u) for u in urls]
         self.model = model
         self.api_key_env = api_key_env
@@ -220,14 +222,10 @@ class OpenAIEngine:
             response = self._call(lambda client: client.chat.completions.create(**body))
         except _Failed as exc:
             return GenerationResult(text="", error=str(exc))
-        if not response.choices:
-            return GenerationResult(text="", error=f"the server returned no choices: {response!r}"[:500])
-        choice = response.choices[0]
-        usage = response.usage
-        return GenerationResult(text=choice.message.content or "",
-                                prompt_tokens=usage.prompt_tokens if usage else 0,
-                                output_tokens=usage.completion_tokens if usage else 0,
-                                finish_reason=choice.finish_reason)
+        try:
+            return read_reply(response)
+        except Exception as exc:  # noqa: BLE001 - a reply of any shape is this request's problem only
+            return GenerationResult(text="", error=f"unreadable reply from the server: {type(exc).__name__}: {exc}")
 
     # --- transport: servers, retries, errors -------------------------------------------------
     def _acquire(self, avoid: str | None) -> str:
@@ -289,6 +287,32 @@ class OpenAIEngine:
                  else f"${self.api_key_env} is not set, so the key 'EMPTY' was sent")
         return (f"authentication failed at {url} (HTTP {exc.status_code}): {where}; set ${self.api_key_env} "
                 f"to the server's API key")
+
+
+def read_reply(response) -> GenerationResult:
+    """A chat-completions reply as a turn, or as a lost turn (`error` set) when the reply holds no
+    text: a null body, no choices, a choice without a message, `content: null`. A reply without text
+    is the server's failure, never the model's wrong answer. Token counts the server left out or
+    set to null count as 0."""
+    def tokens(usage, name: str) -> int:
+        value = getattr(usage, name, None)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    choices = getattr(response, "choices", None)
+    if not choices or not isinstance(choices, list):
+        return GenerationResult(text="", error=f"the server's reply has no choices: {str(response)[:300]}")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    content = getattr(message, "content", None)
+    if not isinstance(content, str):
+        what = "no message" if message is None else f"content {type(content).__name__ if content is not None else 'null'}"
+        return GenerationResult(text="", error=f"the server's reply holds no text ({what}; finish_reason "
+                                               f"{getattr(choice, 'finish_reason', None)!r})")
+    usage = getattr(response, "usage", None)
+    finish = getattr(choice, "finish_reason", None)
+    return GenerationResult(text=content, prompt_tokens=tokens(usage, "prompt_tokens"),
+                            output_tokens=tokens(usage, "completion_tokens"),
+                            finish_reason=finish if isinstance(finish, str) else None)
 
 
 def _transient(exc: Exception) -> bool:
