@@ -332,7 +332,7 @@ def read_rows(source: DataSource) -> list[dict]:
     if source.records is not None:  # an official source, converted when it was resolved
         rows = [normalize_row(record, index) for index, record in enumerate(source.records)]
         source.rows = len(rows)
-        return rows
+        return _unique_ids(rows, source)
     import pandas as pd
 
     try:
@@ -345,6 +345,22 @@ def read_rows(source: DataSource) -> list[dict]:
                         f"columns present: {', '.join(map(str, frame.columns))}")
     rows = [normalize_row(record, index) for index, record in enumerate(frame.to_dict("records"))]
     source.rows = len(rows)
+    return _unique_ids(rows, source)
+
+
+def _unique_ids(rows: list[dict], source: DataSource) -> list[dict]:
+    """The rows, refused (DataError, before any engine starts) when two share a question id:
+    results, the run journal, resume and submissions are all keyed by it, so a duplicate would be
+    scored once and reported twice, or make `submit` and `compare` fail afterwards."""
+    seen: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        seen.setdefault(row["qid"], []).append(index)
+    duplicates = {qid: where for qid, where in seen.items() if len(where) > 1}
+    if duplicates:
+        qid, where = next(iter(duplicates.items()))
+        more = f" (and {len(duplicates) - 1} more duplicated ids)" if len(duplicates) > 1 else ""
+        raise DataError(f"{source.parquet or source.origin or source.benchmark}: question id {qid!r} appears {len(where)} times (rows "
+                        f"{', '.join(map(str, where))}){more}; ids must be unique: fix the data or drop the duplicates")
     return rows
 
 
@@ -353,9 +369,16 @@ def normalize_row(record: dict, index: int = 0) -> dict:
     where the row names a `video`, `video` a str and `video_start`/`video_end` floats (-1: none).
     A row with a `video` needs no `image`; a video row is `is_video` whatever its flag says."""
     row = {str(k): _plain(v) for k, v in record.items()}
+    errors = []
+    for name in ("qid", "question", "answer", "image", "video"):  # text stored as bytes (a binary column)
+        if name in row:
+            row[name], problem = _as_text(row[name], name)
+            if problem:
+                errors.append(problem)
     has_video = "video" in row and not _missing(row["video"]) and str(row["video"]) != ""
     required = [n for n in REQUIRED_FIELDS if not (n == "image" and has_video)]
-    errors = [f"missing field {name!r}" for name in required if _missing(row.get(name))]
+    errors += [f"missing field {name!r}" for name in required if _missing(row.get(name))
+               and not any(e.startswith(f"field {name!r}") for e in errors)]
     for name in ("question", "answer"):
         if _missing(row.get(name)):
             row[name] = None  # NaN or NA from pandas
@@ -383,6 +406,21 @@ def normalize_row(record: dict, index: int = 0) -> dict:
     if errors:
         row["_error"] = "; ".join(errors)
     return row
+
+
+def _as_text(value: Any, name: str) -> tuple[Any, str | None]:
+    """Bytes (in a list too) decoded as UTF-8; (None, reason) when they are not UTF-8 text."""
+    if isinstance(value, (list, tuple)):
+        decoded = [_as_text(v, name) for v in value]
+        problems = [p for _, p in decoded if p]
+        return (None, problems[0]) if problems else ([v for v, _ in decoded], None)
+    if not isinstance(value, (bytes, bytearray)):
+        return value, None
+    try:
+        return bytes(value).decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, (f"field {name!r} is not UTF-8 text (byte 0x{value[exc.start]:02x} at offset {exc.start}); "
+                      "re-save the data as UTF-8")
 
 
 def _plain(value: Any) -> Any:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as _qwen_smart_resize
 
 from .protocol import PixelBounds
@@ -48,11 +49,22 @@ def resolve_inside(root: str | os.PathLike, relative: str) -> Path:
     return target
 
 
+# lmms-eval sets PIL's ImageFile.LOAD_TRUNCATED_IMAGES = True for the whole process, which makes a
+# cut-off file decode without a word (the missing rows come out black). Ours are decoded strictly
+# whatever it sets: the flag is off while one of our images decodes (a lock, since it is global).
+_STRICT = threading.Lock()
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image fully into memory as RGB, or raise DataError saying why it cannot be used."""
+    """Open an image fully into memory as RGB, or raise DataError saying why it cannot be used
+    (a truncated file is one: it is never scored with made-up pixels)."""
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as img, _STRICT:
+            lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+            try:
+                img.load()
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = lenient
             return img.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None

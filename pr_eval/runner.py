@@ -19,7 +19,7 @@ from collections.abc import Callable
 from . import __version__, quiet
 from .metrics import SCORERS, pool
 from .protocol import Protocol, get_protocol
-from .store import (RESULTS_FILE, RunStore, git_revision, new_folder_name, package_versions, sample_key,
+from .store import (RESULTS_FILE, RunStore, StoreError, git_revision, new_folder_name, package_versions, sample_key,
                     write_atomic)
 
 log = logging.getLogger(__name__)
@@ -267,6 +267,9 @@ def create_run_store(output: str | Path, model: str, proto: Protocol, started: _
             return RunStore.create(base if n == 1 else base.with_name(f"{base.name}-{n}"), info)
         except FileExistsError:
             continue
+        except OSError as exc:  # read-only, no such disk, permission denied, disk full
+            raise StoreError(f"cannot create a run folder under {output}: {exc.strerror or exc} "
+                             f"({exc.filename or base}); choose a writable --output") from None
 
 
 def finish(store: RunStore, results: dict, tasks: list[str]) -> Run:

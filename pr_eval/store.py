@@ -405,7 +405,12 @@ class RunStore:
         """Save a finished trajectory: its images, then its journal line, written and flushed to
         disk before returning. A sample already in the journal is not written twice."""
         with self._lock:
-            self._append(traj)
+            try:
+                self._append(traj)
+            except OSError as exc:  # the folder became read-only, the disk is full, ...
+                raise StoreError(f"cannot save sample {traj.sample_id} in {self.folder}: {exc.strerror or exc} "
+                                 f"({exc.filename or JOURNAL_FILE}); the {len(self.done)} samples saved so far are "
+                                 "kept: make the folder writable, then run the same command with --resume") from None
 
     def _append(self, traj: Trajectory) -> None:
         doc_id = traj.meta.get("doc_id")

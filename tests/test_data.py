@@ -7,6 +7,7 @@ test_official.py, videos in test_video_data.py."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import zipfile
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import load_script
+from conftest import load_script, noise_image
 from huggingface_hub.errors import LocalEntryNotFoundError
 from PIL import Image
 
@@ -436,3 +437,46 @@ def test_document_answers_keep_one_type_per_benchmark():
     assert doc_answer("tallyqa", None) == ("", None)
     answer, error = doc_answer("vstar", ["A", "B"])
     assert answer == "" and error.startswith("expected one answer, the row holds 2")
+
+
+# --- Bad input of every kind: a clear error, counted, the run goes on ----------------------------
+
+def test_duplicate_question_ids_are_refused_at_load_with_the_rows_named(folder, cache):
+    qids = pq.read_table(folder / "vstar.parquet").column("qid").to_pylist()
+    rewrite(folder / "vstar.parquet", qid=[qids[0], qids[1], qids[0]])
+    source = resolve("vstar", str(folder), cache_dir=cache)
+    with pytest.raises(DataError) as info:
+        read_rows(source)
+    assert str(info.value) == (f"{folder / 'vstar.parquet'}: question id {qids[0]!r} appears 2 times (rows 0, 2); "
+                               "ids must be unique: fix the data or drop the duplicates")
+
+
+def test_a_question_that_is_not_utf8_fails_only_its_sample(folder, cache):
+    questions = pq.read_table(folder / "vstar.parquet").column("question").to_pylist()
+    raw = [q.encode("utf-8") for q in questions]
+    raw[1] = b"What colour is the \xff\xfe mug?"
+    rewrite(folder / "vstar.parquet", question=raw)  # a binary column, as some converters write
+    _, samples = load_samples("vstar", str(folder), cache_dir=cache)
+    assert samples[0].question == questions[0]  # UTF-8 bytes are read as text
+    with pytest.raises(DataError, match=r"field 'question' is not UTF-8 text \(byte 0xff at offset 19\)"):
+        samples[1].load_images()
+    assert len(samples[2].load_images()) == 1
+
+
+def test_a_truncated_image_is_a_data_error_whatever_lmms_eval_sets(tmp_path):
+    from PIL import ImageFile
+
+    from pr_eval.imaging import load_image
+
+    path = tmp_path / "half.png"
+    buffer = io.BytesIO()
+    noise_image(200, 160).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what importing lmms-eval does to the whole process
+    try:
+        with pytest.raises(DataError, match="unreadable image .*half.png"):
+            load_image(path)
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # left as lmms-eval wants it
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before

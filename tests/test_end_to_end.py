@@ -128,6 +128,52 @@ def test_unreadable_image_is_recorded_and_the_run_finishes(engine, tiny_model, t
     assert lost[0]["sample_id"] == frame.qid[1] and "unreadable image" in lost[0]["error"]
 
 
+def test_duplicate_ids_and_an_unwritable_output_stop_the_run_before_any_engine_with_one_line(tmp_path):
+    data = tmp_path / "vstar"
+    shutil.copytree(SAMPLES_DIR / "vstar", data)
+    frame = pd.read_parquet(data / "vstar.parquet")
+    frame.loc[2, "qid"] = frame.qid[0]
+    frame.to_parquet(data / "vstar.parquet")
+    result = _run([str(BIN / "pr-eval"), "--model", "tiny", "--tasks", "vstar", "--data-dir", str(tmp_path),
+                   "--output", str(tmp_path / "out")], timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("pr-eval: error: ") and f"question id {frame.qid[0]!r} appears 2 times (rows 0, 2)" in last
+    assert "Traceback" not in result.stderr and "EngineCore" not in result.stderr
+
+    result = _run([str(BIN / "pr-eval"), "--model", "tiny", "--tasks", "vstar", "--data", "samples",
+                   "--output", "/dev/null/runs"], timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "pr-eval: error: cannot create a run folder under /dev/null/runs: Not a directory (/dev/null/runs); "
+        "choose a writable --output"]
+
+
+def test_an_output_folder_that_becomes_unwritable_mid_run_ends_it_with_one_line_and_keeps_the_saved(
+        engine, tiny_model, tmp_path, monkeypatch):
+    from pr_eval import store as store_module
+    from pr_eval.store import StoreError
+
+    real, calls = store_module.save_images, []
+
+    def read_only_after_two(folder, task, doc_id, traj):
+        calls.append(doc_id)
+        if len(calls) > 2:
+            raise PermissionError(13, "Permission denied", str(folder / "images"))
+        return real(folder, task, doc_id, traj)
+
+    monkeypatch.setattr(store_module, "save_images", read_only_after_two)
+    monkeypatch.setenv("PR_EVAL_DATA", "samples")
+    with pytest.raises(StoreError) as info:
+        evaluate(model="tiny", model_path=tiny_model, tasks=["pr_vstar"], output=tmp_path / "out", engine=engine,
+                 limit=4, guide=lambda t: r"\\boxed\{A\}", schedule="one-at-a-time")
+    message = str(info.value)
+    assert "Permission denied" in message and "the 2 samples saved so far are kept" in message
+    assert "run the same command with --resume" in message
+    [folder] = (tmp_path / "out").iterdir()
+    assert len((folder / "trajectories.jsonl").read_text().splitlines()) == 2
+
+
 def _run(cmd, env_extra=None, timeout=300):
     env = dict(os.environ, **(env_extra or {}))
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
