@@ -221,10 +221,15 @@ def consistency_problems(benchmarks: dict, predictions: list[dict]) -> list[str]
 
 def against_run(document: dict, folder: Path) -> list[str]:
     """Every prediction against the run folder it claims to come from (same records, same
-    answers and scores)."""
+    answers and scores), and the run against the submission: every question of the run must be
+    there (a dropped prediction changes a score as surely as an edited one), and the protocol must
+    be the one the run's own records carry (a protocol edited with its fingerprint recomputed
+    still differs from the fingerprint stamped on every trajectory)."""
     found = []
     records = {}
-    for task in {p["task"] for p in document["predictions"]}:
+    run_tasks = sorted(path.name[len("samples_"):-len(".jsonl")] for path in folder.glob("samples_*.jsonl"))
+    claimed = {p["task"] for p in document["predictions"]}
+    for task in sorted(claimed | set(run_tasks)):
         path = folder / f"samples_{task}.jsonl"
         if not path.exists():
             found.append(f"{folder} has no samples_{task}.jsonl")
@@ -239,6 +244,17 @@ def against_run(document: dict, folder: Path) -> list[str]:
             continue
         if prediction(record, p["task"], p["benchmark"]) != p:
             found.append(f"prediction ({p['task']}, {p['sample_id']}) differs from its record in {folder}")
+    submitted = {(p["task"], p["sample_id"]) for p in document["predictions"]}
+    missing = [key for key in records if key not in submitted]
+    if missing:
+        task, sample_id = missing[0]
+        found.append(f"{len(missing)} question(s) of the run are missing from the submission, e.g. ({task}, "
+                     f"{sample_id}): a submission holds every question its run answered")
+    claimed_fingerprint = document["protocol"]["fingerprint"]
+    carried = sorted({str(r.get("fingerprint")) for r in records.values() if r.get("fingerprint")})
+    if carried and carried != [claimed_fingerprint]:
+        found.append(f"protocol fingerprint {claimed_fingerprint} differs from {', '.join(carried)}, the one the "
+                     f"run's records carry: the protocol was changed after the run")
     return found
 
 

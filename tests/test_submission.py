@@ -163,3 +163,60 @@ def test_bad_usage_exits_2(run_and_file, tmp_path, capsys):
     (tmp_path / "junk.json").write_text("{not json")
     assert submission.main(["--validate", str(tmp_path / "junk.json")]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def _forge(document: dict, edit) -> dict:
+    """A forger's edit with everything --validate alone checks fixed up: counts, scores, hashes."""
+    forged = copy.deepcopy(document)
+    edit(forged)
+    forged["records_sha256"] = submission.records_sha256(forged["predictions"])
+    forged["checksum"] = submission.checksum(forged)
+    return forged
+
+
+def test_a_dropped_prediction_with_every_number_fixed_up_is_rejected_against_the_run(run_and_file, tmp_path,
+                                                                                       capsys):
+    folder, out = run_and_file
+    document = json.loads(out.read_text())
+    victim = document["predictions"][-1]
+
+    def drop(d):
+        d["predictions"] = [p for p in d["predictions"] if p is not d["predictions"][-1]]
+        entry = d["benchmarks"][victim["benchmark"]]
+        kept = [p for p in d["predictions"] if p["benchmark"] == victim["benchmark"]]
+        entry["n"] = len(kept)
+        for name in dict.fromkeys(["accuracy", entry["metric"]]):
+            values = [p["scores"][name] for p in kept if p["scores"].get(name) is not None]
+            entry["scores"][name] = sum(values) / len(values)
+        entry["score"] = entry["scores"][entry["metric"]]
+
+    path = tmp_path / "dropped.json"
+    path.write_text(json.dumps(_forge(document, drop)))
+    assert submission.main(["--validate", str(path)]) == 0  # consistent on its own
+    assert submission.main(["--validate", str(path), "--run", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert (f"1 question(s) of the run are missing from the submission, e.g. ({victim['task']}, "
+            f"{victim['sample_id']})") in err
+
+
+def test_a_changed_protocol_with_its_fingerprint_recomputed_is_rejected_against_the_run(run_and_file, tmp_path,
+                                                                                         capsys):
+    from pr_eval.protocol import fingerprint_of
+
+    folder, out = run_and_file
+    document = json.loads(out.read_text())
+    original = document["protocol"]["fingerprint"]
+
+    def recap(d):
+        record = d["protocol"]["record"]
+        record["settings"]["caps"]["max_tool_calls"] = 99
+        record["fingerprint"] = d["protocol"]["fingerprint"] = fingerprint_of(record["settings"])
+
+    forged = _forge(document, recap)
+    path = tmp_path / "recapped.json"
+    path.write_text(json.dumps(forged))
+    assert submission.main(["--validate", str(path)]) == 0
+    assert submission.main(["--validate", str(path), "--run", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert (f"protocol fingerprint {forged['protocol']['fingerprint']} differs from {original}, the one the "
+            "run's records carry") in err
