@@ -140,7 +140,10 @@ def runs(tmp_path_factory):
     started = time.monotonic()
     kill2 = _start(logs / "kill2", base / "killed", "--resume", str(folder), "--batch-size", "3",
                    "--schedule", "turn-sync", PR_EVAL_FAULT="kill-mid-write:2")
-    assert _wait(kill2, logs / "kill2") == -signal.SIGKILL, _log(logs / "kill2")
+    engine_processes = _descendants_until_exit(kill2)  # before its process group is ended
+    assert kill2.returncode == -signal.SIGKILL, _log(logs / "kill2")
+    leftover = _alive_after(engine_processes, seconds=30)
+    _end_group(kill2)
     raw = (folder / JOURNAL_FILE).read_bytes()
     partial = raw.split(b"\n")[-1]
     after_kill2 = _keys(folder)
@@ -161,8 +164,52 @@ def runs(tmp_path_factory):
                            env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
     timings["final"] = time.monotonic() - started
     return dict(base=base, reference=reference, folder=folder, after_kill1=after_kill1, partial=partial,
+                engine_processes=engine_processes, leftover=leftover,
                 after_kill2=after_kill2, after_kill3=after_kill3, finished_before_results=finished_before_results,
                 final=final, timings=timings, logs=logs)
+
+
+def _descendants_until_exit(proc: subprocess.Popen) -> dict[int, tuple[float, str]]:
+    """Every process the child started ({pid: (create time, name)}), seen until it exits."""
+    import psutil
+
+    seen = {}
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            for child in parent.children(recursive=True):  # the name vLLM gives it comes a moment later
+                seen[child.pid] = (seen.get(child.pid, (child.create_time(),))[0], child.name())
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    proc.wait(timeout=60)
+    return seen
+
+
+def _alive_after(processes: dict[int, tuple[float, str]], seconds: float) -> list[str]:
+    """Those of `processes` still alive after `seconds` (the same pid and start time)."""
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    while True:
+        alive = []
+        for pid, (created, name) in processes.items():
+            try:
+                process = psutil.Process(pid)
+                if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{pid} {name}")
+            except psutil.Error:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def test_a_sigkilled_run_leaves_no_engine_process_alive(runs):
+    names = [name for _, name in runs["engine_processes"].values()]
+    assert any("Engine" in n for n in names) and any("Worker" in n for n in names), names
+    assert runs["leftover"] == [], f"engine processes outlived the killed run: {runs['leftover']}"
 
 
 def test_killed_three_times_and_resumed_equals_an_uninterrupted_run(runs):

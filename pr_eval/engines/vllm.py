@@ -23,7 +23,7 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
-from .. import quiet
+from .. import quiet, reaper
 from ..protocol import Decoding, Protocol
 from .base import (EngineError, GenerationRequest, GenerationResult, media_in_order, to_chat_messages,
                    video_input)
@@ -159,9 +159,12 @@ class VLLMEngine:
         self.model_path = model_path
         self.engine_args = args
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM's engine processes must not outlive a killed run (pr_eval.reaper says why)
+        self._watcher = reaper.guard()
         try:
             self.llm = LLM(model=model_path, **args)
         except Exception as exc:
+            reaper.release(self._watcher)
             raise EngineError(f"vLLM could not load {model_path!r}: {type(exc).__name__}: {exc}") from exc
         self.tokenizer = self.llm.get_tokenizer()
         if not getattr(self.tokenizer, "chat_template", None):
@@ -180,6 +183,7 @@ class VLLMEngine:
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
         if core is not None:
             core.shutdown()
+        reaper.release(self._watcher)
 
     def render(self, request: GenerationRequest) -> str:
         """The prompt text: the checkpoint's own chat template, with the generation prompt."""
