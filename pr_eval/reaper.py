@@ -65,6 +65,8 @@ def watch(pid: int) -> None:
     while alive():
         try:
             for child in run.children(recursive=True):
+                if child.pid == os.getpid():  # the watcher is a child of the run too
+                    continue
                 try:
                     known.setdefault(child.pid, child.create_time())
                 except psutil.Error:
