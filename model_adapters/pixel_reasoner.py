@@ -28,7 +28,7 @@ from collections.abc import Callable
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
-from ..compat import startup_problems
+from ..compat import startup_refusal
 from ..engines import build_engine
 from ..loop import Guide, run_samples
 from ..models import resolve_model
@@ -55,9 +55,9 @@ class PixelReasoner(lmms):
                  request_timeout: float | str | None = None, retries: int | str | None = None,
                  engine_factory: Callable[[], object] | None = None, **unused):
         super().__init__()
-        problems = startup_problems()
-        if problems:  # lmms-eval's own CLI reaches us here; say it before any request is run
-            raise RuntimeError("; ".join(p.message() for p in problems))
+        refusal = startup_refusal()
+        if refusal:  # lmms-eval's own CLI reaches us here; say it before any request is run
+            raise RuntimeError(refusal)
         if unused:
             log.warning("pixel_reasoner ignores unknown model_args: %s", ", ".join(sorted(unused)))
         base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
@@ -75,10 +75,8 @@ class PixelReasoner(lmms):
                                     self.protocol, base_urls=base_url.split("|") if base_url else None,
                                     api_model=api_model, max_concurrency=_int(max_concurrency) or self.batch_size,
                                     max_model_len=_int(max_model_len), tensor_parallel_size=_int(tensor_parallel_size),
-                                    gpu_memory_utilization=float(gpu_memory_utilization)
-                                    if gpu_memory_utilization not in (None, "") else None,
-                                    request_timeout=float(request_timeout) if request_timeout not in (None, "") else None,
-                                    retries=_int(retries))
+                                    gpu_memory_utilization=_float(gpu_memory_utilization),
+                                    request_timeout=_float(request_timeout), retries=_int(retries))
 
             engine = None
         self._engine = engine
@@ -166,3 +164,8 @@ class PixelReasoner(lmms):
 def _int(value) -> int | None:
     """lmms-eval passes model_args as strings (or already parsed numbers)."""
     return None if value is None or value == "" else int(value)
+
+
+def _float(value) -> float | None:
+    """As `_int`, for fractional model_args."""
+    return None if value is None or value == "" else float(value)

@@ -149,11 +149,11 @@ def check_args(args) -> None:
 
 def check_environment() -> None:
     """Refuse to start, before any engine, when an installed package is known to break a run."""
-    from .compat import startup_problems
+    from .compat import startup_refusal
 
-    problems = startup_problems()
-    if problems:
-        raise UsageError("; ".join(p.message() for p in problems))
+    refusal = startup_refusal()
+    if refusal:
+        raise UsageError(refusal)
 
 
 def data_spec(args) -> str:

@@ -12,9 +12,9 @@ Each entry is a fact that was seen, with the day: add one whenever the drift ala
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-import os
 from importlib import metadata
 
 from packaging.specifiers import SpecifierSet
@@ -72,8 +72,9 @@ def known_problems(version_of: Callable[[str], str | None] | Mapping[str, str] =
     return found
 
 
-def startup_problems() -> list[Problem]:
-    """What pr-eval and the lmms-eval model refuse to start with (none with PR_EVAL_ALLOW_KNOWN_BREAKS=1)."""
+def startup_refusal() -> str | None:
+    """Why pr-eval and the lmms-eval model refuse to start, one line, or None (always None with
+    PR_EVAL_ALLOW_KNOWN_BREAKS=1)."""
     if os.environ.get("PR_EVAL_ALLOW_KNOWN_BREAKS") == "1":
-        return []
-    return known_problems()
+        return None
+    return "; ".join(p.message() for p in known_problems()) or None

@@ -369,16 +369,16 @@ def normalize_row(record: dict, index: int = 0) -> dict:
     where the row names a `video`, `video` a str and `video_start`/`video_end` floats (-1: none).
     A row with a `video` needs no `image`; a video row is `is_video` whatever its flag says."""
     row = {str(k): _plain(v) for k, v in record.items()}
-    errors = []
+    errors, undecodable = [], set()
     for name in ("qid", "question", "answer", "image", "video"):  # text stored as bytes (a binary column)
         if name in row:
             row[name], problem = _as_text(row[name], name)
             if problem:
                 errors.append(problem)
+                undecodable.add(name)
     has_video = "video" in row and not _missing(row["video"]) and str(row["video"]) != ""
     required = [n for n in REQUIRED_FIELDS if not (n == "image" and has_video)]
-    errors += [f"missing field {name!r}" for name in required if _missing(row.get(name))
-               and not any(e.startswith(f"field {name!r}") for e in errors)]
+    errors += [f"missing field {name!r}" for name in required if _missing(row.get(name)) and name not in undecodable]
     for name in ("question", "answer"):
         if _missing(row.get(name)):
             row[name] = None  # NaN or NA from pandas

@@ -3,6 +3,7 @@ what `make setup` installed; plus the known breaks pr-eval refuses at start."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -124,6 +125,8 @@ INSTALLED = ROOT / ".venv" / ".lock-installed"
 def test_the_environment_setup_made_is_exactly_the_lock():
     route_name, digest = INSTALLED.read_text().split()
     route = lock.ROUTES[route_name]
+    assert digest == hashlib.sha256(route.lock.read_bytes()).hexdigest(), (
+        f"the environment was made from another {route.lock.name}: run `make setup`")
     wanted = {name: version for name, (version, _) in entries(route.lock).items()}
     # the environment's own site-packages (setuptools puts its vendored copies on sys.path too)
     site = sysconfig.get_paths()["purelib"]
