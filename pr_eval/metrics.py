@@ -155,14 +155,14 @@ def task_metric_list() -> list[dict]:
 def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
     """All metrics of one sample of `benchmark` ("vstar", "tallyqa", "infovqa", "mvbench").
 
-    The paper-compatible `accuracy` reads all the assistant's turns, as the reference does (its
-    fallback verifies against the whole response when nothing is boxed); the benchmark's own
+    The paper-compatible `accuracy` is the reference's verdict on the text it scores (the whole
+    conversation after the first assistant header, `Trajectory.scored_text`); the benchmark's own
     metric reads the final turn. A sample lost to a data or engine error scores 0 everywhere and
     1 in `error_rate`. Sets `traj.scores` as a side record.
     """
     own = scorer(benchmark)
     failed = traj.stop_reason in ERRORS
-    accuracy = 0.0 if failed else scoring.reference_accuracy(traj.full_text, doc["answer"])
+    accuracy = 0.0 if failed else scoring.reference_accuracy(traj.scored_text, doc["answer"])
     main = 0.0 if failed else own.score(traj.answer_text, doc)
     traj.scores = {"accuracy": accuracy, own.main: main}
     category = doc.get("category") or traj.meta.get("category") or "unknown"

@@ -166,99 +166,146 @@ def _safe_parse(text: str) -> list:
 
 
 def _safe_verify(prediction: list, gold: list) -> bool:
-    """`math_verify.verify`, False on any failure.
-
-    The reference passes the prediction as math_verify's `gold` argument and the answer as its
-    `target`; verify is not quite symmetric, so the same order is kept here.
-    """
+    """`math_verify.verify(prediction, gold)`, False on any failure. The reference passes the
+    prediction as math_verify's `gold` argument and the answer as its `target`; verify is not
+    quite symmetric, so the same order is kept."""
     try:
         return bool(verify(prediction, gold, **_NO_VERIFY_TIMEOUT))
     except Exception:  # noqa: BLE001 -- as in _safe_parse
         return False
 
 
-def _reference_normalize(text: str) -> str:
-    """The reference's clean-up, applied to both answer and prediction before parsing.
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str) -> tuple:
+    """`_safe_parse` remembered: the whole-text fallback parses the same text once per gold."""
+    return tuple(_safe_parse(text))
 
-    It drops `\\text`, the units "minutes" and "cm" (so `\\boxed{5 cm}` matches 5), and unifies
-    `\\dfrac`/`\\frac` and the empty-set symbols.
-    """
-    for old, new in (
-        ("dfrac", "frac"),
-        ("\\text", ""),
-        ("\\varnothing", "\\emptyset"),
-        ("minutes", ""),
-        ("cm", ""),
-    ):
+
+# The reference's markers, in its order. The scored text is lower-cased before they are looked
+# for, so "Answer:" (and the finished-marker below) can never be found: that is the reference's
+# behaviour and it is kept.
+REFERENCE_MARKERS = ("\\boxed", "<answer>", "Answer:")
+_FIRST_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>")  # no DOTALL: a tag across lines never matches
+FINISHED_MARKER = "Now everything looks fine. Solution finished."
+EOS_TOKEN = "<|im_end|>"
+_CHOICE_LETTERS = "ABCDEFGHIJK"
+
+
+def reference_normalize(text: str) -> str:
+    """`normalize_answer` of the reference, applied to the answer and to every candidate: `dfrac`
+    becomes `frac`, `\\text` goes, `\\varnothing` becomes `\\emptyset`, and "minutes" and "cm" are
+    deleted wherever they occur (inside words too)."""
+    for old, new in (("dfrac", "frac"), ("\\text", ""), ("\\varnothing", "\\emptyset"),
+                     ("minutes", ""), ("cm", "")):
         text = text.replace(old, new)
     return text
 
 
-def _gold_variants(answer) -> list[str]:
-    """Every form of the answer that counts as correct, lower-cased.
-
-    A list (InfoVQA) holds alternative answers: matching any one is enough. Each answer with a `%`
-    also counts without it, so `\\boxed{45}` matches "45%".
-    """
-    answers = answer if isinstance(answer, (list, tuple)) else [answer]
-    variants: list[str] = []
-    for item in answers:
-        text = str(item).lower().strip()
-        for form in (text, text.replace("\\%", "").replace("%", "").strip()):
-            if form and form not in variants:
-                variants.append(form)
-    return variants
+def reference_verify(candidate: str, gold: tuple) -> float:
+    """`do_verify`: 1.0 or 0.0 from math_verify, -1.0 when the candidate has no parse or anything
+    fails. Its option-letter shortcut (when the gold's parsed string is one of A..K) stays, though
+    golds are lower-cased before they get here, so only an empty string could reach it."""
+    try:
+        parsed = _parse_cached(candidate)
+        if len(gold) > 1 and gold[1] in _CHOICE_LETTERS:  # raises TypeError unless a str: -1.0
+            return float(candidate[len("\\boxed{"):].startswith(gold[1]))
+        return float(_safe_verify(list(parsed), list(gold))) if parsed else -1.0
+    except Exception:  # noqa: BLE001 -- the reference scores any failure here -1.0
+        return -1.0
 
 
-def _matches(candidate: str, gold: str, *, boxed: bool) -> bool:
-    """One reference comparison: math_verify first, plain text where it finds no value.
-
-    `boxed` wraps the candidate in `\\boxed{}` so that math_verify reads an extracted answer whole
-    (it finds nothing in a bare "b"); the whole-response fallback is parsed as it stands.
-    """
-    gold_parsed = _safe_parse(f"\\boxed{{{_reference_normalize(gold)}}}")
-    text = f"\\boxed{{{candidate}}}" if boxed else candidate
-    candidate_parsed = _safe_parse(_reference_normalize(text))
-    if gold_parsed and candidate_parsed:
-        return _safe_verify(candidate_parsed, gold_parsed)
-    return bool(gold) and _squash(candidate) == _squash(gold)
-
-
-def _all_spans_present(prediction: str, gold: str) -> bool:
-    """The reference's multi-span rule: "red, blue" is right when "red" and "blue" both appear."""
-    spans = [span.strip() for span in gold.split(",")]
-    spans = [span for span in spans if span]
-    return len(spans) > 1 and all(span in prediction for span in spans)
+def reference_candidate(text: str, marker: str) -> str | None:
+    """The candidate answer the reference takes for one marker of `text`, or None when it skips
+    the marker: from the LAST `\\boxed` to the end of the text; the FIRST one-line
+    `<answer>...</answer>` wrapped in `\\boxed{}`; after the last "Answer:" (never reached)."""
+    if marker not in text:
+        return None
+    if marker == "<answer>":
+        found = _FIRST_ANSWER_TAG.search(text)
+        return f"\\boxed{{{found.group(1)}}}" if found else None
+    if marker == "Answer:":
+        return f"\\boxed{{{text.split(marker)[-1].strip()}}}"
+    return text[text.rindex(marker):].strip()
 
 
-def reference_accuracy(response: str, answer) -> float:
-    """1.0 when the reference evaluation would count `response` correct for `answer`, else 0.0.
+def reference_verdict_one(text: str, gold: str) -> float:
+    """`handle_boxed` for one lower-cased gold: 1.0, 0.0 or -1.0 (the gold or the text has no
+    parse). `text` is the lower-cased scored text."""
+    finished = text.find(FINISHED_MARKER)
+    if finished > -1 and text[finished + len(FINISHED_MARKER) + len(EOS_TOKEN):]:
+        return 0.0  # something after "Solution finished." and its end token: not scored
+    gold = reference_normalize(gold)
+    gold_parsed = _parse_cached(gold if "\\boxed" in gold else f"\\boxed{{{gold}}}")
+    if not gold_parsed:
+        return -1.0
+    for marker in REFERENCE_MARKERS:
+        candidate = reference_candidate(text, marker)
+        if candidate is None:
+            continue
+        verdict = reference_verify(reference_normalize(candidate), gold_parsed)
+        if verdict > 0.99:
+            return verdict
+    return reference_verify(reference_normalize(text), gold_parsed)  # the whole text
 
-    `response` is the model's whole trajectory text. Order of the reference, kept on purpose:
-    each marked answer that is present (last `\\boxed{}`, `<answer>`, `Answer:`) is compared with
-    math_verify; if none matches, the WHOLE response is handed to math_verify. That fallback is a
-    bug in the reference (an unboxed "there are 3 dogs" scores for 3), but the paper's numbers
-    include it. math_verify's own quirks stay too: a bare letter is a symbol, so `\\boxed{(B)}`
-    matches B while `\\boxed{B. Sheep}` does not, and "three" is not 3.
 
-    A list `answer` holds alternatives (any one is enough); a comma-separated answer also counts
-    when every span appears in the marked answer. Where math_verify reads no value at all, the
-    texts are compared whole (the reference scored that case 0; it only arises for bare text).
-    """
-    text = response.lower() if isinstance(response, str) else ""
-    candidates = [
-        found
-        for found in (last_boxed(text), last_answer_tag(text), after_answer_label(text))
-        if found is not None
-    ]
-    for gold in _gold_variants(answer):
-        if any(_matches(candidate, gold, boxed=True) for candidate in candidates):
+def reference_golds(answer) -> list[str]:
+    """The golds the reference tries, in order: a list's items lower-cased, with the `%`-free form
+    of the first item that has a `%` put first (unless already there); anything else as
+    `[str(answer).lower()]` (so None is "none" and 3.0 is "3.0")."""
+    if isinstance(answer, list):
+        golds = [str(item).lower() for item in answer]
+        percent = next((g.replace("%", "") for g in golds if "%" in g), None)
+        if percent is not None and percent not in golds:
+            golds.insert(0, percent)
+        return golds
+    return [str(answer).lower()]
+
+
+def reference_multispan(text: str, gold: str) -> bool:
+    """The reference's multi-span fallback for a gold with a comma: its spans are cut from
+    `gold[7:-1]` (the slice meant for "\\boxed{...}", applied to the plain gold), and all of them
+    must occur in the text from its last "boxed" on. So "red, blue" needs only "u", and a
+    gold of 8 characters or fewer has the single span "", which any boxed answer contains."""
+    spans = [span.lower().strip() for span in gold[len("\\boxed{"):-1].split(",")]
+    at = text.rfind("boxed")
+    if at == -1:
+        return False
+    tail = "\\" + text[at:]
+    return all(span in tail for span in spans)
+
+
+def reference_score(text: str, answer) -> float:
+    """`rule_reward`'s correctness value for a scored text: the first gold that passes gives
+    1.0; otherwise the last gold's value (0.0 or -1.0). The paper counts a sample correct when
+    this is above 0."""
+    lowered = text.lower()
+    score = 0.0
+    for gold in reference_golds(answer):
+        score = reference_verdict_one(lowered, gold)
+        if score > 0.5:
+            return score
+        if "," in gold and reference_multispan(lowered, gold):
             return 1.0
-        if _matches(text, gold, boxed=False):
-            return 1.0
-        if candidates and _all_spans_present(candidates[0], gold):
-            return 1.0
-    return 0.0
+    return score
+
+
+def reference_accuracy(text: str, answer) -> float:
+    """The paper-compatible accuracy: 1.0 when the reference evaluation counts the scored text
+    correct for `answer`, else 0.0. Never raises.
+
+    `text` is `chat.scored_text` of the trajectory: the whole conversation after the first
+    assistant header, feedback turns and special tokens included, as the reference decodes it.
+    Every quirk of the reference stays (protocol.md, "Scoring in the reference"): the last
+    `\\boxed` to the END of the text is the first candidate, then the first one-line `<answer>`
+    tag; "Answer:" lines never count (the text is lower-cased first); when no candidate verifies,
+    math_verify reads the whole text ("there are 3 dogs" scores for 3); a bare letter or
+    "three" does not parse as the gold; list golds, `%` and multi-span golds as described in
+    `reference_golds` and `reference_multispan`. tests/test_conformance_scoring.py holds one row per
+    behaviour, each naming the reference function it reproduces."""
+    try:
+        return 1.0 if reference_score(text if isinstance(text, str) else "", answer) > 0 else 0.0
+    except Exception:  # noqa: BLE001 -- one odd sample is a wrong answer, never a stopped run
+        return 0.0
 
 
 # --------------------------------------------------------------------------------------------------

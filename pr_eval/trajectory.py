@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from .chat import IM_END, scored_text
+
 # How a trajectory ended.
 ANSWERED = "answered"            # the model gave a turn without a tool call
 MAX_TOOL_CALLS = "max_tool_calls"
@@ -32,8 +34,8 @@ ERRORS = (ENGINE_ERROR, DATA_ERROR)
 class Sample:
     """One benchmark question, with its images not yet loaded.
 
-    `load_images` returns the full-resolution input images (or the frames of a video); it is
-    called once, when the sample's trajectory starts, so a dataset never sits in memory whole."""
+    `load_images` returns the input images as stored (or the frames of a video); it is called
+    once, when the sample's trajectory starts, so a dataset never sits in memory whole."""
 
     task: str
     sample_id: str
@@ -79,6 +81,14 @@ class Generation:
     prompt_tokens: int
     output_tokens: int
     finish_reason: str | None = None
+    # The token (or stop string) that ended the turn, as the decoded output shows it; None when
+    # the token limit cut the turn. Records made before it existed leave it None.
+    stop: str | None = None
+
+    @property
+    def ends_with_eos(self) -> bool:
+        """Whether the decoded turn ends with `<|im_end|>` (the reference's scored text keeps it)."""
+        return self.stop == IM_END or (self.stop is None and self.finish_reason == "stop")
 
 
 @dataclass
@@ -100,11 +110,8 @@ class Trajectory:
     scores: dict = field(default_factory=dict)
     frames_selected: bool = False
     # Runtime only (never serialized): the pixels of `images` as shown to the model (a video is
-    # the list of its frames), and the full-resolution originals that crops are cut from: of
-    # input images and selected frames by conversation index, of a video's frames by frame.
+    # the list of its frames); tools cut from these, as the reference's do.
     pixels: list = field(default_factory=list, repr=False, metadata={"runtime": True})
-    originals: dict[int, Image.Image] = field(default_factory=dict, repr=False, metadata={"runtime": True})
-    frame_originals: list[Image.Image] = field(default_factory=list, repr=False, metadata={"runtime": True})
     started_at: float | None = field(default=None, repr=False, metadata={"runtime": True})  # time.time()
 
     # --- derived views -----------------------------------------------------------------------
@@ -117,9 +124,11 @@ class Trajectory:
         return last_assistant_text(self.messages)
 
     @property
-    def full_text(self) -> str:
-        """All assistant turns joined: the reference falls back to it when nothing is boxed."""
-        return "\n".join(message_text(m) for m in self.messages if m["role"] == "assistant")
+    def scored_text(self) -> str:
+        """What the paper-compatible accuracy reads: the conversation after the first assistant
+        header, feedback turns and special tokens included (`chat.scored_text`)."""
+        last = self.generations[-1] if self.generations else None
+        return scored_text(self.messages, ends_with_eos=last is None or last.ends_with_eos)
 
     @property
     def used_tools(self) -> bool:
@@ -148,8 +157,6 @@ class Trajectory:
     def release_pixels(self) -> None:
         """Drop the images once the trajectory is finished, so finished work holds no pixels."""
         self.pixels = []
-        self.originals = {}
-        self.frame_originals = []
 
 
 def _plain(value):
