@@ -110,16 +110,16 @@ def make_workload(n: int, folder: Path, seed: int = 0):
 
 
 def benchmark_protocol(image_tokens: int):
-    """PIXEL_REASONER_V1, with input images and crops shown at most `image_tokens` visual tokens
+    """PIXEL_REASONER, with input images and crops shown at most `image_tokens` visual tokens
     (0: unchanged). The engine's processor gets the same bounds, so it resizes nothing again."""
     import dataclasses
 
-    from pr_eval.protocol import PIXEL_REASONER_V1, PixelBounds
+    from pr_eval.protocol import PIXEL_REASONER, PixelBounds
 
     if not image_tokens:
-        return PIXEL_REASONER_V1
+        return PIXEL_REASONER
     bounds = PixelBounds(min(256, image_tokens) * 28 * 28, image_tokens * 28 * 28)
-    return dataclasses.replace(PIXEL_REASONER_V1, name=f"pixel-reasoner-v1-max{image_tokens}tok",
+    return dataclasses.replace(PIXEL_REASONER, name=f"pixel-reasoner-v2-max{image_tokens}tok",
                                input_pixels=bounds, crop_pixels=bounds, engine_pixels=bounds)
 
 

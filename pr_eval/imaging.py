@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
-from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as _qwen_smart_resize
+from qwen_vl_utils import smart_resize as _qwen_smart_resize
 
 from .protocol import PixelBounds
 
@@ -23,7 +23,8 @@ class DataError(Exception):
 def fit_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
     """(width, height) after Qwen's `smart_resize`: multiples of 28, pixel count within bounds.
 
-    transformers' implementation is used so that sizes match the model's own processor exactly."""
+    qwen_vl_utils' implementation is used, as the reference resizes inputs and crops with it (the
+    engine's processor then applies transformers' copy of the same rule to the engine bounds)."""
     try:
         h, w = _qwen_smart_resize(height, width, factor=FACTOR, min_pixels=bounds.min_pixels,
                                   max_pixels=bounds.max_pixels)
@@ -33,11 +34,25 @@ def fit_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
 
 
 def fit_image(image: Image.Image, bounds: PixelBounds) -> Image.Image:
-    """The image resized (bicubic) to `fit_size`; returned unchanged when already that size."""
+    """The image in RGB (`to_rgb`), resized (bicubic, PIL's default) to `fit_size`; returned
+    unchanged when it already is both."""
+    image = to_rgb(image)
     size = fit_size(*image.size, bounds)
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB as the reference makes it (qwen_vl_utils' rule): an RGBA image is laid on white;
+    every other mode is converted by PIL (so other alpha channels are dropped). RGB is kept."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "RGBA":
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image, mask=image.getchannel("A"))
+        return white
+    return image.convert("RGB")
 
 
 def resolve_inside(root: str | os.PathLike, relative: str) -> Path:
@@ -65,7 +80,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
                 img.load()
             finally:
                 ImageFile.LOAD_TRUNCATED_IMAGES = lenient
-            return img.convert("RGB")
+            return to_rgb(img) if img.mode == "RGBA" else img.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:

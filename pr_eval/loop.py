@@ -26,10 +26,11 @@ from typing import Callable, Iterable, Sequence
 
 from .engines import SCHEDULES
 from .engines.base import Engine, GenerationRequest, GenerationResult, can_submit
+from . import chat
 from .imaging import DataError, fit_image
 from .protocol import Protocol
-from .tools import (SELECT_FRAMES, ToolError, blind, clean_text, crop, is_tool_request, parse_tool_call,
-                    select_frames, tool_call_body)
+from .tools import (CROP, SELECT_FRAMES, Call, blind, clean_text, error_kind, execute, is_tool_request,
+                    journal_safe, last_call_text)
 from .trajectory import (ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS,
                          Generation, ImageInfo, Sample, ToolCall, Trajectory)
 
@@ -67,7 +68,8 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
     """The trajectory of a sample with its first prompt; a data error ends it at once.
 
     Images are shown resized into the protocol's input bounds; a video is shown as its frames
-    (exactly `num_video_frames`), each within the frame bounds, and is image 1 of the conversation."""
+    (exactly `num_video_frames`), each within the frame bounds, and is image 1 of the
+    conversation. Tools work on the images as shown, as the reference's do."""
     traj = Trajectory(task=sample.task, sample_id=sample.sample_id, question=sample.question,
                       target=sample.answer, protocol=protocol.name, fingerprint=protocol.fingerprint,
                       meta=dict(sample.meta), is_video=sample.is_video, started_at=time.time())
@@ -75,26 +77,25 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
         traj.messages.append({"role": "system", "content": protocol.system_prompt})
     text = text_part(protocol.user_text(sample.question))
     try:
-        originals = sample.load_images()
-        if not originals:
+        loaded = sample.load_images()
+        if not loaded:
             raise DataError("the sample has no image")
-        if sample.is_video and len(originals) != protocol.num_video_frames:
-            raise DataError(f"a video sample needs {protocol.num_video_frames} frames, got {len(originals)}")
+        if sample.is_video and len(loaded) != protocol.num_video_frames:
+            raise DataError(f"a video sample needs {protocol.num_video_frames} frames, got {len(loaded)}")
         bounds = protocol.frame_pixels if sample.is_video else protocol.input_pixels
-        shown = [fit_image(image, bounds) for image in originals]
+        shown = [fit_image(image, bounds) for image in loaded]
+        del loaded  # only the shown images are kept: nothing is cut from the full-resolution files
     except DataError as exc:
         traj.stop_reason, traj.error = DATA_ERROR, str(exc)
         traj.messages.append({"role": "user", "content": [text]})
         return traj
     if sample.is_video:
         traj.pixels.append(shown)
-        traj.frame_originals = list(originals)
         traj.images.append(ImageInfo(kind="video", width=shown[0].width, height=shown[0].height))
         traj.messages.append({"role": "user", "content": [video_part(1), text]})
         return traj
-    for i, (original, image) in enumerate(zip(originals, shown), start=1):
+    for image in shown:
         traj.pixels.append(image)
-        traj.originals[i] = original
         traj.images.append(ImageInfo(kind="input", width=image.width, height=image.height))
     traj.messages.append({"role": "user", "content": [image_part(i) for i in range(1, len(shown) + 1)] + [text]})
     return traj
@@ -106,51 +107,58 @@ def request(traj: Trajectory, guide: Guide | None = None) -> GenerationRequest:
 
 
 def step(traj: Trajectory, result: GenerationResult, protocol: Protocol) -> Trajectory:
-    """Apply one generated assistant turn to an unfinished trajectory (in place; returned)."""
+    """Apply one generated assistant turn to an unfinished trajectory (in place; returned).
+
+    The reference's order: the turn (decoded, `<|im_end|>` removed) is a tool request when it
+    ends with `</tool_call>`; a request is not run once the trajectory made `max_tool_calls`
+    calls or the turn's prompt and output exceed the token cap; otherwise the conversation's last
+    call is read and executed, and its result (or the error's text) is the next user turn."""
     if result.error is not None:
         traj.error = result.error
         return _finish(traj, ENGINE_ERROR)
     turn = len(traj.generations)
-    text = clean_text(result.text).replace("<|im_end|>", "")
-    traj.generations.append(Generation(result.prompt_tokens, result.output_tokens, result.finish_reason))
+    text = clean_text(result.text + (result.stop or "")).replace(chat.IM_END, "")
+    traj.generations.append(Generation(result.prompt_tokens, result.output_tokens, result.finish_reason,
+                                       stop=result.stop))
     traj.messages.append({"role": "assistant", "content": [text_part(text)]})
-    if not protocol.tools_enabled or not is_tool_request(text):
+    if not is_tool_request(text):
         return _finish(traj, ANSWERED)
     if result.prompt_tokens + result.output_tokens > protocol.caps.max_total_tokens:
         return _finish(traj, MAX_TOKENS)
     if len(traj.tool_calls) >= protocol.caps.max_tool_calls:
         return _finish(traj, MAX_TOOL_CALLS)
-    body = tool_call_body(text)
-    call = ToolCall(turn=turn, raw=body)
-    traj.tool_calls.append(call)
+    call = Call(raw=last_call_text(chat.render(traj.messages)))
+    record = ToolCall(turn=turn, raw=clean_text(call.raw))
+    traj.tool_calls.append(record)
     try:
-        parsed = parse_tool_call(body)
-        call.name, call.arguments = parsed.name, parsed.arguments
-        outcome = _execute(traj, parsed, protocol)
-    except ToolError as exc:
-        return _tool_failed(traj, call, exc.kind, str(exc), protocol)
-    except Exception as exc:  # noqa: BLE001 - no text a model writes may stop the run
-        # The reference feeds the text of any exception back; ours says what went wrong the same
-        # way, and the record counts it apart ("internal") so that a bug of ours stays visible.
-        log.warning("tool call of %s raised %s: %s", traj.sample_id, type(exc).__name__, exc)
-        return _tool_failed(traj, call, "internal", f"Execution Error: {type(exc).__name__}: {exc}"[:2000],
-                            protocol)
+        call.read()
+        outcome = _execute(traj, call, protocol)
+    except Exception as exc:  # noqa: BLE001 - the reference feeds ANY exception's text back
+        _remember(record, call)
+        return _tool_failed(traj, record, error_kind(exc, call.stage), str(exc), protocol)
+    _remember(record, call)
     if len(traj.pixels) + len(outcome.images) > protocol.caps.max_images:
-        call.error_kind, call.error = "max_images", "image cap reached"
+        record.error_kind, record.error = "max_images", "image cap reached"
         return _finish(traj, MAX_IMAGES)
-    call.ok = True
-    call.box_normalized = outcome.box_normalized
+    record.ok = True
+    record.box_normalized = outcome.box_normalized
     content = [text_part(outcome.text)]
-    for image, parent, original in zip(outcome.images, outcome.parents, outcome.originals):
+    for image, parent in zip(outcome.images, outcome.parents):
         traj.pixels.append(image)
         index = len(traj.pixels)
-        call.new_images.append(index)
+        record.new_images.append(index)
         content.append(image_part(index))
-        if original is not None:
-            traj.originals[index] = original
-        traj.images.append(_describe(traj, parsed.name, image, parent, outcome))
+        traj.images.append(_describe(traj, call.name, image, parent, outcome))
     traj.messages.append({"role": "user", "content": content})
     return traj
+
+
+def _remember(record: ToolCall, call: Call) -> None:
+    """What the record keeps of a call: its name and arguments when they were readable."""
+    if isinstance(call.name, str):
+        record.name = clean_text(call.name)
+    if isinstance(call.arguments, dict):
+        record.arguments = journal_safe(call.arguments)
 
 
 def _tool_failed(traj: Trajectory, call: ToolCall, kind: str, message: str, protocol: Protocol) -> Trajectory:
@@ -159,42 +167,24 @@ def _tool_failed(traj: Trajectory, call: ToolCall, kind: str, message: str, prot
     return traj
 
 
-def _video_frames_targeted(traj: Trajectory) -> bool:
-    """Before any frames were selected, a video's `target_image` numbers its frames (1..16)."""
-    return traj.is_video and not traj.frames_selected
-
-
-def _execute(traj: Trajectory, parsed, protocol: Protocol):
-    if parsed.name == SELECT_FRAMES:
-        if not traj.is_video:
-            raise ToolError("wrong_modality", "Execution Error: select_frames can only be used on a "
-                            "video; this question has an image.")
-        result = select_frames(parsed, traj.pixels[0], len(traj.pixels), protocol)
-        result.originals = [traj.frame_originals[f - 1] for f in result.parents]
+def _execute(traj: Trajectory, call: Call, protocol: Protocol):
+    n_inputs = sum(1 for info in traj.images if info.kind == "input")
+    result = execute(call, traj.pixels, n_inputs, traj.is_video, protocol)
+    if call.name == SELECT_FRAMES:
         traj.frames_selected = True
-        return result
-    if _video_frames_targeted(traj):
-        shown = traj.pixels[0]
-        result = crop(parsed, shown, dict(enumerate(traj.frame_originals, start=1)), protocol)
-    else:
-        # After frames were selected image 1 stands for the whole video, which cannot be cropped.
-        shown = traj.pixels
-        result = crop(parsed, shown, traj.originals, protocol, first_target=2 if traj.is_video else 1)
-    if protocol.blind:
-        result = blind(result, shown[result.parents[0] - 1], protocol.blind, protocol)
+    elif call.name == CROP and protocol.blind:
+        result = blind(result, result.source, protocol.blind, protocol)
     return result
 
 
 def _describe(traj: Trajectory, tool: str, image, parent: int, outcome) -> ImageInfo:
-    """The ImageInfo of an image a tool added (`parent`: the tool's 1-based source)."""
+    """The ImageInfo of an image a tool added (`parent`: the crop's 1-based source image, or the
+    selected frame's number)."""
     if tool == SELECT_FRAMES:
         return ImageInfo(kind="frame", width=image.width, height=image.height, parent=1, frame=parent)
-    if _video_frames_targeted(traj):  # a crop of video frame `parent`
-        source = dict(parent=1, frame=parent)
-    else:
-        source = dict(parent=parent, frame=traj.images[parent - 1].frame)
+    frame = outcome.frame if outcome.frame is not None else traj.images[parent - 1].frame
     return ImageInfo(kind="crop", width=image.width, height=image.height, box=list(outcome.box),
-                     source_size=list(outcome.source_size), **source)
+                     source_size=list(outcome.source_size), parent=parent, frame=frame)
 
 
 def _finish(traj: Trajectory, reason: str) -> Trajectory:

@@ -77,8 +77,10 @@ class Decoding:
     top_p: float = 1.0
     top_k: int = -1  # off
     max_new_tokens: int = 2048
-    stop_tokens: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
+    stop_tokens: tuple[str, ...] = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>")
     seed: int = 0
+    min_tokens: int = 1                 # the reference's SamplingParams: never an empty turn
+    skip_special_tokens: bool = False   # special tokens stay in the text the loop and scorer read
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,48 @@ class Feedback:
     crop: str = "\nHere is the cropped image (Image Size: {w}x{h}):"
     frames: str = "\nHere are the selected frames (Frame Size: {w}x{h}, Numbered {a} to {b}):"
     error: str = "\nExecution error:\n{message}\n"
+
+
+@dataclass(frozen=True)
+class ErrorTexts:
+    """The reference's messages for tool calls it refuses (the model was trained on them: byte for
+    byte). Every other failure is fed back as the text of the Python exception it raises."""
+
+    frames_of_image: str = ("Execution Error: You attempted to `select_frames` from **image** not "
+                            "**video**. You should use `crop_image_normalized` instead for inspecting "
+                            "**image**.")
+    too_many_frames: str = ("Execution Error: You have selected {k} frames in total. Think again which "
+                            "frames you need to check in details (no more than 8 frames)")
+    frames_out_of_range: str = ("Execution Error: There are {n} frames numbered in range [1,{n}]. Your "
+                                "selection `target_frames={frames}` is out of range.")
+    video_frame_target: str = ("Execution Error: Incorrect `target_image` argument in "
+                               "`crop_image_normalized` operation. You can only pick an image **from** the "
+                               "video within [1,{n}], but the current argument `target_image={target}`.")
+    video_image_target: str = ("Execution Error: Incorrect `target_image` argument in "
+                               "`crop_image_normalized` operation. You can only pick an image within range "
+                               "[2,{n}], but the current argument `target_image={target}`.")
+    image_target: str = ("Execution Error: Incorrect `target_image` argument in `crop_image_normalized` "
+                         "operation. You can only pick an image within [1,{n}]")
+    crop_too_small: str = "Cropped image is too small: {w}x{h}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Which behaviours of the reference implementation a protocol reproduces, by name.
+
+    The code of pr_eval implements one rule per name; the names are settings (so they are in the
+    fingerprint) because a rule change moves scores even when no number above changes."""
+
+    implementation: str = "TIGER-AI-Lab/Pixel-Reasoner@a3a6c3a"  # the commit whose behaviour is reproduced
+    scoring: str = "rule_reward"          # scoring.reference_accuracy on scoring.scored_text
+    scored_text: str = "conversation-after-first-assistant"  # the decoded conversation, special tokens kept
+    chat_template: str = "qwen2.5-vl"     # how the conversation is rendered for scoring and tool parsing
+    tool_request: str = "ends-with-close-tag"   # output minus <|im_end|> ends exactly with </tool_call>
+    tool_parse: str = "last-open-tag-of-conversation"
+    tool_errors: str = "reference-messages"     # the reference's texts; Python's own for other failures
+    crop_source: str = "shown-image"      # crops are cut from images as the model was shown them
+    video_target: str = "frames-until-any-image-added"
+    resize: str = "qwen_vl_utils.smart_resize+to_rgb"
 
 
 @dataclass(frozen=True)
@@ -125,7 +169,11 @@ class Protocol:
     caps: Caps = Caps()
     decoding: Decoding = Decoding()
     feedback: Feedback = Feedback()
+    errors: ErrorTexts = ErrorTexts()
     max_model_len: int = 18192
+    reference: Reference = Reference()
+    # Where pr_eval does not follow the reference on purpose, and the expected effect of each.
+    differences: tuple[str, ...] = ()
     notes: str = field(default="", compare=False)
 
     def settings(self) -> dict:
@@ -155,35 +203,83 @@ def fingerprint_of(settings: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-PIXEL_REASONER_V1 = Protocol(
-    name="pixel-reasoner-v1",
-    version="1",
+# Where pr_eval does not follow the reference on purpose (each with its expected effect). Listed in
+# every protocol record and in the README; the reference's verdicts are otherwise reproduced bug
+# for bug (tests/test_conformance.py).
+DIFFERENCES = (
+    "A request the engine refuses (e.g. a prompt past max_model_len after a large crop) ends that "
+    "trajectory as engine_error and the run goes on; the reference's run would stop. Effect: none on "
+    "runs the reference could finish.",
+    "An input that smart_resize refuses (an aspect ratio above 200) or that cannot be decoded is a "
+    "data_error of its sample; the reference's run would stop. Effect: as above.",
+    "math_verify runs without its signal-based timeouts (they work only in a main thread, and would "
+    "make a verdict depend on machine speed): values too large for sympy to compare in reasonable "
+    "time (towers such as 9^{9^{9}}, factorials past 1000, exponents past 10000) count as "
+    "unparsable. The reference's 5-second timeouts give the same verdict (no parse: wrong) on such "
+    "inputs. Effect: none unless a real gold answer is that large.",
+    "A list of golds with an item that is not a string scores with str(item) where the reference "
+    "raises AttributeError and stops its run. Effect: none on the paper's data (every list gold "
+    "is a list of strings).",
+    "Python's own exception texts fed back for odd calls are those of CPython 3.11, the locked "
+    "interpreter; the reference's Python version is not recorded, and a few texts differ between "
+    "versions (3.10 says 'string indices must be integers' without ', not 'str''). Effect: a "
+    "different error text on such rare calls only.",
+    "The text that is scored is rendered from the trajectory with the Qwen2.5-VL chat template "
+    "instead of being decoded from the engine's token ids, so every engine gets the same verdict. "
+    "Effect: none where the tokenizer round-trips text, which Qwen's byte-level BPE does; a stop "
+    "string that ends inside a token (only <|eot_id|>, written as plain text) is kept whole.",
+)
+
+PIXEL_REASONER = Protocol(
+    name="pixel-reasoner-v2",
+    version="2",
     system_prompt=PIXEL_REASONER_SYSTEM_PROMPT,
     guideline=PIXEL_REASONER_GUIDELINE,
-    notes="Wang et al. 2025 (arXiv 2505.15966 v3), the authors' released evaluation settings.",
+    differences=DIFFERENCES,
+    notes="Wang et al. 2025 (arXiv 2505.15966 v3): the behaviour of the authors' released evaluation "
+          "code, its scoring bugs included.",
 )
 
 NO_TOOL = dataclasses.replace(
-    PIXEL_REASONER_V1, name="no-tool", system_prompt=None, guideline=NO_TOOL_GUIDELINE, tools_enabled=False,
+    PIXEL_REASONER, name="no-tool", system_prompt=None, guideline=NO_TOOL_GUIDELINE, tools_enabled=False,
     notes="The paper's baseline prompt for plain Qwen2.5-VL: no tool block (the chat template's default "
-          "system message), the step-by-step suffix, one turn.")
+          "system message), the step-by-step suffix. As in the reference, a turn that still ends with "
+          "</tool_call> is executed.")
 
 BLIND_TOOL = dataclasses.replace(
-    PIXEL_REASONER_V1, name="blind-tool", blind="input",
+    PIXEL_REASONER, name="blind-tool", blind="input",
     notes="Ablation: crops succeed but return the uncropped source image.")
 
 BLIND_TOOL_BLANK = dataclasses.replace(
-    PIXEL_REASONER_V1, name="blind-tool-blank", blind="blank",
+    PIXEL_REASONER, name="blind-tool-blank", blind="blank",
     notes="Ablation: crops succeed but return a blank image of the crop's size.")
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PIXEL_REASONER_V1, NO_TOOL, BLIND_TOOL, BLIND_TOOL_BLANK)}
-DEFAULT_PROTOCOL = PIXEL_REASONER_V1.name
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PIXEL_REASONER, NO_TOOL, BLIND_TOOL, BLIND_TOOL_BLANK)}
+DEFAULT_PROTOCOL = PIXEL_REASONER.name
+
+# Protocols that can no longer be run: results made with them stay readable (their records carry
+# their settings, so fingerprints can still be recomputed), but their scores are not the
+# reference's and they are not comparable with runs of the protocols above. (no-tool, blind-tool
+# and blind-tool-blank kept their names when they moved onto v2; their v1 fingerprints were
+# 98aefe9c9924ef83, ed046a79a7ef6023 and 2bc281d03e088eb9.)
+RETIRED: dict[str, dict] = {
+    "pixel-reasoner-v1": {
+        "fingerprint": "33125809b7aa1036", "successor": "pixel-reasoner-v2", "retired": "2026-12-01",
+        "reason": "its accuracy was not the reference's verdict (last <answer> tag, Answer: lines, "
+                  "plain-text fallback), crops of an input were cut from the full-resolution file, and "
+                  "tool errors were reworded",
+    },
+}
 
 
 def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
+        if name in RETIRED:
+            old = RETIRED[name]
+            raise ValueError(f"protocol {name!r} was retired on {old['retired']}: {old['reason']}; "
+                             f"run under {old['successor']!r} instead") from None
         raise ValueError(
             f"unknown protocol {name!r}; choose one of: {', '.join(sorted(PROTOCOLS))}"
         ) from None

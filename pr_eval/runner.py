@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from . import __version__, quiet
 from .metrics import SCORERS, pool
-from .protocol import Protocol, get_protocol
+from .protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
 from .store import (RESULTS_FILE, RunStore, StoreError, git_revision, new_folder_name, package_versions, sample_key,
                     write_atomic)
 
@@ -190,7 +190,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text.rstrip("/").split("/")[-1])[:60] or "model"
 
 
-def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Protocol = "pixel-reasoner-v1",
+def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Protocol = DEFAULT_PROTOCOL,
              limit: int | None = None, output: str | Path = "results", batch_size: int = 64,
              engine_args: dict | None = None, engine=None, guide=None, *, engine_kind: str = "vllm",
              resume: str | Path | None = None, schedule: str | None = None, seed: int | None = None,

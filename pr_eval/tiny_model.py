@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|image_pad|>", "<|video_pad|>"]
@@ -131,7 +131,11 @@ def new_model(tokenizer, arch: Architecture = TINY, seed: int = 0):
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    # One end-of-turn token only: vLLM lets a structured-output turn end with any of the checkpoint's
+    # eos ids, and a scripted tool call followed by <|endoftext|> is, by the reference's rule, a
+    # final answer. With <|im_end|> alone, scripted turns end as the protocol's model ends them.
+    # (<|endoftext|> still ends a free turn: it is one of the protocol's stop strings.)
+    model.generation_config.eos_token_id = [ids["<|im_end|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return model
 

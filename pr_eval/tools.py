@@ -1,20 +1,29 @@
-"""Tool calls: parsing the model's request and executing it, as pure functions.
+"""Tool calls, as the reference evaluation runs them: when a turn is a request, which call it is,
+and what executing it gives, as functions of text and images only.
 
-`parse_tool_call` and `crop_box` never raise on any input text or numbers: every way a call can be
-wrong becomes a `ToolError` whose message is fed back to the model (as the reference does), and
-whose `kind` is counted in the tool statistics. Model output is parsed with `json`, never evaluated.
+The reference (experience_maker.py: `_generate_vllm`, `parse_last_tool`, `execute_tool`,
+`CropImageNormalized.call`, `resize_cropped`) decides with plain Python: `json.loads` of the
+text after the conversation's last `<tool_call>`, dictionary and list indexing with whatever
+numbers the model wrote, and a few checks whose messages the model was trained on. pr_eval
+does the same operations, so a call gets the same outcome and the same message, down to
+Python's own exception texts ("list indices must be integers or slices, not float", "'bbox_2d'").
+`execute` raises; the loop feeds `str(error)` back, as the reference does. Model output is parsed
+with `json`, never evaluated.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 
 from PIL import Image
+from qwen_vl_utils import smart_resize
 
-from .imaging import DataError, fit_image
+from .chat import IM_END
+from .imaging import FACTOR, to_rgb
 from .protocol import Protocol
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -31,72 +40,187 @@ def crop_call(bbox, target: int = 1, digits: int | None = None) -> str:
 
 
 class ToolError(Exception):
-    """A tool call that cannot be carried out. `str(error)` is the message the model sees."""
+    """A call the reference refuses with a message of its own. `str(error)` is that message."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class ParsedCall:
+def is_tool_request(output: str) -> bool:
+    """The reference's test: the decoded turn with `<|im_end|>` removed, and nothing stripped,
+    ends with `</tool_call>` (a trailing newline or space makes it a final answer)."""
+    return output.replace(IM_END, "").endswith(CLOSE)
+
+
+def last_call_text(conversation: str) -> str:
+    """`parse_last_tool`'s input: the text after the LAST `<tool_call>` of the whole conversation
+    so far (system prompt and earlier turns included), up to the next `</tool_call>`. A turn that
+    closes a call it never opened therefore re-reads an earlier one (or the system prompt's
+    example, which is not JSON)."""
+    return conversation.split(OPEN)[-1].split(CLOSE)[0]
+
+
+def error_kind(exc: BaseException, stage: str) -> str:
+    """How the tool statistics count a failed call (ours; the model only sees the message)."""
+    if isinstance(exc, ToolError):
+        return exc.kind
+    if stage in ("parse", "read"):
+        return "malformed"
+    if stage == "lookup":
+        return "unknown_tool"
+    return "bad_target" if isinstance(exc, IndexError) else "bad_arguments"
+
+
+@dataclass
+class Call:
+    """The conversation's last tool call, read as far as it goes (`read`)."""
+
     raw: str
-    name: str
-    arguments: dict
+    payload: object = None
+    name: object = None
+    arguments: object = None
+    stage: str = "parse"   # how far reading got: parse -> read -> lookup -> run
+
+    def read(self) -> "Call":
+        """`json.loads` of the raw text (which, like the reference's, accepts NaN and Infinity),
+        then its "name" and "arguments", then the tool of that name. Raises what the reference
+        raises at the first step that fails; `stage` then says which step it was."""
+        self.payload = json.loads(self.raw)
+        self.stage = "read"
+        self.name = self.payload["name"]
+        self.arguments = self.payload["arguments"]
+        self.stage = "lookup"
+        _TOOLS[self.name]  # KeyError: 'rotate_image' (quotes included); TypeError for a list name
+        self.stage = "run"
+        return self
 
 
-def is_tool_request(text: str) -> bool:
-    """The reference's rule: a turn asks for a tool when it ends with `</tool_call>`."""
-    return text.replace("<|im_end|>", "").rstrip().endswith(CLOSE)
+@dataclass
+class ToolResult:
+    """What a successful call adds to the conversation."""
+
+    text: str
+    images: list[Image.Image]
+    parents: list[int]          # crop: 1-based index of the image cut; frames: the frame numbers
+    frame: int | None = None    # a crop of a video frame (before any image was added): its number
+    box: tuple[int, int, int, int] | None = None      # the crop in the source's pixels
+    box_normalized: list[float] | None = None         # after padding and clamping
+    source_size: tuple[int, int] | None = None        # of the image that was cut
+    source: Image.Image | None = field(default=None, repr=False)  # that image (blind ablations)
 
 
-def tool_call_body(text: str) -> str:
-    """The text inside the LAST `<tool_call>...</tool_call>` pair of a tool-request turn."""
-    text = text.replace("<|im_end|>", "").rstrip()
-    end = text.rfind(CLOSE)
-    start = text.rfind(OPEN, 0, end)
-    if start < 0:
-        return text[:end]
-    return text[start + len(OPEN):end]
+def execute(call: Call, images: list, n_inputs: int, is_video: bool, protocol: Protocol) -> ToolResult:
+    """Run a call that `Call.read` accepted on the conversation's images as the model was shown
+    them: `images[0]` is a video's list of frames, or the first of `n_inputs` input images;
+    later entries are the images tools added. Raises ToolError or Python's own exception."""
+    return _TOOLS[call.name](call.arguments, images, n_inputs, is_video, protocol)
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
+def _select_frames(arguments, images: list, n_inputs: int, is_video: bool, protocol: Protocol) -> ToolResult:
+    errors = protocol.errors
+    if not is_video:
+        raise ToolError("wrong_modality", errors.frames_of_image)
+    chosen = arguments["target_frames"]
+    if len(chosen) > protocol.max_selected_frames:
+        raise ToolError("too_many_frames", errors.too_many_frames.format(k=len(chosen)))
+    if max(chosen) > len(images[0]):
+        raise ToolError("bad_target", errors.frames_out_of_range.format(n=len(images[0]), frames=chosen))
+    frames = images[0] if isinstance(images[0], list) else [images[0]]
+    offsets = [number - 1 for number in chosen]  # 0 picks the last frame, as Python indexing does
+    picked = [frames[offset] for offset in offsets]
+    width, height = picked[0].size
+    text = protocol.feedback.frames.format(w=width, h=height, a=len(images), b=len(images) + len(picked) - 1)
+    return ToolResult(text=text, images=picked,
+                      parents=[_position(offset, len(frames)) for offset in offsets])
 
 
-def parse_tool_call(body: str) -> ParsedCall:
-    """`{"name": ..., "arguments": {...}}` from the body of a tool call, or ToolError."""
-    try:
-        payload = json.loads(body.strip(), parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ToolError("malformed", f"Execution Error: the tool call is not valid JSON ({exc}).") from None
-    if not isinstance(payload, dict) or "name" not in payload or "arguments" not in payload:
-        raise ToolError("malformed", 'Execution Error: a tool call must be a JSON object '
-                        'with "name" and "arguments".')
-    name, arguments = payload["name"], payload["arguments"]
-    if not isinstance(name, str) or name not in TOOL_NAMES:
-        raise ToolError("unknown_tool", f"Execution Error: unknown function {str(name)[:80]!r}; "
-                        f"available functions: {', '.join(TOOL_NAMES)}.")
-    if not isinstance(arguments, dict):
-        raise ToolError("bad_arguments", 'Execution Error: "arguments" must be a JSON object.')
-    return ParsedCall(raw=body, name=name, arguments=journal_safe(arguments))
+def _crop(arguments, images: list, n_inputs: int, is_video: bool, protocol: Protocol) -> ToolResult:
+    errors = protocol.errors
+    target = arguments["target_image"]
+    index = target - 1
+    frame = None
+    if is_video and len(images) == 1:  # only the video so far: target_image numbers its frames
+        frames = images[0]
+        if not index < len(frames):
+            raise ToolError("bad_target", errors.video_frame_target.format(n=len(frames), target=target))
+        source, parent, frame = frames[index], 1, _position(index, len(frames))
+    elif is_video:  # once any image was added, image 1 is the whole video and cannot be cut
+        if not index >= 1:
+            raise ToolError("bad_target", errors.video_image_target.format(n=len(images), target=target))
+        source, parent = images[index], _position(index, len(images))
+    else:
+        if not index < len(images):
+            raise ToolError("bad_target", errors.image_target.format(n=len(images)))
+        inputs = images[:n_inputs]
+        if index < len(inputs):  # so target 0 is the last INPUT image, not the last image
+            source, parent = inputs[index], _position(index, len(inputs))
+        else:
+            source, parent = images[index], _position(index, len(images))
+    cut, box, normalized = crop_region(source, arguments["bbox_2d"], protocol)
+    shown = resize_crop(cut, protocol)
+    return ToolResult(text=protocol.feedback.crop.format(w=shown.width, h=shown.height), images=[shown],
+                      parents=[parent], frame=frame, box=box, box_normalized=normalized,
+                      source_size=source.size, source=source)
 
 
-def _is_number(value) -> bool:
-    """A finite JSON number (an int of any size is finite: math.isfinite would overflow on 10**400)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value)
+_TOOLS = {CROP: _crop, SELECT_FRAMES: _select_frames}
 
 
-def _as_float(value) -> float:
-    """float(value), with an int too large for a float (10**400) as the infinity of its sign."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
+def _position(index, length: int) -> int:
+    """The 1-based place in a list of `length` that Python's `list[index]` read."""
+    index = operator.index(index)
+    return (index % length if index < 0 else index) + 1
+
+
+def crop_region(image: Image.Image, bbox, protocol: Protocol):
+    """`CropImageNormalized.call`: the region of `image` that `bbox` names, padded and clamped.
+
+    All four numbers below 1: normalized [x1, y1, x2, y2]; otherwise pixels of THIS image,
+    divided by its size. Padded by `crop_padding` (normalized) on every side, clamped to [0, 1],
+    cut with PIL's float box (which rounds). The cut must be more than `min_crop_side` pixels
+    wide and high. Returns (cut, its integer box, the normalized box)."""
+    width, height = image.size
+    pad = protocol.crop_padding
+    if bbox[0] < 1 and bbox[1] < 1 and bbox[2] < 1 and bbox[3] < 1:
+        x1, y1 = float(bbox[0]) - pad, float(bbox[1]) - pad
+        x2, y2 = float(bbox[2]) + pad, float(bbox[3]) + pad
+    else:
+        x1, y1 = float(bbox[0]) / width - pad, float(bbox[1]) / height - pad
+        x2, y2 = float(bbox[2]) / width + pad, float(bbox[3]) / height + pad
+    x1, y1, x2, y2 = (min(max(0, v), 1) for v in (x1, y1, x2, y2))
+    cut = image.crop((x1 * width, y1 * height, x2 * width, y2 * height))
+    w, h = cut.size
+    if not (w > protocol.min_crop_side and h > protocol.min_crop_side):
+        raise ToolError("crop_too_small", protocol.errors.crop_too_small.format(w=w, h=h))
+    box = tuple(int(round(v)) for v in (x1 * width, y1 * height, x2 * width, y2 * height))
+    return cut, box, [float(v) for v in (x1, y1, x2, y2)]
+
+
+def resize_crop(image: Image.Image, protocol: Protocol) -> Image.Image:
+    """`resize_cropped`: RGB, then Qwen's smart_resize (qwen_vl_utils, factor 28) into the crop
+    bounds with PIL's default (bicubic) filter. Its ValueError for an aspect ratio above 200 is
+    fed back like any other exception."""
+    image = to_rgb(image)
+    height, width = smart_resize(image.height, image.width, factor=FACTOR,
+                                 min_pixels=protocol.crop_pixels.min_pixels,
+                                 max_pixels=protocol.crop_pixels.max_pixels)
+    return image.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def blind(result: ToolResult, source: Image.Image, mode: str, protocol: Protocol) -> ToolResult:
+    """The blind-tool ablation's version of a successful crop: the same call, but the image
+    returned is the uncropped `source` as the model saw it ("input") or a mid-gray image of the
+    crop's size ("blank"); the feedback text gives the returned image's size."""
+    if mode == "input":
+        image = source
+    elif mode == "blank":
+        image = Image.new("RGB", result.images[0].size, (128, 128, 128))
+    else:
+        raise ValueError(f"unknown blind mode {mode!r}; use 'input' or 'blank'")
+    result.images = [image]
+    result.text = protocol.feedback.crop.format(w=image.width, h=image.height)
+    return result
 
 
 # --- Model output is data: whatever a turn holds, its record can be written and read back --------
@@ -113,10 +237,13 @@ def clean_text(text: str) -> str:
 
 def journal_safe(value, depth: int = 0):
     """A copy of a parsed JSON value that any record can hold: strings cleaned (`clean_text`),
-    nesting cut at MAX_ARGUMENT_DEPTH (deeper values become a short note, since copying, printing
-    or comparing them would recurse past Python's limit). Numbers are kept whatever their size."""
+    NaN and infinities as the strings "NaN", "Infinity", "-Infinity" (strict JSON has no such
+    numbers), nesting cut at MAX_ARGUMENT_DEPTH (deeper values become a short note, since copying,
+    printing or comparing them would recurse past Python's limit). Other numbers are kept."""
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, (list, dict)) and depth >= MAX_ARGUMENT_DEPTH:
         return f"<{type(value).__name__} nested deeper than {MAX_ARGUMENT_DEPTH} levels, not kept>"
     if isinstance(value, list):
@@ -124,116 +251,3 @@ def journal_safe(value, depth: int = 0):
     if isinstance(value, dict):
         return {clean_text(str(k)): journal_safe(v, depth + 1) for k, v in value.items()}
     return value
-
-
-def _index(value, what: str) -> int:
-    """A 1-based index given as a JSON number; integral floats (2.0) are accepted."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if not _is_number(value) or float(value) != int(value):
-        raise ToolError("bad_arguments", f"Execution Error: {what} must be an integer, got {str(value)[:40]}.")
-    return int(value)
-
-
-def crop_box(bbox, width: int, height: int, padding: float = 0.1, min_side: int = 28):
-    """The pixel box `(left, top, right, bottom)` that `crop_image_normalized(bbox)` cuts.
-
-    The reference rule: if all four numbers are below 1 they are normalized [x1, y1, x2, y2];
-    otherwise they are pixels of the target image and are divided by its width and height.
-    The box is padded by `padding` (normalized) on every side and clamped to the image. The
-    result must be MORE than `min_side` pixels wide and high. Coordinates round as PIL's
-    `Image.crop` rounds a float box. Returns (box, normalized box after padding)."""
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-        raise ToolError("bad_arguments", "Execution Error: bbox_2d must be a list of four numbers "
-                        f"[x1, y1, x2, y2], got {str(bbox)[:80]}.")
-    x1, y1, x2, y2 = (_as_float(v) for v in bbox)
-    if not all(v < 1 for v in (x1, y1, x2, y2)):
-        x1, x2, y1, y2 = x1 / width, x2 / width, y1 / height, y2 / height
-    clamp = lambda v: min(1.0, max(0.0, v))  # noqa: E731
-    nx1, ny1 = clamp(x1 - padding), clamp(y1 - padding)
-    nx2, ny2 = clamp(x2 + padding), clamp(y2 + padding)
-    box = (round(nx1 * width), round(ny1 * height), round(nx2 * width), round(ny2 * height))
-    w, h = box[2] - box[0], box[3] - box[1]
-    if w <= min_side or h <= min_side:
-        raise ToolError("crop_too_small", f"Execution Error: the cropped region is too small "
-                        f"({max(w, 0)}x{max(h, 0)} pixels); it must be larger than "
-                        f"{min_side}x{min_side} pixels.")
-    return box, [nx1, ny1, nx2, ny2]
-
-
-@dataclass
-class ToolResult:
-    """What a successful call adds to the conversation."""
-
-    text: str
-    images: list[Image.Image]
-    parents: list[int]                  # 1-based source index of each new image
-    box: tuple[int, int, int, int] | None = None
-    box_normalized: list[float] | None = None
-    source_size: tuple[int, int] | None = None
-    # Full-resolution originals of the new images (None for a crop: it is its own original).
-    originals: list = field(default_factory=list)
-
-
-def crop(call: ParsedCall, pixels: list[Image.Image], originals: dict[int, Image.Image],
-         protocol: Protocol, first_target: int = 1) -> ToolResult:
-    """Execute `crop_image_normalized` on the conversation's images.
-
-    Crops of input images are cut from the full-resolution original (`originals`); crops of
-    earlier crops from that crop as the model saw it. The crop is then resized into the
-    protocol's crop pixel bounds. `first_target` is 2 once a video's frames were selected: image 1
-    then stands for the whole video, which cannot be cropped."""
-    args = call.arguments
-    if "bbox_2d" not in args or "target_image" not in args:
-        raise ToolError("bad_arguments", "Execution Error: crop_image_normalized needs "
-                        "bbox_2d and target_image.")
-    target = _index(args["target_image"], "target_image")
-    if not first_target <= target <= len(pixels):
-        raise ToolError("bad_target", f"Execution Error: target_image {target} is out of range; "
-                        f"valid values are {first_target} to {len(pixels)}.")
-    source = originals.get(target, pixels[target - 1])
-    box, normalized = crop_box(args["bbox_2d"], *source.size, padding=protocol.crop_padding,
-                               min_side=protocol.min_crop_side)
-    try:
-        cropped = fit_image(source.crop(box), protocol.crop_pixels)
-    except DataError as exc:
-        raise ToolError("crop_too_small", f"Execution Error: {exc}.") from None
-    text = protocol.feedback.crop.format(w=cropped.width, h=cropped.height)
-    return ToolResult(text=text, images=[cropped], parents=[target], box=box,
-                      box_normalized=normalized, source_size=source.size, originals=[None])
-
-
-def select_frames(call: ParsedCall, frames: list[Image.Image], n_images: int,
-                  protocol: Protocol) -> ToolResult:
-    """Execute `select_frames`: append the chosen frames (1-based) of the video as new images."""
-    chosen = call.arguments.get("target_frames")
-    if not isinstance(chosen, list) or not chosen:
-        raise ToolError("bad_arguments", "Execution Error: target_frames must be a non-empty "
-                        "list of frame indices.")
-    if len(chosen) > protocol.max_selected_frames:
-        raise ToolError("too_many_frames", f"Execution Error: at most {protocol.max_selected_frames} "
-                        f"frames can be selected, got {len(chosen)}.")
-    indices = [_index(v, "each frame index") for v in chosen]
-    bad = [i for i in indices if not 1 <= i <= len(frames)]
-    if bad:
-        raise ToolError("bad_target", f"Execution Error: frame index {bad[0]} is out of range; "
-                        f"valid values are 1 to {len(frames)}.")
-    images = [frames[i - 1] for i in indices]
-    w, h = images[0].size
-    text = protocol.feedback.frames.format(w=w, h=h, a=n_images, b=n_images + len(images) - 1)
-    return ToolResult(text=text, images=images, parents=indices, originals=[None] * len(images))
-
-
-def blind(result: ToolResult, source: Image.Image, mode: str, protocol: Protocol) -> ToolResult:
-    """The blind-tool ablation's version of a successful crop: the same call, but the image
-    returned is the uncropped `source` as the model saw it ("input") or a mid-gray image of the
-    crop's size ("blank"); the feedback text gives the returned image's size."""
-    if mode == "input":
-        image = source
-    elif mode == "blank":
-        image = Image.new("RGB", result.images[0].size, (128, 128, 128))
-    else:
-        raise ValueError(f"unknown blind mode {mode!r}; use 'input' or 'blank'")
-    result.images = [image]
-    result.text = protocol.feedback.crop.format(w=image.width, h=image.height)
-    return result

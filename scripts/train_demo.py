@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from pr_eval import loop, synthetic  # noqa: E402
 from pr_eval.engines.base import GenerationRequest, GenerationResult, media_in_order, to_chat_messages  # noqa: E402
-from pr_eval.protocol import BLIND_TOOL, NO_TOOL, PIXEL_REASONER_V1, Protocol  # noqa: E402
+from pr_eval.protocol import BLIND_TOOL, NO_TOOL, PIXEL_REASONER, Protocol  # noqa: E402
 from pr_eval.tiny_model import Architecture, build_tokenizer, new_model, save_checkpoint  # noqa: E402
 from pr_eval.tools import crop_call  # noqa: E402
 from pr_eval.trajectory import Trajectory  # noqa: E402
@@ -67,7 +67,7 @@ def answer_turn(item: synthetic.Item) -> str:
     return f"Zoomed in, the dot is {item.color}: option ({item.answer}).\n\\boxed{{{item.answer}}}"
 
 
-def scripted_trajectory(item: synthetic.Item, protocol: Protocol = PIXEL_REASONER_V1) -> Trajectory:
+def scripted_trajectory(item: synthetic.Item, protocol: Protocol = PIXEL_REASONER) -> Trajectory:
     """The trajectory a perfect model would make, built by the harness's own loop."""
     traj = loop.start(item.sample(), protocol)
     for text in (zoom_turn(item), answer_turn(item)):
@@ -83,12 +83,12 @@ def scripted_trajectory(item: synthetic.Item, protocol: Protocol = PIXEL_REASONE
 def corpus(seed: int, n_questions: int = 400):
     """Text like what the model reads and writes: the protocol's strings, the questions and the
     scripted turns of generated training questions (their pictures are not drawn)."""
-    texts = [PIXEL_REASONER_V1.system_prompt, PIXEL_REASONER_V1.guideline, NO_TOOL.guideline,
-             BLIND_TOOL.feedback.crop.format(w=644, h=644), PIXEL_REASONER_V1.feedback.crop.format(w=448, h=448),
+    texts = [PIXEL_REASONER.system_prompt, PIXEL_REASONER.guideline, NO_TOOL.guideline,
+             BLIND_TOOL.feedback.crop.format(w=644, h=644), PIXEL_REASONER.feedback.crop.format(w=448, h=448),
              "system\n", "user\n", "assistant\n"]
     for index in range(n_questions):
         item = synthetic.train_item(index, seed)
-        texts += [PIXEL_REASONER_V1.user_text(item.question), zoom_turn(item), answer_turn(item)]
+        texts += [PIXEL_REASONER.user_text(item.question), zoom_turn(item), answer_turn(item)]
     return texts
 
 
@@ -109,7 +109,7 @@ def warm_up_conversation(traj: Trajectory, turn: int) -> Trajectory:
     return short
 
 
-def model_inputs(processor, traj: Trajectory, protocol: Protocol = PIXEL_REASONER_V1) -> dict:
+def model_inputs(processor, traj: Trajectory, protocol: Protocol = PIXEL_REASONER) -> dict:
     """The whole conversation as the engines render it: chat template, images in order, the
     protocol's engine pixel bounds (see pr_eval/engines/hf.py). `labels` keep the assistant
     turns (their text and closing <|im_end|>); everything else is -100."""

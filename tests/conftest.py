@@ -36,9 +36,9 @@ def tiny_model() -> str:
 @pytest.fixture(scope="session")
 def engine(tiny_model):
     from pr_eval.engines.vllm import VLLMEngine
-    from pr_eval.protocol import PIXEL_REASONER_V1
+    from pr_eval.protocol import PIXEL_REASONER
 
-    engine = VLLMEngine(tiny_model, PIXEL_REASONER_V1)
+    engine = VLLMEngine(tiny_model, PIXEL_REASONER)
     yield engine
     engine.close()
 

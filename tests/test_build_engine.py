@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pr_eval.engines import EngineError, build_engine
-from pr_eval.protocol import PIXEL_REASONER_V1 as P
+from pr_eval.protocol import PIXEL_REASONER as P
 
 
 def test_unknown_engine_names_the_choices():

@@ -12,7 +12,7 @@ from conftest import RecordingEngine, crop_call, noise_image, scripted, select_c
 
 from pr_eval.imaging import DataError
 from pr_eval.loop import SCHEDULES, effective_schedule, run_samples
-from pr_eval.protocol import PIXEL_REASONER_V1 as P
+from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_TOOL_CALLS, Sample
 
 IMAGE = noise_image(640, 480, seed=3)

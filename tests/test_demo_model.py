@@ -12,7 +12,7 @@ from conftest import load_script
 from pr_eval import loop, synthetic
 from pr_eval.engines.base import GenerationRequest, to_chat_messages
 from pr_eval.models import DEMO_MODEL_DIR, ModelNotFound, demo_model_path, resolve_model
-from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER_V1
+from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER
 from pr_eval.scoring import letter_accuracy, parse_options
 
 train_demo = load_script("train_demo")
@@ -34,7 +34,7 @@ def test_scripted_trajectories_are_what_the_engine_would_be_shown():
     builds for the same conversation, and only the assistant turns carry labels."""
     from pr_eval.engines.hf import HFEngine
 
-    engine = HFEngine(str(DEMO_MODEL_DIR), PIXEL_REASONER_V1)
+    engine = HFEngine(str(DEMO_MODEL_DIR), PIXEL_REASONER)
     item = synthetic.make_benchmark(96)[7]
     traj = train_demo.scripted_trajectory(item)
     assert traj.tool_calls[0].ok and [i.kind for i in traj.images] == ["input", "crop"]
@@ -71,7 +71,7 @@ def test_training_is_deterministic(tmp_path):
 def demo_engine():
     from pr_eval.engines.vllm import VLLMEngine
 
-    engine = VLLMEngine(resolve_model("demo"), PIXEL_REASONER_V1, gpu_memory_utilization=0.1)
+    engine = VLLMEngine(resolve_model("demo"), PIXEL_REASONER, gpu_memory_utilization=0.1)
     yield engine
     engine.close()
 
@@ -106,7 +106,7 @@ def test_the_demo_model_zooms_and_reads_the_square(demo_engine):
 
     # measured when the checkpoint was committed: every call crops the card's cell, 78% right;
     # blind: 22%. The thresholds leave room; a change to the prompt or the tools breaks them.
-    accuracy, crop_rate, on_target = run(PIXEL_REASONER_V1)
+    accuracy, crop_rate, on_target = run(PIXEL_REASONER)
     assert crop_rate >= 0.9 and on_target >= 0.9
     assert accuracy >= 0.5  # chance: 0.25
     blind_accuracy, blind_crop_rate, _ = run(BLIND_TOOL)

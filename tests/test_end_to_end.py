@@ -73,7 +73,7 @@ def test_scores_and_tool_use_reach_lmms_eval_metrics(scripted_run):
 def test_run_folder_holds_protocol_results_and_trajectories(scripted_run):
     run, turns = scripted_run
     summary = json.loads((run.folder / "results.json").read_text())
-    assert summary["pr_eval"]["protocol"]["name"] == "pixel-reasoner-v1"
+    assert summary["pr_eval"]["protocol"]["name"] == "pixel-reasoner-v2"
     assert len(summary["pr_eval"]["protocol"]["fingerprint"]) == 16
     assert summary["pr_eval"]["data"]["pr_vstar"]["kind"] == "samples"
     assert summary["pr_eval"]["data"]["pr_vstar"]["rows"] == 12
@@ -92,7 +92,7 @@ def test_run_folder_holds_protocol_results_and_trajectories(scripted_run):
 
 @pytest.mark.parametrize("protocol", ["blind-tool", "no-tool"])
 def test_protocol_variants_run_and_record_their_fingerprint(engine, tiny_model, tmp_path, monkeypatch, protocol):
-    from pr_eval.protocol import PIXEL_REASONER_V1, get_protocol
+    from pr_eval.protocol import PIXEL_REASONER, get_protocol
 
     monkeypatch.setenv("PR_EVAL_DATA", "samples")
     crop = crop_call([0.25, 0.25, 0.75, 0.75])
@@ -102,11 +102,12 @@ def test_protocol_variants_run_and_record_their_fingerprint(engine, tiny_model, 
     summary = json.loads((run.folder / "results.json").read_text())
     assert summary["pr_eval"]["protocol"]["name"] == protocol
     assert summary["pr_eval"]["protocol"]["fingerprint"] == get_protocol(protocol).fingerprint
-    assert get_protocol(protocol).fingerprint != PIXEL_REASONER_V1.fingerprint
+    assert get_protocol(protocol).fingerprint != PIXEL_REASONER.fingerprint
     m = summary["metrics"]["pr_vstar"]
-    # blind-tool: the crops "succeed" (the uncropped image comes back); no-tool: a call is just text
-    assert m["rapr"] == (1.0 if protocol == "blind-tool" else 0.0)
-    assert m["calls_1"] == m["rapr"] and m["turns"] == (2.0 if protocol == "blind-tool" else 1.0)
+    # blind-tool: the crops "succeed" (the uncropped image comes back); no-tool: no tool block in the
+    # prompt, but a turn ending with </tool_call> is still executed, as in the reference
+    assert m["rapr"] == 1.0
+    assert m["calls_1"] == m["rapr"] and m["turns"] == 2.0
     assert "crop area" in run.table() and "acc w/ tools" in run.table()
     records = [json.loads(x) for x in (run.folder / "samples_pr_vstar.jsonl").read_text().splitlines()]
     if protocol == "blind-tool":

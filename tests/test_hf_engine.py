@@ -14,7 +14,7 @@ from conftest import PARITY_ANSWER, PARITY_FRAMES, PARITY_IMAGE, PARITY_SCRIPTS,
 
 from pr_eval.engines.base import EngineError, GenerationRequest
 from pr_eval.loop import request, run_samples, start
-from pr_eval.protocol import PIXEL_REASONER_V1 as P
+from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import ANSWERED, Sample
 
 ANSWER, BIG, FRAMES, SCRIPTS = PARITY_ANSWER, PARITY_IMAGE, PARITY_FRAMES, PARITY_SCRIPTS
@@ -49,8 +49,8 @@ def test_forced_trajectories_follow_their_scripts(runs, hf_engine):
     """The equality above is not two engines failing alike: each trajectory did what it was told."""
     hf = runs["hf"]
     assert all(t.stop_reason == ANSWERED for t in hf.values())
-    assert [c.ok for c in hf["valid"].tool_calls] == [True] and hf["valid"].images[1].box == [100, 160, 700, 640]
-    assert hf["pixels"].images[1].box == [0, 80, 800, 720]
+    assert [c.ok for c in hf["valid"].tool_calls] == [True] and hf["valid"].images[1].box == [101, 162, 706, 650]
+    assert hf["pixels"].images[1].box == [0, 79, 801, 721]
     assert hf["broken_json"].tool_calls[0].error_kind == "malformed"
     assert not hf["plain"].tool_calls and hf["plain"].answer_text == ANSWER
     assert [c.name for c in hf["video"].tool_calls] == ["select_frames", "crop_image_normalized"]

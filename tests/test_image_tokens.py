@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import load_script
-from pr_eval.protocol import PIXEL_REASONER_V1
+from pr_eval.protocol import PIXEL_REASONER
 
 image_tokens = load_script("image_tokens")
 
@@ -15,11 +15,11 @@ def test_qwen_resize_by_hand():
     assert image_tokens.qwen_resize(1988, 2996, 401_408, 4_014_080) == (1624, 2436)
     # 100x100 is below 401,408: scaled up, then ceiled to 28
     assert image_tokens.qwen_resize(100, 100, 401_408, 4_014_080) == (644, 644)
-    assert image_tokens.expected_tokens(2246, 1582, PIXEL_REASONER_V1) == 56 * 80
-    assert image_tokens.expected_tokens(3000, 2000, PIXEL_REASONER_V1) == 58 * 87
+    assert image_tokens.expected_tokens(2246, 1582, PIXEL_REASONER) == 56 * 80
+    assert image_tokens.expected_tokens(3000, 2000, PIXEL_REASONER) == 58 * 87
 
 
 def test_the_engine_applies_the_protocols_pixel_bounds(engine):
-    rows = image_tokens.measure(engine, PIXEL_REASONER_V1)
+    rows = image_tokens.measure(engine, PIXEL_REASONER)
     assert [r["image_tokens"] for r in rows] == [1296, 4480, 5046], rows
     assert all(r["ok"] for r in rows)

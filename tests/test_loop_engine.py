@@ -12,7 +12,7 @@ from PIL import Image
 
 from pr_eval.imaging import DataError
 from pr_eval.loop import run_samples
-from pr_eval.protocol import PIXEL_REASONER_V1 as P
+from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import (
     ANSWERED,
     DATA_ERROR,
@@ -26,7 +26,7 @@ ANSWER = "I can see it now. \\boxed{B}"
 
 
 BIG = noise_image(1000, 800, seed=1)
-SMALL = noise_image(250, 200, seed=2)
+SMALL = noise_image(2000, 100, seed=2)  # shown at 1988x112: 0.1 of its height is 11 px
 
 
 def sample(sample_id, image=BIG, question="What color is the cup?\n(A) red\n(B) blue", loader=None):
@@ -85,42 +85,42 @@ def test_valid_crop_sends_exact_pixels_to_next_turn(run):
     assert traj.stop_reason == ANSWERED and traj.answer_text == ANSWER
     call = traj.tool_calls[0]
     assert call.ok and call.name == "crop_image_normalized" and call.new_images == [2]
-    # [0.2,0.3,0.6,0.7] padded by 0.1 -> [0.1,0.2,0.7,0.8] of the 1000x800 ORIGINAL -> (100,160,700,640),
-    # 600x480 = 288000 px, inside [200704, 4014080]: smart_resize -> 588x476 (multiples of 28).
-    assert traj.images[1].box == [100, 160, 700, 640]
-    assert (traj.images[1].width, traj.images[1].height) == (588, 476)
-    assert feedback(traj, 1) == "\nHere is the cropped image (Image Size: 588x476):"
+    # [0.2,0.3,0.6,0.7] padded by 0.1 -> [0.1,0.2,0.7,0.8] of the input AS SHOWN (1000x800 -> 1008x812):
+    # (100.8,162.4,705.6,649.6), rounded (101,162,706,650): 605x488 -> smart_resize 616x476.
+    assert traj.images[1].box == [101, 162, 706, 650]
+    assert (traj.images[1].width, traj.images[1].height) == (616, 476)
+    assert feedback(traj, 1) == "\nHere is the cropped image (Image Size: 616x476):"
     second_turn = next(r for r in engine.calls[1] if r.messages[1]["content"][-1]["text"].startswith("What color"))
-    sent = second_turn.images[1]
-    expected = BIG.crop((100, 160, 700, 640)).resize((588, 476), Image.Resampling.BICUBIC)
-    assert sent.size == (588, 476)
-    assert np.array_equal(np.asarray(sent), np.asarray(expected))
-    # The input image itself was shown smart-resized (1000x800 -> 1008x812), the crop cut from the original.
     assert second_turn.images[0].size == (1008, 812)
+    shown = BIG.resize((1008, 812), Image.Resampling.BICUBIC)
+    expected = shown.crop((101, 162, 706, 650)).resize((616, 476), Image.Resampling.BICUBIC)
+    sent = second_turn.images[1]
+    assert sent.size == (616, 476)
+    assert np.array_equal(np.asarray(sent), np.asarray(expected))
 
 
 def test_crop_in_pixels_is_divided_by_image_size(run):
     _, trajs = run
     traj = trajs["pixels"]
-    # [100,160,700,640] px of 1000x800 -> [0.1,0.2,0.7,0.8]; padded -> [0,0.1,0.8,0.9] -> (0,80,800,720):
-    # 800x640 -> smart_resize 812x644.
+    # [100,160,700,640] px of the shown 1008x812 -> padded and clamped -> (0,78.8,800.8,721.2):
+    # 801x642 -> smart_resize 812x644.
     assert traj.tool_calls[0].ok
-    assert traj.images[1].box == [0, 80, 800, 720]
+    assert traj.images[1].box == [0, 79, 801, 721]  # pixels of the shown 1008x812 input
     assert feedback(traj, 1) == "\nHere is the cropped image (Image Size: 812x644):"
 
 
 @pytest.mark.parametrize("name,kind,text", [
-    ("too_small", "crop_too_small", "the cropped region is too small (25x20 pixels); it must be larger than 28x28"),
-    ("bad_target", "bad_target", "target_image 3 is out of range; valid values are 1 to 1."),
-    ("broken_json", "malformed", "the tool call is not valid JSON"),
-    ("unknown_tool", "unknown_tool", "unknown function 'zoom_in'"),
+    ("too_small", "crop_too_small", "Cropped image is too small: 199x11"),
+    ("bad_target", "bad_target", "Execution Error: Incorrect `target_image` argument in `crop_image_normalized` "
+                                 "operation. You can only pick an image within [1,1]"),
+    ("broken_json", "malformed", "Expecting ',' delimiter: line 3 column 1 (char 70)"),
+    ("unknown_tool", "unknown_tool", "'zoom_in'"),
 ])
 def test_bad_calls_are_fed_back_as_execution_errors(run, name, kind, text):
     _, trajs = run
     traj = trajs[name]
     call = traj.tool_calls[0]
-    assert not call.ok and call.error_kind == kind and text in call.error
-    assert call.error.startswith("Execution Error: ")
+    assert not call.ok and call.error_kind == kind and call.error == text  # the reference's own text
     assert feedback(traj, 1) == f"\nExecution error:\n{call.error}\n"
     assert traj.stop_reason == ANSWERED and traj.answer_text == ANSWER  # the model went on and answered
     assert len(traj.images) == 1

@@ -30,7 +30,7 @@ from pr_eval.engines.base import EngineError, GenerationRequest
 from pr_eval.engines.openai import OpenAIEngine, to_openai_messages
 from pr_eval.engines.vllm import default_engine_args
 from pr_eval.loop import run_samples
-from pr_eval.protocol import PIXEL_REASONER_V1 as P
+from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.protocol import Decoding
 from pr_eval.trajectory import ANSWERED, ENGINE_ERROR, Sample
 
@@ -345,11 +345,11 @@ def test_request_body_carries_protocol_decoding_and_exact_media(stub):
     body = httpd.bodies[0]
     assert {k: body[k] for k in ("model", "temperature", "top_p", "max_tokens", "seed", "stop")} == \
         {"model": "stub", "temperature": 0.0, "top_p": 1.0, "max_tokens": 64, "seed": 3,
-         "stop": ["<|im_end|>", "<|endoftext|>"]}
+         "stop": ["<|im_end|>", "<|eot_id|>", "<|endoftext|>"]}
     # vLLM's own fields, so the server cannot fill them from generation_config.json
     assert {k: body[k] for k in ("top_k", "min_p", "repetition_penalty", "skip_special_tokens",
                                  "structured_outputs")} == \
-        {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "skip_special_tokens": True,
+        {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "skip_special_tokens": False,
          "structured_outputs": {"regex": "a+"}}
     system, user, assistant = body["messages"]
     assert system == {"role": "system", "content": "sys"}

@@ -13,7 +13,7 @@ from pr_eval.protocol import (
     BLIND_TOOL,
     BLIND_TOOL_BLANK,
     NO_TOOL,
-    PIXEL_REASONER_V1,
+    PIXEL_REASONER,
     PROTOCOLS,
     get_protocol,
     with_overrides,
@@ -37,10 +37,10 @@ def first_turn(protocol):
 def test_every_protocol_has_its_own_fingerprint():
     prints = {p.fingerprint for p in PROTOCOLS.values()}
     assert len(prints) == len(PROTOCOLS) == 4
-    assert get_protocol("pixel-reasoner-v1") is PIXEL_REASONER_V1
+    assert get_protocol("pixel-reasoner-v2") is PIXEL_REASONER
     # the fingerprint covers every setting, and only settings (not the free-text notes)
-    assert dataclasses.replace(PIXEL_REASONER_V1, notes="x").fingerprint == PIXEL_REASONER_V1.fingerprint
-    assert dataclasses.replace(PIXEL_REASONER_V1, crop_padding=0.05).fingerprint != PIXEL_REASONER_V1.fingerprint
+    assert dataclasses.replace(PIXEL_REASONER, notes="x").fingerprint == PIXEL_REASONER.fingerprint
+    assert dataclasses.replace(PIXEL_REASONER, crop_padding=0.05).fingerprint != PIXEL_REASONER.fingerprint
 
 
 def test_unknown_protocol_names_the_choices():
@@ -48,28 +48,46 @@ def test_unknown_protocol_names_the_choices():
         get_protocol("v2")
 
 
+def test_the_retired_protocol_says_what_replaced_it():
+    with pytest.raises(ValueError, match="'pixel-reasoner-v1' was retired on 2026-12-01: .*run under "
+                                         "'pixel-reasoner-v2' instead"):
+        get_protocol("pixel-reasoner-v1")
+
+
+def test_the_record_lists_the_deliberate_differences():
+    record = PIXEL_REASONER.record()
+    assert record["version"] == "2" and list(record["settings"]["differences"]) == list(PIXEL_REASONER.differences)
+    assert record["settings"]["reference"]["implementation"].startswith("TIGER-AI-Lab/Pixel-Reasoner@")
+    assert record["settings"]["decoding"]["min_tokens"] == 1
+    assert record["settings"]["decoding"]["skip_special_tokens"] is False
+
+
 def test_overridden_caps_rename_and_refingerprint():
-    p = with_overrides(PIXEL_REASONER_V1, max_tool_calls=2, max_new_tokens=512)
-    assert p.name == "pixel-reasoner-v1+max_tool_calls=2,max_new_tokens=512"
+    p = with_overrides(PIXEL_REASONER, max_tool_calls=2, max_new_tokens=512)
+    assert p.name == "pixel-reasoner-v2+max_tool_calls=2,max_new_tokens=512"
     assert p.caps.max_tool_calls == 2 and p.decoding.max_new_tokens == 512
-    assert p.fingerprint != PIXEL_REASONER_V1.fingerprint
-    assert with_overrides(PIXEL_REASONER_V1) is PIXEL_REASONER_V1
-    traj = start(Sample("t", "s", "q", "A", load_images=lambda: [IMAGE]), with_overrides(PIXEL_REASONER_V1, max_tool_calls=0))
-    step(traj, turn(CROP), with_overrides(PIXEL_REASONER_V1, max_tool_calls=0))
+    assert p.fingerprint != PIXEL_REASONER.fingerprint
+    assert with_overrides(PIXEL_REASONER) is PIXEL_REASONER
+    traj = start(Sample("t", "s", "q", "A", load_images=lambda: [IMAGE]), with_overrides(PIXEL_REASONER, max_tool_calls=0))
+    step(traj, turn(CROP), with_overrides(PIXEL_REASONER, max_tool_calls=0))
     assert traj.stop_reason == MAX_TOOL_CALLS and not traj.tool_calls
 
 
-def test_no_tool_prompt_and_single_turn():
+def test_no_tool_prompt_still_runs_a_call_as_the_reference_does():
     traj = first_turn(NO_TOOL)
     assert traj.messages[0]["role"] == "user"  # no tool block: the chat template's default system
     assert traj.messages[0]["content"][-1]["text"] == ("How many?\n\nPlease think step by step, and put your "
                                                      "final answer within \\boxed{}.")
-    assert traj.stop_reason == ANSWERED and not traj.tool_calls  # a tool call is just text here
+    # the reference's loop executes any turn that ends with </tool_call>, tools in the prompt or not
+    assert traj.stop_reason is None and traj.tool_calls[0].ok
+    step(traj, turn("\\boxed{3}"), NO_TOOL)
+    assert traj.stop_reason == ANSWERED
 
 
 def test_blind_tool_returns_the_uncropped_input():
-    seeing, blind = first_turn(PIXEL_REASONER_V1), first_turn(BLIND_TOOL)
-    assert blind.tool_calls[0].ok and blind.images[1].box == seeing.images[1].box == [100, 160, 700, 640]
+    seeing, blind = first_turn(PIXEL_REASONER), first_turn(BLIND_TOOL)
+    # crops are cut from the input as shown (1008x812), not from the 1000x800 file
+    assert blind.tool_calls[0].ok and blind.images[1].box == seeing.images[1].box == [101, 162, 706, 650]
     shown = blind.pixels[0]
     assert blind.pixels[1] is shown and blind.images[1].width == shown.width == 1008
     assert blind.messages[-1]["content"][0]["text"] == "\nHere is the cropped image (Image Size: 1008x812):"
@@ -77,9 +95,9 @@ def test_blind_tool_returns_the_uncropped_input():
 
 
 def test_blind_tool_blank_returns_a_gray_image_of_the_crop_size():
-    seeing, blank = first_turn(PIXEL_REASONER_V1), first_turn(BLIND_TOOL_BLANK)
-    assert blank.pixels[1].size == seeing.pixels[1].size == (588, 476)
-    assert blank.pixels[1].getcolors() == [(588 * 476, (128, 128, 128))]
+    seeing, blank = first_turn(PIXEL_REASONER), first_turn(BLIND_TOOL_BLANK)
+    assert blank.pixels[1].size == seeing.pixels[1].size == (616, 476)
+    assert blank.pixels[1].getcolors() == [(616 * 476, (128, 128, 128))]
 
 
 def test_blind_tool_still_reports_bad_calls():

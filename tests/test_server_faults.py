@@ -140,7 +140,7 @@ def test_poison_turns_and_odd_replies_are_recorded_per_sample_and_the_run_finish
     for name in ("surrogate", "huge_int", "deep", "null_usage", "raw_surrogate"):  # the model's turns: answered
         assert outcome[name]["stop_reason"] == "answered", (name, outcome[name])
     assert outcome["surrogate"]["tool_calls"][0]["error_kind"] == "bad_arguments"
-    assert outcome["huge_int"]["tool_calls"][0]["error_kind"] == "crop_too_small"
+    assert outcome["huge_int"]["tool_calls"][0]["error_kind"] == "bad_arguments"  # float(9..9) overflows
     assert outcome["deep"]["tool_calls"][0]["ok"] is True
     assert outcome["null_usage"]["tool_calls"][0]["ok"] is True
     assert "\ufffd" in json.dumps(outcome["raw_surrogate"]["messages"], ensure_ascii=False)

@@ -295,11 +295,11 @@ def test_a_failing_report_only_warns(tmp_path, monkeypatch, caplog):
 def test_run_folders_started_in_the_same_second_get_their_own_names(tmp_path):
     import datetime as dt
 
-    from pr_eval.protocol import PIXEL_REASONER_V1
+    from pr_eval.protocol import PIXEL_REASONER
     from pr_eval.runner import create_run_store
 
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    with create_run_store(tmp_path, "org/My Model", PIXEL_REASONER_V1, when, _info()) as first:
-        assert first.folder.name == "My_Model-pixel-reasoner-v1-20260102-030405"
-    with create_run_store(tmp_path, "org/My Model", PIXEL_REASONER_V1, when, _info()) as second:
+    with create_run_store(tmp_path, "org/My Model", PIXEL_REASONER, when, _info()) as first:
+        assert first.folder.name == "My_Model-pixel-reasoner-v2-20260102-030405"
+    with create_run_store(tmp_path, "org/My Model", PIXEL_REASONER, when, _info()) as second:
         assert second.folder.name == first.folder.name + "-2"

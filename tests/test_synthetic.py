@@ -14,7 +14,7 @@ from pr_eval.engines.base import GenerationResult
 from pr_eval.imaging import DataError, fit_size
 from pr_eval.lmms_task import _doc
 from pr_eval.loop import start, step
-from pr_eval.protocol import PIXEL_REASONER_V1
+from pr_eval.protocol import PIXEL_REASONER
 from pr_eval.scoring import parse_options
 from pr_eval.tools import crop_call
 
@@ -61,9 +61,9 @@ def test_a_larger_training_target_is_the_same_question():
 @pytest.mark.parametrize("index", range(6))
 def test_the_answer_box_crops_exactly_the_cell_and_enlarges_the_dot_4x(index):
     item = synthetic.make_benchmark(96)[index]
-    traj = start(item.sample(), PIXEL_REASONER_V1)
+    traj = start(item.sample(), PIXEL_REASONER)
     assert traj.pixels[0].size == (644, 644)  # the canvas is shown as it is: no resize before the engine
-    step(traj, GenerationResult(text=crop_call(item.box, digits=2)), PIXEL_REASONER_V1)
+    step(traj, GenerationResult(text=crop_call(item.box, digits=2)), PIXEL_REASONER)
     call = traj.tool_calls[0]
     assert call.ok, call.error
     row, column = item.cell
@@ -71,7 +71,7 @@ def test_the_answer_box_crops_exactly_the_cell_and_enlarges_the_dot_4x(index):
     assert traj.images[1].box == cell
     crop = traj.pixels[1]
     assert crop.size == (448, 448)
-    engine_size = fit_size(*crop.size, PIXEL_REASONER_V1.engine_pixels)
+    engine_size = fit_size(*crop.size, PIXEL_REASONER.engine_pixels)
     assert engine_size == (644, 644)  # what the model sees: the cell 644/161 = 4x larger
     # the whole square and dot are inside the crop
     pixels = np.asarray(item.image)[cell[1]:cell[3], cell[0]:cell[2]]

@@ -9,7 +9,7 @@ from conftest import select_call as select
 from PIL import Image
 
 from pr_eval.loop import run_samples
-from pr_eval.protocol import PIXEL_REASONER_V1 as P
+from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import ANSWERED, DATA_ERROR, Sample, message_text
 
 ANSWER = "\\boxed{A}"
@@ -62,7 +62,7 @@ def test_select_frames_then_crop_a_selected_frame(run):
     assert feedback(traj, 1) == "\nHere are the selected frames (Frame Size: 308x252, Numbered 1 to 2):"
     assert [(i.kind, i.frame) for i in traj.images] == [("video", None), ("frame", 3), ("frame", 7), ("crop", 3)]
     crop = traj.images[3]
-    assert crop.parent == 2 and crop.source_size == [320, 240]  # cut from frame 3's original
+    assert crop.parent == 2 and crop.source_size == [308, 252]  # cut from frame 3 as shown
     second_turn = next(r for r in recording.calls[1] if len(r.images) == 3)
     assert [p.get("image") for p in second_turn.messages[-1]["content"]] == [None, 2, 3]
     assert np.array_equal(np.asarray(second_turn.images[1]),
@@ -73,26 +73,33 @@ def test_crop_before_selection_targets_a_frame(run):
     _, trajs = run
     traj = trajs["crop_frame_first"]
     assert traj.tool_calls[0].ok and traj.images[1].kind == "crop" and traj.images[1].frame == 5
-    # [0.2,0.2,0.6,0.6] padded -> [0.1,0.1,0.7,0.7] of 320x240 -> (32,24,224,168): 192x144
-    assert traj.images[1].box == [32, 24, 224, 168]
+    # [0.2,0.2,0.6,0.6] padded -> [0.1,0.1,0.7,0.7] of the frame as shown, 308x252:
+    # (30.8,25.2,215.6,176.4) -> (31,25,216,176)
+    assert traj.images[1].box == [31, 25, 216, 176]
 
 
 @pytest.mark.parametrize("name,kind,text", [
-    ("too_many_frames", "too_many_frames", "at most 8 frames can be selected, got 9"),
-    ("frame_out_of_range", "bad_target", "frame index 0 is out of range; valid values are 1 to 16"),
-    ("image_select", "wrong_modality", "select_frames can only be used on a video"),
+    ("too_many_frames", "too_many_frames", "Execution Error: You have selected 9 frames in total. Think again "
+                                           "which frames you need to check in details (no more than 8 frames)"),
+    ("frame_out_of_range", "bad_target", "Execution Error: There are 16 frames numbered in range [1,16]. Your "
+                                         "selection `target_frames=[0, 17]` is out of range."),
+    ("image_select", "wrong_modality", "Execution Error: You attempted to `select_frames` from **image** not "
+                                       "**video**. You should use `crop_image_normalized` instead for inspecting "
+                                       "**image**."),
 ])
 def test_bad_frame_calls_are_execution_errors(run, name, kind, text):
     _, trajs = run
     call = trajs[name].tool_calls[0]
-    assert not call.ok and call.error_kind == kind and text in call.error
+    assert not call.ok and call.error_kind == kind and call.error == text  # the reference's own text
     assert trajs[name].stop_reason == ANSWERED
 
 
 def test_the_video_itself_cannot_be_cropped_after_selection(run):
     _, trajs = run
     call = trajs["crop_the_video"].tool_calls[1]
-    assert call.error_kind == "bad_target" and "valid values are 2 to 2" in call.error
+    assert call.error_kind == "bad_target" and call.error == (
+        "Execution Error: Incorrect `target_image` argument in `crop_image_normalized` operation. You can only "
+        "pick an image within range [2,2], but the current argument `target_image=1`.")
 
 
 def test_a_video_needs_its_sixteen_frames(run):

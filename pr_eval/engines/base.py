@@ -35,6 +35,10 @@ class GenerationResult:
     output_tokens: int = 0
     finish_reason: str | None = None
     error: str | None = None   # set when this request failed; the others of the batch stand
+    # The token or stop string that ended the turn, as decoding the output's token ids with
+    # special tokens shows it ("<|im_end|>"), when `text` leaves it out; None for a turn the
+    # token limit cut off. The loop appends it: the reference reads the decoded token ids.
+    stop: str | None = None
 
 
 class Engine(_Interface):

@@ -10,7 +10,7 @@ replayed and inspected in plain PyTorch:
   metadata's fps also sets the video's M-RoPE time steps);
 - the same decoding: greedy at temperature 0, the stop tokens as token ids (plus the tokenizer's and
   the checkpoint's eos ids, which vLLM also stops on), the stop strings checked on the decoded text
-  as vLLM checks them, text decoded with `skip_special_tokens=True`, and none of the checkpoint's
+  as vLLM checks them, special tokens kept in the text as the protocol says, `min_tokens`, and none of the checkpoint's
   own sampling defaults (`generation_config.json` may set e.g. a repetition penalty; vLLM ignores
   it when it is given explicit SamplingParams, and so does this engine);
 - the same structured outputs: a request's regex `constraint` is compiled by xgrammar, the library
@@ -186,7 +186,8 @@ class HFEngine:
 
         sample = decoding.temperature > 0
         args = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=self.tokenizer.pad_token_id,
-                    do_sample=sample, num_beams=1, repetition_penalty=1.0)
+                    do_sample=sample, num_beams=1, repetition_penalty=1.0,
+                    min_new_tokens=decoding.min_tokens)
         if sample:
             args.update(temperature=decoding.temperature, top_p=decoding.top_p,
                         top_k=max(0, decoding.top_k))  # vLLM -1 = off = HF 0
@@ -214,12 +215,17 @@ class HFEngine:
             output = self.model.generate(**batch, generation_config=config, logits_processor=processors,
                                          stopping_criteria=StoppingCriteriaList([stop_text]))
         generated = output[0, prompt_len:].tolist()
-        text = self.tokenizer.decode(generated, skip_special_tokens=True)
-        stopped = stop_text.matched or (generated and generated[-1] in stop_ids)
+        ended_by_token = bool(generated) and generated[-1] in stop_ids
+        body = generated[:-1] if ended_by_token else generated  # vLLM's text leaves the stop token out
+        text = self.tokenizer.decode(body, skip_special_tokens=decoding.skip_special_tokens)
+        stop = self.tokenizer.decode(generated[-1:], skip_special_tokens=False) if ended_by_token else None
         if stop_text.matched:
             text = _cut_at_stop(text, decoding.stop_tokens)
+            stop = next((s for s in decoding.stop_tokens if s and s in self.tokenizer.decode(
+                body, skip_special_tokens=True)), stop)
+        stopped = stop_text.matched or ended_by_token
         return GenerationResult(text=text, prompt_tokens=prompt_len, output_tokens=len(generated),
-                                finish_reason="stop" if stopped else "length")
+                                finish_reason="stop" if stopped else "length", stop=stop)
 
     def generate(self, requests: Sequence[GenerationRequest], decoding: Decoding) -> list[GenerationResult]:
         if self.model is None:

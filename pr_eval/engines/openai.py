@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from ..chat import IM_END
 from ..protocol import Decoding
 from . import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 from .base import EngineError, GenerationRequest, GenerationResult
@@ -175,7 +176,8 @@ class OpenAIEngine:
         if self.vllm_params:
             # The offline engine's SamplingParams defaults, sent so the server cannot fill them
             # from the checkpoint's generation_config.json.
-            extra.update(top_k=decoding.top_k, min_p=0.0, repetition_penalty=1.0, skip_special_tokens=True)
+            extra.update(top_k=decoding.top_k, min_p=0.0, repetition_penalty=1.0,
+                         skip_special_tokens=decoding.skip_special_tokens, min_tokens=decoding.min_tokens)
             if request.constraint:
                 extra["structured_outputs"] = {"regex": request.constraint}
         extra.update(self.extra_body)
@@ -312,7 +314,17 @@ def read_reply(response) -> GenerationResult:
     finish = getattr(choice, "finish_reason", None)
     return GenerationResult(text=content, prompt_tokens=tokens(usage, "prompt_tokens"),
                             output_tokens=tokens(usage, "completion_tokens"),
-                            finish_reason=finish if isinstance(finish, str) else None)
+                            finish_reason=finish if isinstance(finish, str) else None,
+                            stop=_stop_text(finish, getattr(choice, "stop_reason", None)))
+
+
+def _stop_text(finish, stop_reason) -> str | None:
+    """What ended the turn, as the offline engine reports it: a vLLM server names the stop string
+    it met (`stop_reason`, its extension of the API); any other stop is the model's end-of-turn
+    token. None when the token limit ended the turn."""
+    if finish != "stop":
+        return None
+    return stop_reason if isinstance(stop_reason, str) else IM_END
 
 
 def _transient(exc: Exception) -> bool:

@@ -73,6 +73,7 @@ class _Stepper(threading.Thread):
     def __init__(self, llm):
         super().__init__(name="vllm-engine", daemon=True)
         self.engine = llm.llm_engine
+        self.tokenizer = llm.get_tokenizer()
         # What `LLM.generate` does for each prompt before adding it: render it (chat text +
         # multimodal processing). Private in vLLM: without it the prompt is added as it is.
         self.render = getattr(llm, "_preprocess_cmpl_one", None)
@@ -100,7 +101,7 @@ class _Stepper(threading.Thread):
                     for output in self.engine.step():
                         future = self.waiting.pop(output.request_id, None) if output.finished else None
                         if future is not None:
-                            future.set_result(_result(output))
+                            future.set_result(_result(output, self.tokenizer))
         except BaseException as exc:  # the engine itself is broken: no request can succeed now
             log.exception("the vLLM engine failed")
             self.failure = f"the vLLM engine failed: {type(exc).__name__}: {exc}"
@@ -137,10 +138,23 @@ class _Stepper(threading.Thread):
 _STOP = object()
 
 
-def _result(output) -> GenerationResult:
+def _result(output, tokenizer) -> GenerationResult:
     completion = output.outputs[0]
     return GenerationResult(text=completion.text, prompt_tokens=len(output.prompt_token_ids or ()),
-                            output_tokens=len(completion.token_ids), finish_reason=completion.finish_reason)
+                            output_tokens=len(completion.token_ids), finish_reason=completion.finish_reason,
+                            stop=_stop_text(completion, tokenizer))
+
+
+def _stop_text(completion, tokenizer) -> str | None:
+    """What ended a finished turn as its decoded token ids show it (vLLM's text leaves it out):
+    the stop string itself, or the last token (the end-of-turn token) decoded with special
+    tokens; None when the token limit ended it."""
+    if completion.finish_reason != "stop":
+        return None
+    if isinstance(completion.stop_reason, str):
+        return completion.stop_reason
+    token_ids = list(completion.token_ids or ())
+    return tokenizer.decode(token_ids[-1:], skip_special_tokens=False) if token_ids else None
 
 
 class VLLMEngine:
@@ -198,6 +212,8 @@ class VLLMEngine:
         return SamplingParams(
             temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k,
             max_tokens=decoding.max_new_tokens, seed=decoding.seed, stop=list(decoding.stop_tokens),
+            min_tokens=decoding.min_tokens, skip_special_tokens=decoding.skip_special_tokens,
+            include_stop_str_in_output=False,
             structured_outputs=structured,
             output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, when it is done
         )
