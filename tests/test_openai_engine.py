@@ -372,3 +372,20 @@ def test_plain_openai_servers_get_no_vllm_fields(stub):
     assert not {"top_k", "repetition_penalty", "structured_outputs"} & httpd.bodies[0].keys()
     with pytest.raises(EngineError, match="structured outputs and top_k need a vLLM server"):
         engine.generate([text_request(constraint="a")], P.decoding)
+
+
+@pytest.mark.parametrize("finish,stop_reason,stop", [
+    ("stop", None, "<|im_end|>"),              # the model's end-of-turn token (vLLM: stop_reason None)
+    ("stop", 151645, "<|im_end|>"),            # a stop token id
+    ("stop", "<|endoftext|>", "<|endoftext|>"),  # a vLLM server names the stop string it met
+    ("length", None, None),                    # cut off by the token limit: nothing to append
+])
+def test_the_reply_says_what_ended_the_turn_as_the_offline_engine_does(finish, stop_reason, stop):
+    from types import SimpleNamespace
+
+    from pr_eval.engines.openai import read_reply
+
+    choice = SimpleNamespace(message=SimpleNamespace(content="\\boxed{A}"), finish_reason=finish,
+                             stop_reason=stop_reason)
+    reply = read_reply(SimpleNamespace(choices=[choice], usage=None))
+    assert (reply.text, reply.finish_reason, reply.stop) == ("\\boxed{A}", finish, stop)
