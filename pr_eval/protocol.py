@@ -132,7 +132,7 @@ class Reference:
     fingerprint) because a rule change moves scores even when no number above changes."""
 
     implementation: str = "TIGER-AI-Lab/Pixel-Reasoner@a3a6c3a"  # the commit whose behaviour is reproduced
-    scoring: str = "rule_reward"          # scoring.reference_accuracy on scoring.scored_text
+    scoring: str = "rule_reward"          # scoring.reference_accuracy on chat.scored_text
     scored_text: str = "conversation-after-first-assistant"  # the decoded conversation, special tokens kept
     chat_template: str = "qwen2.5-vl"     # how the conversation is rendered for scoring and tool parsing
     tool_request: str = "ends-with-close-tag"   # output minus <|im_end|> ends exactly with </tool_call>
@@ -151,7 +151,7 @@ class Protocol:
     version: str
     system_prompt: str | None
     guideline: str  # appended to the question after "\n\n"
-    tools_enabled: bool = True    # False: every turn is the final answer (no-tool baseline)
+    tools_enabled: bool = True    # False: no tool block in the system prompt (a call is still run)
     # Blind-tool ablation: calls are checked and succeed as usual, but the image returned is the
     # uncropped source ("input") or a blank image of the crop's size ("blank"). Whether accuracy
     # drops tells if a model really uses what it zooms into.
@@ -205,7 +205,7 @@ def fingerprint_of(settings: dict) -> str:
 
 # Where pr_eval does not follow the reference on purpose (each with its expected effect). Listed in
 # every protocol record and in the README; the reference's verdicts are otherwise reproduced bug
-# for bug (tests/test_conformance.py).
+# for bug (tests/test_conformance_scoring.py and tests/test_tools.py).
 DIFFERENCES = (
     "A request the engine refuses (e.g. a prompt past max_model_len after a large crop) ends that "
     "trajectory as engine_error and the run goes on; the reference's run would stop. Effect: none on "

@@ -121,7 +121,11 @@ class Trajectory:
 
     @property
     def answer_text(self) -> str:
-        return last_assistant_text(self.messages)
+        """The last assistant turn as the benchmarks' own metrics read it: without the stop token
+        that ended it (`<|endoftext|>`, `<|eot_id|>`; the scored text keeps it)."""
+        text = last_assistant_text(self.messages)
+        stop = self.generations[-1].stop if self.generations else None
+        return text[: -len(stop)] if stop and text.endswith(stop) else text
 
     @property
     def scored_text(self) -> str:

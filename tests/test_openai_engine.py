@@ -348,8 +348,10 @@ def test_request_body_carries_protocol_decoding_and_exact_media(stub):
          "stop": ["<|im_end|>", "<|eot_id|>", "<|endoftext|>"]}
     # vLLM's own fields, so the server cannot fill them from generation_config.json
     assert {k: body[k] for k in ("top_k", "min_p", "repetition_penalty", "skip_special_tokens",
+                                 "include_stop_str_in_output",
                                  "structured_outputs")} == \
         {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "skip_special_tokens": False,
+         "include_stop_str_in_output": True,
          "structured_outputs": {"regex": "a+"}}
     system, user, assistant = body["messages"]
     assert system == {"role": "system", "content": "sys"}
@@ -374,18 +376,21 @@ def test_plain_openai_servers_get_no_vllm_fields(stub):
         engine.generate([text_request(constraint="a")], P.decoding)
 
 
-@pytest.mark.parametrize("finish,stop_reason,stop", [
-    ("stop", None, "<|im_end|>"),              # the model's end-of-turn token (vLLM: stop_reason None)
-    ("stop", 151645, "<|im_end|>"),            # a stop token id
-    ("stop", "<|endoftext|>", "<|endoftext|>"),  # a vLLM server names the stop string it met
-    ("length", None, None),                    # cut off by the token limit: nothing to append
+@pytest.mark.parametrize("content,finish,stop_reason,text,stop", [
+    # a vLLM server returns the stop token in the text (include_stop_str_in_output): it is cut off
+    ("\\boxed{A}<|im_end|>", "stop", None, "\\boxed{A}", "<|im_end|>"),
+    ("<tool_call>{}</tool_call><|endoftext|>", "stop", 151643, "<tool_call>{}</tool_call>", "<|endoftext|>"),
+    ("\\boxed{A}<|eot_id|>", "stop", "<|eot_id|>", "\\boxed{A}", "<|eot_id|>"),
+    ("\\boxed{A}", "stop", "<|eot_id|>", "\\boxed{A}", "<|eot_id|>"),  # named, not in the text
+    ("\\boxed{A}", "stop", None, "\\boxed{A}", "<|im_end|>"),  # another server: its end-of-turn token
+    ("\\boxed{A", "length", None, "\\boxed{A", None),          # cut off by the token limit
 ])
-def test_the_reply_says_what_ended_the_turn_as_the_offline_engine_does(finish, stop_reason, stop):
+def test_the_reply_says_what_ended_the_turn_as_the_offline_engine_does(content, finish, stop_reason, text, stop):
     from types import SimpleNamespace
 
     from pr_eval.engines.openai import read_reply
 
-    choice = SimpleNamespace(message=SimpleNamespace(content="\\boxed{A}"), finish_reason=finish,
+    choice = SimpleNamespace(message=SimpleNamespace(content=content), finish_reason=finish,
                              stop_reason=stop_reason)
-    reply = read_reply(SimpleNamespace(choices=[choice], usage=None))
-    assert (reply.text, reply.finish_reason, reply.stop) == ("\\boxed{A}", finish, stop)
+    reply = read_reply(SimpleNamespace(choices=[choice], usage=None), P.decoding.stop_tokens)
+    assert (reply.text, reply.finish_reason, reply.stop) == (text, finish, stop)

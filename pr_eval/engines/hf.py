@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 
 
 class _StopOnText:
-    """Stops when the decoded output contains a stop string, as vLLM's stop strings do (they are
-    matched on the text with special tokens skipped, so the eos token itself never matches; a
-    literal "<|im_end|>" written piece by piece does)."""
+    """Stops when the decoded output contains a stop string written as plain text (a literal
+    "<|im_end|>" written piece by piece, "<|eot_id|>"), as vLLM's stop strings do. Special tokens
+    are skipped here: the stop strings that are special tokens are stop ids of this engine and
+    end the turn as tokens (vLLM reports the same stop either way)."""
 
     def __init__(self, tokenizer, stop: Sequence[str], prompt_len: int):
         self.tokenizer, self.stop, self.prompt_len = tokenizer, tuple(s for s in stop if s), prompt_len
@@ -50,6 +51,12 @@ class _StopOnText:
         text = self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
         self.matched = any(s in text for s in self.stop)
         return torch.full((input_ids.shape[0],), self.matched, dtype=torch.bool, device=input_ids.device)
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> str | None:
+    """The stop string that occurs first in `text` (the one that ended the turn), or None."""
+    found = [(text.find(s), s) for s in stop if s and s in text]
+    return min(found)[1] if found else None
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -220,9 +227,8 @@ class HFEngine:
         text = self.tokenizer.decode(body, skip_special_tokens=decoding.skip_special_tokens)
         stop = self.tokenizer.decode(generated[-1:], skip_special_tokens=False) if ended_by_token else None
         if stop_text.matched:
+            stop = _first_stop(text, decoding.stop_tokens) or stop
             text = _cut_at_stop(text, decoding.stop_tokens)
-            stop = next((s for s in decoding.stop_tokens if s and s in self.tokenizer.decode(
-                body, skip_special_tokens=True)), stop)
         stopped = stop_text.matched or ended_by_token
         return GenerationResult(text=text, prompt_tokens=prompt_len, output_tokens=len(generated),
                                 finish_reason="stop" if stopped else "length", stop=stop)

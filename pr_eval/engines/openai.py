@@ -177,7 +177,10 @@ class OpenAIEngine:
             # The offline engine's SamplingParams defaults, sent so the server cannot fill them
             # from the checkpoint's generation_config.json.
             extra.update(top_k=decoding.top_k, min_p=0.0, repetition_penalty=1.0,
-                         skip_special_tokens=decoding.skip_special_tokens, min_tokens=decoding.min_tokens)
+                         skip_special_tokens=decoding.skip_special_tokens, min_tokens=decoding.min_tokens,
+                         # the stop token comes back in the text, so `read_reply` can tell which one
+                         # ended the turn (the reply's stop_reason is only a token id for eos ids)
+                         include_stop_str_in_output=True)
             if request.constraint:
                 extra["structured_outputs"] = {"regex": request.constraint}
         extra.update(self.extra_body)
@@ -225,7 +228,7 @@ class OpenAIEngine:
         except _Failed as exc:
             return GenerationResult(text="", error=str(exc))
         try:
-            return read_reply(response)
+            return read_reply(response, decoding.stop_tokens)
         except Exception as exc:  # noqa: BLE001 - a reply of any shape is this request's problem only
             return GenerationResult(text="", error=f"unreadable reply from the server: {type(exc).__name__}: {exc}")
 
@@ -291,7 +294,7 @@ class OpenAIEngine:
                 f"to the server's API key")
 
 
-def read_reply(response) -> GenerationResult:
+def read_reply(response, stops: Sequence[str] = ()) -> GenerationResult:
     """A chat-completions reply as a turn, or as a lost turn (`error` set) when the reply holds no
     text: a null body, no choices, a choice without a message, `content: null`. A reply without text
     is the server's failure, never the model's wrong answer. Token counts the server left out or
@@ -312,19 +315,23 @@ def read_reply(response) -> GenerationResult:
                                                f"{getattr(choice, 'finish_reason', None)!r})")
     usage = getattr(response, "usage", None)
     finish = getattr(choice, "finish_reason", None)
-    return GenerationResult(text=content, prompt_tokens=tokens(usage, "prompt_tokens"),
+    text, stop = _split_stop(content, finish, getattr(choice, "stop_reason", None), stops)
+    return GenerationResult(text=text, prompt_tokens=tokens(usage, "prompt_tokens"),
                             output_tokens=tokens(usage, "completion_tokens"),
-                            finish_reason=finish if isinstance(finish, str) else None,
-                            stop=_stop_text(finish, getattr(choice, "stop_reason", None)))
+                            finish_reason=finish if isinstance(finish, str) else None, stop=stop)
 
 
-def _stop_text(finish, stop_reason) -> str | None:
-    """What ended the turn, as the offline engine reports it: a vLLM server names the stop string
-    it met (`stop_reason`, its extension of the API); any other stop is the model's end-of-turn
-    token. None when the token limit ended the turn."""
+def _split_stop(content: str, finish, stop_reason, stops: Sequence[str]) -> tuple[str, str | None]:
+    """The turn's text and what ended it, as the offline engine reports them. A vLLM server asked
+    for `include_stop_str_in_output` ends the text with the stop token or string it met, which is
+    cut off here; it also names a stop string in `stop_reason`. Another server's "stop" is taken
+    to be the model's end-of-turn token. None when the token limit ended the turn."""
     if finish != "stop":
-        return None
-    return stop_reason if isinstance(stop_reason, str) else IM_END
+        return content, None
+    for stop in sorted((s for s in stops if s), key=len, reverse=True):
+        if content.endswith(stop):
+            return content[: -len(stop)], stop
+    return content, stop_reason if isinstance(stop_reason, str) else IM_END
 
 
 def _transient(exc: Exception) -> bool:
