@@ -45,6 +45,14 @@ def render(messages: list[dict], add_generation_prompt: bool = False, pads: bool
     return "".join(out)
 
 
+def message_text(message: dict) -> str:
+    """The text of one message: its text parts joined (images and videos left out)."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] for part in content if part["type"] == "text")
+
+
 def after_first_assistant(text: str) -> str:
     """What the reference scores of a decoded conversation (`extract_qwen_query_and_response`):
     everything after the first assistant header, with every later assistant header removed; ""
@@ -60,10 +68,7 @@ def scored_text(messages: list[dict], ends_with_eos: bool = True) -> str:
     (`ends_with_eos`); a turn cut off by the token limit has none. A conversation that does not
     end with an assistant turn (a data or engine error) is rendered as it stands."""
     if messages and messages[-1]["role"] == "assistant":
-        last = messages[-1]["content"]
-        last_text = last if isinstance(last, str) else "".join(
-            str(p.get("text", "")) for p in last if p.get("type") == "text")
-        text = render(messages[:-1], add_generation_prompt=True, pads=False) + last_text
+        text = render(messages[:-1], add_generation_prompt=True, pads=False) + message_text(messages[-1])
         if ends_with_eos:
             text += IM_END
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 from qwen_vl_utils import smart_resize as _qwen_smart_resize
+from qwen_vl_utils.vision_process import to_rgb  # RGBA laid on white, as the reference's inputs
 
 from .protocol import PixelBounds
 
@@ -20,39 +21,43 @@ class DataError(Exception):
     The run records the sample as an error with this message and goes on."""
 
 
-def fit_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
+def reference_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
     """(width, height) after Qwen's `smart_resize`: multiples of 28, pixel count within bounds.
+    Raises smart_resize's own ValueError (e.g. for an aspect ratio above 200).
 
     qwen_vl_utils' implementation is used, as the reference resizes inputs and crops with it (the
     engine's processor then applies transformers' copy of the same rule to the engine bounds)."""
-    try:
-        h, w = _qwen_smart_resize(height, width, factor=FACTOR, min_pixels=bounds.min_pixels,
-                                  max_pixels=bounds.max_pixels)
-    except ValueError as exc:  # e.g. aspect ratio above 200
-        raise DataError(f"cannot resize a {width}x{height} image: {exc}") from None
+    h, w = _qwen_smart_resize(height, width, factor=FACTOR, min_pixels=bounds.min_pixels,
+                              max_pixels=bounds.max_pixels)
     return int(w), int(h)
 
 
-def fit_image(image: Image.Image, bounds: PixelBounds) -> Image.Image:
-    """The image in RGB (`to_rgb`), resized (bicubic, PIL's default) to `fit_size`; returned
-    unchanged when it already is both."""
-    image = to_rgb(image)
-    size = fit_size(*image.size, bounds)
+def fit_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
+    """`reference_size`, with a size it refuses as a DataError saying which."""
+    try:
+        return reference_size(width, height, bounds)
+    except ValueError as exc:
+        raise DataError(f"cannot resize a {width}x{height} image: {exc}") from None
+
+
+def resize_into(image: Image.Image, bounds: PixelBounds) -> Image.Image:
+    """What the reference does to every image it shows (qwen_vl_utils' `fetch_image`, its own
+    `resize_cropped`): RGB by `to_rgb`, then resized (bicubic, PIL's default) to `reference_size`;
+    returned unchanged when it already is both. Raises smart_resize's ValueError."""
+    if image.mode != "RGB":
+        image = to_rgb(image)
+    size = reference_size(*image.size, bounds)
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB as the reference makes it (qwen_vl_utils' rule): an RGBA image is laid on white;
-    every other mode is converted by PIL (so other alpha channels are dropped). RGB is kept."""
-    if image.mode == "RGB":
-        return image
-    if image.mode == "RGBA":
-        white = Image.new("RGB", image.size, (255, 255, 255))
-        white.paste(image, mask=image.getchannel("A"))
-        return white
-    return image.convert("RGB")
+def fit_image(image: Image.Image, bounds: PixelBounds) -> Image.Image:
+    """`resize_into`, with a size it refuses as a DataError (an input the sample cannot use)."""
+    try:
+        return resize_into(image, bounds)
+    except ValueError as exc:
+        raise DataError(f"cannot resize a {image.width}x{image.height} image: {exc}") from None
 
 
 def resolve_inside(root: str | os.PathLike, relative: str) -> Path:
@@ -80,7 +85,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
                 img.load()
             finally:
                 ImageFile.LOAD_TRUNCATED_IMAGES = lenient
-            return to_rgb(img) if img.mode == "RGBA" else img.convert("RGB")
+            return to_rgb(img)
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:

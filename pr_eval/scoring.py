@@ -79,9 +79,10 @@ def after_answer_label(text: str) -> str | None:
 def extract_answer(text: str) -> str | None:
     """The model's final answer: last `\\boxed{}`, else last `<answer>`, else `Answer:` line.
 
-    This is the reference's order of preference: the prompt asks for `\\boxed{}`, and the other
-    two catch models that answer in another house style. None means the model gave no marked
-    answer; an empty box gives "".
+    pr-eval's own reading, for the benchmarks' metrics and the answer shown in reports (the
+    reference's candidates, which `accuracy` uses, are `reference_candidate`'s): the prompt asks
+    for `\\boxed{}`, and the other two catch models that answer in another house style. None means
+    the model gave no marked answer; an empty box gives "".
     """
     if not isinstance(text, str):
         return None

@@ -20,10 +20,9 @@ import re
 from dataclasses import dataclass, field
 
 from PIL import Image
-from qwen_vl_utils import smart_resize
 
 from .chat import IM_END
-from .imaging import FACTOR, to_rgb
+from .imaging import resize_into
 from .protocol import Protocol
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -158,7 +157,8 @@ def _crop(arguments, images: list, n_inputs: int, is_video: bool, protocol: Prot
         else:
             source, parent = images[index], _position(index, len(images))
     cut, box, normalized = crop_region(source, arguments["bbox_2d"], protocol)
-    shown = resize_crop(cut, protocol)
+    # resize_cropped: its ValueError for an aspect ratio above 200 is fed back like any other
+    shown = resize_into(cut, protocol.crop_pixels)
     return ToolResult(text=protocol.feedback.crop.format(w=shown.width, h=shown.height), images=[shown],
                       parents=[parent], frame=frame, box=box, box_normalized=normalized,
                       source_size=source.size, source=source)
@@ -195,17 +195,6 @@ def crop_region(image: Image.Image, bbox, protocol: Protocol):
         raise ToolError("crop_too_small", protocol.errors.crop_too_small.format(w=w, h=h))
     box = tuple(int(round(v)) for v in (x1 * width, y1 * height, x2 * width, y2 * height))
     return cut, box, [float(v) for v in (x1, y1, x2, y2)]
-
-
-def resize_crop(image: Image.Image, protocol: Protocol) -> Image.Image:
-    """`resize_cropped`: RGB, then Qwen's smart_resize (qwen_vl_utils, factor 28) into the crop
-    bounds with PIL's default (bicubic) filter. Its ValueError for an aspect ratio above 200 is
-    fed back like any other exception."""
-    image = to_rgb(image)
-    height, width = smart_resize(image.height, image.width, factor=FACTOR,
-                                 min_pixels=protocol.crop_pixels.min_pixels,
-                                 max_pixels=protocol.crop_pixels.max_pixels)
-    return image.resize((width, height), Image.Resampling.BICUBIC)
 
 
 def blind(result: ToolResult, source: Image.Image, mode: str, protocol: Protocol) -> ToolResult:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from .chat import IM_END, scored_text
+from .chat import IM_END, message_text, scored_text
 
 # How a trajectory ended.
 ANSWERED = "answered"            # the model gave a turn without a tool call
@@ -171,13 +171,6 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
-
-def message_text(message: dict) -> str:
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(part["text"] for part in content if part["type"] == "text")
 
 
 def last_assistant_text(messages: list[dict]) -> str:

@@ -10,8 +10,8 @@ replayed and inspected in plain PyTorch:
   metadata's fps also sets the video's M-RoPE time steps);
 - the same decoding: greedy at temperature 0, the stop tokens as token ids (plus the tokenizer's and
   the checkpoint's eos ids, which vLLM also stops on), the stop strings checked on the decoded text
-  as vLLM checks them, special tokens kept in the text as the protocol says, `min_tokens`, and none of the checkpoint's
-  own sampling defaults (`generation_config.json` may set e.g. a repetition penalty; vLLM ignores
+  as vLLM checks them, special tokens kept in the text as the protocol says, `min_tokens`, and
+  none of the checkpoint's own sampling defaults (`generation_config.json` may set e.g. a repetition penalty; vLLM ignores
   it when it is given explicit SamplingParams, and so does this engine);
 - the same structured outputs: a request's regex `constraint` is compiled by xgrammar, the library
   vLLM uses, over the same vocabulary and stop tokens, and masks the logits of every step;
@@ -53,16 +53,14 @@ class _StopOnText:
         return torch.full((input_ids.shape[0],), self.matched, dtype=torch.bool, device=input_ids.device)
 
 
-def _first_stop(text: str, stop: Sequence[str]) -> str | None:
-    """The stop string that occurs first in `text` (the one that ended the turn), or None."""
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, str | None]:
+    """The text before the first stop string (vLLM leaves the stop string out of the output),
+    and that stop string (the one that ended the turn); the text whole and None without one."""
     found = [(text.find(s), s) for s in stop if s and s in text]
-    return min(found)[1] if found else None
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """The text before the first stop string (vLLM leaves the stop string out of the output)."""
-    cut = min((text.find(s) for s in stop if s and s in text), default=-1)
-    return text if cut < 0 else text[:cut]
+    if not found:
+        return text, None
+    cut, first = min(found)
+    return text[:cut], first
 
 
 def _torch_dtype(dtype, device: str):
@@ -227,8 +225,8 @@ class HFEngine:
         text = self.tokenizer.decode(body, skip_special_tokens=decoding.skip_special_tokens)
         stop = self.tokenizer.decode(generated[-1:], skip_special_tokens=False) if ended_by_token else None
         if stop_text.matched:
-            stop = _first_stop(text, decoding.stop_tokens) or stop
-            text = _cut_at_stop(text, decoding.stop_tokens)
+            text, first = _cut_at_stop(text, decoding.stop_tokens)
+            stop = first or stop
         stopped = stop_text.matched or ended_by_token
         return GenerationResult(text=text, prompt_tokens=prompt_len, output_tokens=len(generated),
                                 finish_reason="stop" if stopped else "length", stop=stop)
