@@ -18,19 +18,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from pathlib import Path
 
-from . import __version__, quiet  # quiet: imported first, so an engine process started by a quiet run is quiet too
+from . import (  # quiet: imported first, so an engine process started by a quiet run is quiet too
+    __version__,
+    benchmarks,
+    quiet,
+)
 from .engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
+from .sources import source_spec, use_source
 
-# Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes).
-# mvbench is a group of 20 subtasks (pr_mvbench_<subtask>); suite is the paper's four benchmarks.
-TASKS = {"vstar": "pr_vstar", "tallyqa": "pr_tallyqa_complex", "infovqa": "pr_infovqa", "mvbench": "pr_mvbench",
-         "suite": "pr_suite", "zoom": "pr_zoom"}
-SUITE = ("vstar", "tallyqa", "infovqa", "mvbench")  # what "suite" stands for: the paper's four (tasks/pr_suite)
+# Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes),
+# from the benchmark registry: the paper's four, "suite" (all four, tasks/pr_suite), then the rest.
+# mvbench is a group of 20 subtasks (pr_mvbench_<subtask>).
+SUITE = tuple(b.short for b in benchmarks.BENCHMARKS.values() if b.in_suite)
+TASKS = {**{b.short: b.task for b in benchmarks.BENCHMARKS.values() if b.in_suite}, "suite": "pr_suite",
+         **{b.short: b.task for b in benchmarks.BENCHMARKS.values() if not b.in_suite}}
 
 
 # `pr-eval COMMAND ...`: commands on finished runs, each a module's `main(argv) -> exit status`.
@@ -161,7 +166,7 @@ def data_spec(args) -> str:
     folder = str(Path(args.data_dir).resolve()) if args.data_dir else None
     if args.data == "official":
         return ("official:" + folder if folder else "official") + f",seed={args.seed}"
-    return folder or args.data or os.environ.get("PR_EVAL_DATA") or "hub"
+    return folder or args.data or source_spec()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.verbose:
         quiet.enable()
-    os.environ["PR_EVAL_DATA"] = data_spec(args)
+    use_source(data_spec(args))
 
     from .engines import EngineError
     from .imaging import DataError

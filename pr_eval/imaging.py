@@ -8,17 +8,16 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 from qwen_vl_utils import smart_resize as _qwen_smart_resize
-from qwen_vl_utils.vision_process import to_rgb  # RGBA laid on white, as the reference's inputs
+from qwen_vl_utils.vision_process import (
+    to_rgb,  # RGBA laid on white, as the reference's inputs
+)
 
+from .errors import DataError
 from .protocol import PixelBounds
 
 FACTOR = 28  # Qwen2.5-VL: 14 px patches merged 2x2
 
 
-class DataError(Exception):
-    """A sample's data cannot be used (unreadable image, path outside the dataset root, ...).
-
-    The run records the sample as an error with this message and goes on."""
 
 
 def reference_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:

@@ -1,45 +1,59 @@
-"""The bridge to lmms-eval's task system: one task class that loads our data sources.
+"""The bridge to lmms-eval's task system: one task class, filled in from the benchmark registry.
 
-lmms-eval hands `dataset_path` straight to `datasets.load_dataset`, which cannot express "the
-Pixel-Reasoner parquet plus its zipped image folder, from the hub or from a local copy, images
-loaded one sample at a time". The task YAMLs therefore name `PixelReasonerTask` as their class;
-it keeps every lmms-eval behaviour and replaces only `download`. The data source comes from the
-environment variable PR_EVAL_DATA (`hub`, `samples`, a folder, or `official[:...]`), which
-`pr-eval --data` sets; without it the benchmark's hub copy is used, as in the paper.
+    tasks/<task>/<task>.yaml (task name, metadata.benchmark) -> PixelReasonerTask -> documents
+
+A task YAML is thin: it names its task, this class and its benchmark (`metadata.benchmark`, a
+name in `pr_eval.benchmarks`) over the shared tasks/_default_template_yaml. The class adds what
+the benchmark's record says: the metric list (the paper-compatible accuracy, the benchmark's own
+metric, its breakdowns, then the tool-use figures), `process_results` scoring with that
+benchmark's scorer, and for a subtask (`metadata.subtask`) the `process_docs` that keeps its
+documents. It keeps every other lmms-eval behaviour and replaces only `download`: lmms-eval hands
+`dataset_path` to `datasets.load_dataset`, which cannot express "the Pixel-Reasoner parquet plus
+its zipped image folder, from the hub or from a local copy, images loaded one sample at a time".
+The data source comes from `pr_eval.data.source_spec` (PR_EVAL_DATA: `hub`, `samples`, a folder,
+or `official[:...]`, which `pr-eval --data` sets); without it the hub copy is used, as in the paper.
 
 A document is plain columns, the same for every benchmark (lmms-eval stores docs in a
 `datasets.Dataset`, so a column keeps one type within a benchmark):
 
     qid, question        str
-    answer               str; list[str] for InfoVQA (every reference answer)
+    answer               str; list[str] where the benchmark keeps every reference answer (InfoVQA)
     image                list of paths relative to data_root (16 frames for Pixel-Reasoner's
                          MVBench copy; empty where the sample is a video file)
     video                path relative to data_root, or ""
     video_start/_end     seconds, or -1 (the whole video)
     is_video             bool: the model adapter runs the video protocol (16 frames)
-    category             V*: "attribute" / "spatial"; else ""
-    subtask              MVBench subtask name; else ""
+    category             the benchmark's category label (V*: "attribute" / "spatial"); else ""
+    subtask              the benchmark's subtask label (MVBench); else ""
     data_root            the folder the paths are relative to
     data_error           why the sample cannot be used, or ""
 """
 
 from __future__ import annotations
 
+import functools
+
 import datasets
 from lmms_eval.api.task import ConfigurableTask
 
-from . import data, metrics
+from . import benchmarks, data, metrics
+from .benchmarks import Benchmark
 
 
 class PixelReasonerTask(ConfigurableTask):
-    """A task of ours: loads its data through `pr_eval.data`, and reports the tool-use figures
-    (`pr_eval.metrics.task_metric_list`) beside the metrics its YAML lists."""
+    """A task of ours: loads its data through `pr_eval.data`, scores with its benchmark's record,
+    and reports the tool-use figures (`pr_eval.metrics.task_metric_list`) beside its metrics."""
 
     def __init__(self, config: dict | None = None, **kwargs):
         config = {k: v for k, v in (config or {}).items() if k != "class"}
-        listed = list(config.get("metric_list") or [])
+        bench = benchmarks.get((config.get("metadata") or {})["benchmark"])
+        listed = list(config.get("metric_list") or metric_list(bench))
         names = {entry["metric"] for entry in listed}
         config["metric_list"] = listed + [m for m in metrics.task_metric_list() if m["metric"] not in names]
+        config.setdefault("process_results", functools.partial(process_results, benchmark=bench.name))
+        subtask = (config.get("metadata") or {}).get("subtask")
+        if subtask and bench.keep_subtask is not None and config.get("process_docs") is None:
+            config["process_docs"] = bench.keep_subtask(subtask)
         super().__init__(config=config, **kwargs)
 
     def download(self, dataset_kwargs=None) -> None:
@@ -53,6 +67,23 @@ class PixelReasonerTask(ConfigurableTask):
         # Recorded in lmms-eval's results JSON (configs -> metadata): what data this was.
         metadata["data"] = source.to_record()
         self.config.metadata = metadata
+
+
+def metric_list(bench: Benchmark) -> list[dict]:
+    """The benchmark's own entries of an lmms-eval `metric_list`: the paper-compatible accuracy,
+    its own metric, and its breakdowns (means over the samples of one category)."""
+    entries = [{"metric": "accuracy", "aggregation": "mean", "higher_is_better": True},
+               {"metric": bench.main, "aggregation": "mean", "higher_is_better": True}]
+    entries += [{"metric": name, "aggregation": metrics.mean_of_subset, "higher_is_better": True}
+                for name in bench.breakdown]
+    return entries
+
+
+def process_results(doc: dict, results: list, benchmark: str) -> dict:
+    """One sample's metrics: its response (our adapter's trajectory, or another model's text)
+    scored by the benchmark's rules."""
+    traj = metrics.trajectory_from_response(results[0], doc, benchmarks.get(benchmark).task)
+    return metrics.sample_metrics(traj, doc, benchmark)
 
 
 _LOADED: dict[tuple[str, str], tuple] = {}
@@ -75,8 +106,10 @@ def loaded_source(root: str):
 
 def _doc(row: dict, source) -> dict:
     """A dataset row as an lmms-eval document (see the module doc for the columns)."""
-    answer, answer_error = doc_answer(source.benchmark, row.get("answer"))
+    bench = benchmarks.get(source.benchmark)
+    answer, answer_error = doc_answer(bench, row.get("answer"))
     errors = [e for e in (row.get("_error"), answer_error) if e]
+    labels = bench.labels(row)
     return {
         "qid": str(row.get("qid")),
         "question": row.get("question") or "",
@@ -86,17 +119,17 @@ def _doc(row: dict, source) -> dict:
         "video_start": float(row.get("video_start", -1.0)),
         "video_end": float(row.get("video_end", -1.0)),
         "is_video": bool(row.get("is_video", False)),
-        "category": (row.get("category") or data.vstar_category(row)) if source.benchmark == "vstar" else "",
-        "subtask": data.mvbench_subtask(row) if source.benchmark == "mvbench" else "",
+        "category": labels.get("category", ""),
+        "subtask": labels.get("subtask", ""),
         "data_root": str(source.root),
         "data_error": "; ".join(errors),
     }
 
 
-def doc_answer(benchmark: str, answer) -> tuple[str | list[str], str | None]:
+def doc_answer(bench: Benchmark, answer) -> tuple[str | list[str], str | None]:
     """(the answer in its benchmark's column type, or a placeholder, and the error if any):
-    InfoVQA keeps a list of reference answers, the others one string."""
-    if benchmark == "infovqa":
+    a benchmark that keeps every reference answer (InfoVQA) gets a list, the others one string."""
+    if bench.list_answers:
         if answer is None:
             return [], None
         return ([answer] if isinstance(answer, str) else [str(a) for a in answer]), None
@@ -107,7 +140,7 @@ def doc_answer(benchmark: str, answer) -> tuple[str | list[str], str | None]:
     return ("" if answer is None else str(answer)), None
 
 
-# --- document functions named by the task YAMLs -------------------------------------------------
+# --- document functions named by tasks/_default_template_yaml ------------------------------------
 
 def doc_to_visual(doc: dict):
     """The sample's full-resolution images, or for a video sample exactly 16 frames (its frame

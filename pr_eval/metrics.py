@@ -3,9 +3,9 @@
     trajectory + doc -> sample_metrics(traj, doc, benchmark) -> one flat dict per sample -> means
 
 Every benchmark reports the same shape: the paper-compatible `accuracy` (the reference's rule,
-`scoring.reference_accuracy`), the benchmark's own metric (`SCORERS[benchmark].main`: option letter
-for V* and MVBench, exact count for TallyQA, ANLS for InfoVQA), its breakdowns, and the tool-use
-figures. Only the small `Scorer` of each benchmark differs.
+`scoring.reference_accuracy`), the benchmark's own metric (`main` of its `pr_eval.benchmarks`
+record: option letter for V* and MVBench, exact count for TallyQA, ANLS for InfoVQA), its
+breakdowns, and the tool-use figures. Only the benchmark's record differs.
 
 A task's score is the mean over its samples. Samples whose data or engine failed count as wrong
 (the denominator stays the benchmark's question count) and are counted in `error_rate`, so a
@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from . import scoring
+from . import benchmarks, scoring
 from .trajectory import CAPPED, ERRORS, Trajectory
 
 
@@ -38,50 +36,6 @@ def trajectory_from_response(response: str, doc: dict, task: str) -> Trajectory:
                       target=doc.get("answer"), protocol="external", fingerprint="",
                       messages=[{"role": "assistant", "content": [{"type": "text", "text": str(response)}]}],
                       stop_reason="answered")
-
-
-# --- What differs between benchmarks ------------------------------------------------------------
-
-def _option_letter(text: str, doc: dict) -> float:
-    return scoring.letter_accuracy(text, doc["answer"], scoring.parse_options(doc.get("question") or ""))
-
-
-def _exact_count(text: str, doc: dict) -> float:
-    return scoring.count_accuracy(text, doc["answer"])
-
-
-def _anls(text: str, doc: dict) -> float:
-    return scoring.anls(text, doc["answer"])
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """A benchmark's own metric, reported next to the paper-compatible accuracy."""
-
-    main: str                             # its name: the headline column of the report
-    score: Callable[[str, dict], float]   # its value for one answer text and the sample's doc
-    # Breakdowns of the paper-compatible accuracy: metric name -> the doc category it averages.
-    breakdown: dict[str, str] = field(default_factory=dict)
-
-
-SCORERS: dict[str, Scorer] = {
-    "vstar": Scorer("letter_accuracy", _option_letter,
-                    breakdown={"attribute_accuracy": "attribute", "spatial_accuracy": "spatial"}),
-    # MVBench's per-subtask figures come from its 20 lmms-eval subtasks (tasks/pr_mvbench).
-    "mvbench": Scorer("letter_accuracy", _option_letter),
-    "tallyqa": Scorer("count_accuracy", _exact_count),
-    # The paper's InfoVQA number is ANLS (threshold 0.5, best over the reference answers).
-    "infovqa": Scorer("anls", _anls),
-    # The synthetic zoom benchmark (pr_eval.synthetic): four options, like V*'s attribute questions.
-    "zoom": Scorer("letter_accuracy", _option_letter),
-}
-
-
-def scorer(benchmark: str) -> Scorer:
-    try:
-        return SCORERS[benchmark]
-    except KeyError:
-        raise ValueError(f"no scorer for benchmark {benchmark!r}; known: {', '.join(SCORERS)}") from None
 
 
 # --- One sample ---------------------------------------------------------------------------------
@@ -153,14 +107,14 @@ def task_metric_list() -> list[dict]:
 
 
 def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
-    """All metrics of one sample of `benchmark` ("vstar", "tallyqa", "infovqa", "mvbench").
+    """All metrics of one sample of `benchmark` (a name in `pr_eval.benchmarks`).
 
     The paper-compatible `accuracy` is the reference's verdict on the text it scores (the whole
     conversation after the first assistant header, `Trajectory.scored_text`); the benchmark's own
     metric reads the final turn. A sample lost to a data or engine error scores 0 everywhere and
     1 in `error_rate`. Sets `traj.scores` as a side record.
     """
-    own = scorer(benchmark)
+    own = benchmarks.get(benchmark)
     failed = traj.stop_reason in ERRORS
     accuracy = 0.0 if failed else scoring.reference_accuracy(traj.scored_text, doc["answer"])
     main = 0.0 if failed else own.score(traj.answer_text, doc)
@@ -177,10 +131,6 @@ def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
         "accuracy_without_tools": subset_value(accuracy, not used),
     }
 
-
-def vstar_metrics(traj: Trajectory, doc: dict) -> dict:
-    """V*: `sample_metrics` for "vstar" (kept for callers of the first version)."""
-    return sample_metrics(traj, doc, "vstar")
 
 
 # --- Aggregation --------------------------------------------------------------------------------

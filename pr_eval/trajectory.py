@@ -148,19 +148,33 @@ class Trajectory:
 
     @classmethod
     def from_record(cls, record: dict) -> "Trajectory":
-        data = dict(record)
-        data["images"] = [ImageInfo(**i) for i in data.get("images", [])]
-        data["tool_calls"] = [ToolCall(**c) for c in data.get("tool_calls", [])]
-        data["generations"] = [Generation(**g) for g in data.get("generations", [])]
+        """The one decoder of a saved trajectory (journal line, per-sample record, the adapter's
+        response), ignoring keys it does not know (a per-sample record also has doc_id and
+        metrics; a newer writer may add fields). Raises TypeError/ValueError when broken."""
+        known = {f.name for f in fields(cls) if not f.metadata.get("runtime")}
+        data = {k: v for k, v in record.items() if k in known}
+        data["images"] = [_only(ImageInfo, i) for i in data.get("images") or []]
+        data["tool_calls"] = [_only(ToolCall, c) for c in data.get("tool_calls") or []]
+        data["generations"] = [_only(Generation, g) for g in data.get("generations") or []]
+        data["messages"] = [m for m in data.get("messages") or [] if isinstance(m, dict) and "role" in m]
+        for name in ("task", "sample_id", "question", "protocol", "fingerprint"):
+            data[name] = "" if data.get(name) is None else str(data[name])
+        data["meta"] = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        for name in ("stop_reason", "error"):
+            data[name] = None if data.get(name) is None else str(data[name])
         return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Trajectory":
-        return cls.from_record(json.loads(text))
 
     def release_pixels(self) -> None:
         """Drop the images once the trajectory is finished, so finished work holds no pixels."""
         self.pixels = []
+
+
+def _only(cls, value):
+    """One record of `cls` from a dict, keys it does not know left out."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{cls.__name__} is not an object: {str(value)[:60]}")
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in value.items() if k in names})
 
 
 def _plain(value):

@@ -386,7 +386,7 @@ def mvbench_items(rng: np.random.Generator) -> list[tuple[str, list[Image.Image]
                       "What is the scene transition in the video?", candidates, answer))
     # One question for each other subtask, so a run of the 20-subtask group has data everywhere;
     # the clips are synthetic (moving balls), only the subtask label differs.
-    from pr_eval.data import MVBENCH_SUBTASKS
+    from pr_eval.benchmarks.mvbench import SUBTASKS as MVBENCH_SUBTASKS
 
     covered = {item[0] for item in items}
     for k, subtask in enumerate(s for s in MVBENCH_SUBTASKS if s not in covered):

@@ -3,7 +3,7 @@
     python scripts/train_demo.py --seed 0 --output pr_eval/demo_model
 
 The trajectories are made by the harness's own loop: `loop.start` builds the first prompt of a
-generated `zoom` question (pr_eval/synthetic.py), `loop.step` applies a scripted first turn (a
+generated `zoom` question (pr_eval/benchmarks/zoom.py), `loop.step` applies a scripted first turn (a
 short thought and a `crop_image_normalized` call around the card), executes the crop and appends
 the feedback turn, then a scripted answer turn (the dot's colour, its option, `\\boxed{letter}`)
 ends it. The conversation is rendered with the checkpoint's chat template and processor exactly
@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from pr_eval import loop, synthetic  # noqa: E402
+from pr_eval import loop  # noqa: E402
+from pr_eval.benchmarks import zoom as synthetic  # noqa: E402
 from pr_eval.engines.base import GenerationRequest, GenerationResult, media_in_order, to_chat_messages  # noqa: E402
 from pr_eval.protocol import BLIND_TOOL, NO_TOOL, PIXEL_REASONER, Protocol  # noqa: E402
 from pr_eval.tiny_model import Architecture, build_tokenizer, new_model, save_checkpoint  # noqa: E402

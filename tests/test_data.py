@@ -21,17 +21,13 @@ from conftest import load_script, noise_image
 from huggingface_hub.errors import LocalEntryNotFoundError
 from PIL import Image
 
-from pr_eval import data
-from pr_eval.data import (
-    BENCHMARKS,
-    DataError,
-    check_member,
-    load_samples,
-    read_rows,
-    resolve,
-    to_sample,
-    vstar_category,
-)
+from pr_eval import data, sources
+from pr_eval.benchmarks import BENCHMARKS, get
+from pr_eval.benchmarks.mvbench import SUBTASKS as MVBENCH_SUBTASKS
+from pr_eval.benchmarks.mvbench import subtask_of
+from pr_eval.benchmarks.vstar import category as vstar_category
+from pr_eval.data import DataError, load_samples, read_rows, resolve, to_sample
+from pr_eval.sources import check_member
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -118,7 +114,7 @@ def test_generator_is_deterministic(tmp_path, generated):
 def test_local_folder_with_images(folder, cache):
     source = resolve("vstar", str(folder), cache_dir=cache)
     assert (source.kind, source.root, source.parquet, source.rows) == ("local", folder, folder / "vstar.parquet", 3)
-    assert source.revision == data.sha256_file(folder / "vstar.parquet")
+    assert source.revision == sources.sha256_file(folder / "vstar.parquet")
     assert not cache.exists()  # nothing to unpack
     _, samples = load_samples("vstar", str(folder), cache_dir=cache)
     assert [s.meta["category"] for s in samples] == ["attribute", "attribute", "spatial"]
@@ -369,8 +365,6 @@ def test_bundled_samples_of_the_other_benchmarks(benchmark, n, answers):
     if benchmark == "tallyqa":
         assert {int(s.answer) for s in samples} <= set(range(8)) and len({s.answer for s in samples}) >= 4
     if benchmark == "mvbench":
-        from pr_eval.data import MVBENCH_SUBTASKS
-
         assert {s.meta["subtask"] for s in samples} == set(MVBENCH_SUBTASKS)  # every subtask has data
         assert all(s.answer in "ABCD" and f"({s.answer}) " in s.question for s in samples)
         assert images[0].size == (320, 240)
@@ -400,7 +394,7 @@ def test_bundled_mvbench_has_the_copy_schema():
     ({"qid": "mvbench-42"}, ""),
 ])
 def test_mvbench_subtask(row, subtask):
-    assert data.mvbench_subtask(row) == subtask
+    assert subtask_of(row) == subtask
 
 
 # --- lmms-eval documents ------------------------------------------------------------------------
@@ -431,11 +425,11 @@ def test_documents_are_plain_columns(benchmark):
 def test_document_answers_keep_one_type_per_benchmark():
     from pr_eval.lmms_task import doc_answer
 
-    assert doc_answer("infovqa", "12") == (["12"], None)
-    assert doc_answer("infovqa", ["12", "twelve"]) == (["12", "twelve"], None)
-    assert doc_answer("tallyqa", ["3"]) == ("3", None)
-    assert doc_answer("tallyqa", None) == ("", None)
-    answer, error = doc_answer("vstar", ["A", "B"])
+    assert doc_answer(get("infovqa"), "12") == (["12"], None)
+    assert doc_answer(get("infovqa"), ["12", "twelve"]) == (["12", "twelve"], None)
+    assert doc_answer(get("tallyqa"), ["3"]) == ("3", None)
+    assert doc_answer(get("tallyqa"), None) == ("", None)
+    answer, error = doc_answer(get("vstar"), ["A", "B"])
     assert answer == "" and error.startswith("expected one answer, the row holds 2")
 
 

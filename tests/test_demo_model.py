@@ -9,11 +9,12 @@ import json
 import pytest
 from conftest import load_script
 
-from pr_eval import loop, synthetic
+from pr_eval import loop
+from pr_eval.benchmarks import zoom as synthetic
 from pr_eval.engines.base import GenerationRequest, to_chat_messages
 from pr_eval.models import DEMO_MODEL_DIR, ModelNotFound, demo_model_path, resolve_model
 from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER
-from pr_eval.scoring import letter_accuracy, parse_options
+from pr_eval.answers import letter_accuracy, parse_options
 
 train_demo = load_script("train_demo")
 

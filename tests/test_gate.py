@@ -18,15 +18,11 @@ from conftest import ROOT, crop_call, scripted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pr_eval import gate
-from pr_eval.gate import (
-    Benchmark,
-    bootstrap_means,
-    compare_benchmark,
-    decide,
-    mcnemar,
-    percentile_ci,
-)
+from pr_eval import gate, sides
+from pr_eval.compare import compare_benchmark
+from pr_eval.gate import decide
+from pr_eval.sides import Benchmark
+from pr_eval.stats import bootstrap_means, mcnemar, percentile_ci
 
 PAPER = ROOT / "results" / "paper_table1.json"
 TASKS = ["pr_vstar", "pr_tallyqa_complex"]
@@ -85,9 +81,9 @@ def test_pairing_ignores_the_order_of_records(pairs, rnd):
         return [{"sample_id": k, "metrics": {"accuracy": pairs[k][which]}} for k in order]
 
     keys = list(pairs)
-    first = [gate.index_samples(records(i, keys), "pr_vstar") for i in (0, 1)]
+    first = [sides.index_samples(records(i, keys), "pr_vstar") for i in (0, 1)]
     rnd.shuffle(keys)
-    second = [gate.index_samples(records(i, keys), "pr_vstar") for i in (0, 1)]
+    second = [sides.index_samples(records(i, keys), "pr_vstar") for i in (0, 1)]
     rows = [compare_benchmark(Benchmark("vstar", samples=a), Benchmark("vstar", samples=b), "accuracy",
                               resamples=300).to_json(0.05) for a, b in (first, second)]
     assert rows[0] == rows[1]
@@ -105,7 +101,7 @@ def test_pairing_matches_ids_not_positions_and_reports_the_unmatched():
 
 def test_repeated_sample_id_is_refused():
     with pytest.raises(gate.InputError, match="occurs twice"):
-        gate.index_samples([{"sample_id": "x", "metrics": {}}, {"sample_id": "x", "metrics": {}}], "pr_vstar")
+        sides.index_samples([{"sample_id": "x", "metrics": {}}, {"sample_id": "x", "metrics": {}}], "pr_vstar")
 
 
 def _flipped(n: int, wrong: int) -> tuple[Benchmark, Benchmark]:
@@ -158,7 +154,7 @@ def test_against_a_reference_number():
 
 def test_paper_reference_file():
     document = json.loads(PAPER.read_text())
-    assert gate.schema_problems(document, "reference-v1.schema.json") == []
+    assert sides.schema_problems(document, "reference-v1.schema.json") == []
     assert len(document["models"]) == 6
     assert all(set(row) == set(document["metric"]) for row in document["models"].values())
     side = gate.load_side(PAPER)
@@ -407,11 +403,11 @@ def _write_group_run(folder: Path, group_accuracy: float) -> None:
 
 def test_a_benchmark_of_several_tasks_is_one_benchmark(tmp_path):
     _write_group_run(tmp_path / "run", 4 / 5)  # the mean over all questions, as lmms-eval pools it
-    side = gate.read_run(tmp_path / "run")
+    side = sides.read_run(tmp_path / "run")
     assert list(side.benchmarks) == ["mvbench"]
     mvbench = side.benchmarks["mvbench"]
     assert len(mvbench.samples) == 5 and mvbench.reported["letter_accuracy"] == pytest.approx(0.8)
     # the mean of the subtask means (0.83) is not the benchmark's number: refused as inconsistent
     _write_group_run(tmp_path / "bad", (2 / 3 + 1) / 2)
     with pytest.raises(gate.InputError, match="results.json gives mvbench accuracy"):
-        gate.read_run(tmp_path / "bad")
+        sides.read_run(tmp_path / "bad")

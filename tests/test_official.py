@@ -20,6 +20,7 @@ import pytest
 from conftest import load_script
 
 from pr_eval import data, official
+from pr_eval.benchmarks import common, infovqa
 from pr_eval.data import DataError, load_samples, read_rows, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +111,7 @@ def test_vstar_raw_release(releases, cache):
     record = source.to_record()
     assert (record["kind"], record["format"], record["seed"], record["rows"]) == ("official", "vstar-raw", 0, 12)
     assert record["categories"] == {"attribute": 8, "spatial": 4}
-    assert record["revision"] == official.digest_files(sorted((releases / "vstar").rglob("*.json")),
+    assert record["revision"] == common.digest_files(sorted((releases / "vstar").rglob("*.json")),
                                                        releases / "vstar")
     raw = raw_vstar(releases / "vstar")
     rows = read_rows(source)
@@ -141,11 +142,11 @@ def test_vstar_shuffle_is_fixed_by_the_seed(releases, cache):
 
 
 def test_shuffled_order_puts_the_correct_option_everywhere():
-    positions = [official.shuffled_order(4, 0, f"vstar-direct_attributes-{k}").index(0) for k in range(400)]
+    positions = [common.shuffled_order(4, 0, f"vstar-direct_attributes-{k}").index(0) for k in range(400)]
     counts = [positions.count(p) for p in range(4)]
     assert min(counts) > 60  # about 100 each
-    assert official.shuffled_order(4, 0, "q") == official.shuffled_order(4, 0, "q")
-    assert sorted(official.shuffled_order(5, 3, "q")) == list(range(5))
+    assert common.shuffled_order(4, 0, "q") == common.shuffled_order(4, 0, "q")
+    assert sorted(common.shuffled_order(5, 3, "q")) == list(range(5))
 
 
 def test_vstar_bad_files_fail_only_their_samples(copy, cache):
@@ -207,7 +208,7 @@ def test_infovqa_images_are_written_once(releases, cache, monkeypatch):
     _, samples = load_samples("infovqa", f"official:{releases}", cache_dir=cache)
     assert samples[0].load_images()[0].size == (900, 1300)
 
-    monkeypatch.setattr(official, "materialize_infovqa", lambda *a: pytest.fail("materialized again"))
+    monkeypatch.setattr(infovqa, "materialize_infovqa", lambda *a: pytest.fail("materialized again"))
     again = resolve("infovqa", f"official:{releases}", cache_dir=cache)
     assert again.root == source.root and again.revision == source.revision
 

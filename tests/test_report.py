@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr_eval import report
+from pr_eval import report, report_pictures
 from pr_eval.data import SAMPLES_DIR
 from pr_eval.runner import evaluate
 
@@ -165,10 +165,10 @@ def test_boxes_are_scaled_from_the_source_size():
     traj = Trajectory("t", "s", "q", "A", "p", "f", images=[
         ImageInfo("input", 1000, 800), ImageInfo("crop", 600, 480, parent=1, box=[100, 160, 700, 640],
                                                  source_size=[2000, 1600])])
-    svg = report.box_overlay(traj, report.crops_on(traj, 1), 500, 400)
+    svg = report_pictures.box_overlay(traj, report_pictures.crops_on(traj, 1), 500, 400)
     assert 'viewBox="0 0 500 400"' in svg
     assert 'x="25.0" y="40.0" width="150.0" height="120.0"' in svg
-    assert report.crops_on(traj, 2) == []
+    assert report_pictures.crops_on(traj, 2) == []
 
 
 def test_missing_and_corrupt_images_become_placeholders(run_folder, tmp_path):

@@ -12,14 +12,24 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, noise_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, noise_image
-
-from pr_eval.runner import Run, RunError, load_run
-from pr_eval.store import (JOURNAL_FILE, RUN_FILE, SCHEMA, ResumeRefused, RunStore, StoreError, find_unfinished,
-                           journal_line, parse_fault, parse_journal, resume_mismatches)
+from pr_eval.faults import parse_fault
+from pr_eval.runs import Run, RunError, load_run
+from pr_eval.store import (
+    JOURNAL_FILE,
+    RUN_FILE,
+    SCHEMA,
+    ResumeRefused,
+    RunStore,
+    StoreError,
+    find_unfinished,
+    journal_line,
+    parse_journal,
+    resume_mismatches,
+)
 from pr_eval.trajectory import ImageInfo, Trajectory
 
 

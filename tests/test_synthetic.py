@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pr_eval import data, synthetic
+from pr_eval import data, sources
+from pr_eval.benchmarks import BENCHMARKS
+from pr_eval.benchmarks import zoom as synthetic
 from pr_eval.engines.base import GenerationResult
 from pr_eval.imaging import DataError, fit_size
 from pr_eval.lmms_task import _doc
 from pr_eval.loop import start, step
 from pr_eval.protocol import PIXEL_REASONER
-from pr_eval.scoring import parse_options
+from pr_eval.answers import parse_options
 from pr_eval.tools import crop_call
 
 
@@ -120,12 +122,12 @@ def test_written_rows_follow_the_vstar_schema(tmp_path):
 
 def test_the_bundled_benchmark_is_the_generated_one(tmp_path):
     """`--data samples` reads the copy in the package; it holds exactly what the generator makes
-    (regenerate with `python -m pr_eval.synthetic`)."""
+    (regenerate with `python -m pr_eval.benchmarks.zoom`)."""
     source = data.resolve("zoom", "samples", cache_dir=tmp_path)
     assert source.kind == "samples" and source.root == (data.SAMPLES_DIR / "zoom").resolve()
     rows = data.read_rows(source)
     items = synthetic.make_benchmark()
-    assert len(rows) == source.rows == data.BENCHMARKS["zoom"].rows == len(items) == 96
+    assert len(rows) == source.rows == BENCHMARKS["zoom"].rows == len(items) == 96
     for row, item in zip(rows, items):
         assert (row["qid"], row["question"], row["answer"]) == (item.qid, item.question, item.answer)
         (image,) = data.load_visuals(row, source.root)
@@ -138,7 +140,7 @@ def test_the_bundled_benchmark_is_the_generated_one(tmp_path):
 def test_the_generator_writes_the_same_files_twice(tmp_path):
     first = synthetic.write_benchmark(tmp_path / "a", n=8)
     second = synthetic.write_benchmark(tmp_path / "b", n=8)
-    assert data.sha256_file(first) == data.sha256_file(second)
+    assert sources.sha256_file(first) == sources.sha256_file(second)
     image = "images/zoom-5.png"
     assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
 

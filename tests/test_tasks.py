@@ -18,7 +18,7 @@ from lmms_eval.api.model import lmms
 from lmms_eval.evaluator import simple_evaluate
 from lmms_eval.tasks import TaskManager
 from PIL import Image
-from pr_eval.tasks.pr_mvbench.utils import SUBTASKS, keep_subtask, subtask_of
+from pr_eval.benchmarks.mvbench import SUBTASKS, keep_subtask, subtask_of
 
 from pr_eval.data import SAMPLES_DIR
 from pr_eval.imaging import DataError
@@ -43,7 +43,7 @@ def test_our_folder_holds_every_task_and_group(task_manager):
 def test_mvbench_subtask_comes_from_the_doc_or_its_qid():
     assert subtask_of({"subtask": "Action Sequence", "qid": "mvbench-7"}) == "action_sequence"
     assert subtask_of({"subtask": "", "qid": "mvbench-fine_grained_pose-3"}) == "fine_grained_pose"
-    assert subtask_of({"subtask": "", "qid": "mvbench-17"}) is None
+    assert subtask_of({"subtask": "", "qid": "mvbench-17"}) == ""
 
 
 def test_mvbench_data_without_subtasks_stops_the_run_instead_of_scoring_less():

@@ -5,16 +5,12 @@ hands every unfinished trajectory of a turn to `Engine.generate` at once (every 
 
 from __future__ import annotations
 
-from .base import ContinuousEngine, Engine, EngineError, GenerationRequest, GenerationResult, can_submit
+from .base import (DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ContinuousEngine, Engine, EngineError, GenerationRequest,
+                   GenerationResult, can_submit)
 
 ENGINES = ("vllm", "openai", "hf")
 # How trajectories share an engine (pr_eval.loop.run_samples); the first is the default.
 SCHEDULES = ("continuous", "turn-sync", "one-at-a-time")
-# openai: a request may take this long before it counts as lost to a stalled server, and is tried
-# this many more times after a transient failure (pr-eval --request-timeout / --retries). A
-# 2,048-token turn of a served 7B model takes well under a minute, even in a full batch.
-DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_RETRIES = 3
 
 
 def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: str | None = None,
@@ -49,5 +45,5 @@ def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: 
     raise EngineError(f"unknown engine {kind!r}; choose one of: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "ContinuousEngine", "Engine", "EngineError", "GenerationRequest", "GenerationResult",
+__all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT_S", "ENGINES", "ContinuousEngine", "Engine", "EngineError", "GenerationRequest", "GenerationResult",
            "build_engine", "can_submit"]

@@ -8,6 +8,12 @@ from PIL import Image
 
 from ..protocol import Decoding
 
+# openai: a request may take this long before it counts as lost to a stalled server, and is tried
+# this many more times after a transient failure (pr-eval --request-timeout / --retries). A
+# 2,048-token turn of a served 7B model takes well under a minute, even in a full batch.
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_RETRIES = 3
+
 
 class EngineError(Exception):
     """The engine could not be built or used at all (bad checkpoint, out of memory, ...)."""

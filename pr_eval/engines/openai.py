@@ -39,8 +39,7 @@ from PIL import Image
 
 from ..chat import IM_END
 from ..protocol import Decoding
-from . import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
-from .base import EngineError, GenerationRequest, GenerationResult
+from .base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, EngineError, GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,9 @@
 """The `zoom` benchmark: a synthetic "find the small thing, zoom, read it" task in the V* schema.
 
+It is generated here and bundled whole as its samples (`python -m pr_eval.benchmarks.zoom` writes
+pr_eval/samples/zoom/), so it has no hub copy and no official release; scored like V* by the
+option letter. The demo model (`--model demo`) was trained on its training split.
+
 Each picture is a 644x644 grey canvas, a 4x4 grid of cells crossed by one tinted row and one
 tinted column; the cell where they cross holds near its centre a small white card (24 px) with a
 coloured dot (10 px) in its middle. The question asks the dot's colour (red, green, blue or yellow; chance 25%). At the
@@ -40,7 +44,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .trajectory import Sample
+from ..trajectory import Sample
+from .common import option_letter
+from .registry import Benchmark
 
 VERSION = "1"             # bump when the pictures or questions change: the cache key changes too
 CANVAS = 644              # 23 * 28 px
@@ -206,7 +212,7 @@ def digest(items) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the benchmark (by default into the package, where `--data samples` finds it)."""
     parser = argparse.ArgumentParser(description="Write the zoom benchmark (zoom.parquet and images/).")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "samples" / "zoom")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "samples" / "zoom")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -214,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {parquet} and {args.rows} images; sha256 of the questions and pixels: "
           f"{digest(make_benchmark(args.rows, args.seed))}")
     return 0
+
+
+BENCHMARK = Benchmark(
+    name="zoom", title="Zoom (synthetic)", task="pr_zoom", rows=DEFAULT_ROWS, synthetic=True,
+    samples="python -m pr_eval.benchmarks.zoom",
+    main="letter_accuracy", main_label="letter acc", score=option_letter,
+)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,0 @@
-"""InfographicVQA task functions for lmms-eval; the logic lives in pr_eval, this file names it."""
-
-from pr_eval.lmms_task import doc_to_target, doc_to_text, doc_to_visual  # noqa: F401
-from pr_eval.metrics import mean_of_subset, sample_metrics, trajectory_from_response  # noqa: F401
-
-
-def process_results(doc, results):
-    return sample_metrics(trajectory_from_response(results[0], doc, "pr_infovqa"), doc, "infovqa")
