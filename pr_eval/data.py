@@ -15,13 +15,14 @@ The data source spec a run uses reaches lmms-eval's task class through one chann
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from . import benchmarks, official
+from . import benchmarks, official, tsv
 from .benchmarks import Benchmark
 from .benchmarks.common import missing as _missing
 from .imaging import DataError, load_image, resolve_inside
@@ -66,14 +67,18 @@ def resolve(benchmark: str, spec: str | None = None, cache_dir: str | os.PathLik
                         f"official release (data source {spec!r}); use --data samples")
     if spec == "official" or spec.startswith(("official:", "official,")):
         return official.resolve(benchmark, spec, cache)
+    if not info.hub_id and info.release is not None:
+        # Known only by its own release (the field's benchmarks): the hub copy is the release,
+        # and the bundled samples and a local folder hold copies of its files.
+        if spec == "hub":
+            return official.resolve(benchmark, "official", cache, kind="hub")
+        if spec == "samples":
+            return official.resolve(benchmark, f"official:{_samples_folder(benchmark)}", cache, kind="samples")
+        return official.resolve(benchmark, f"official:{spec}", cache, kind="local")
     if spec == "hub":
         return from_hub(benchmark, info.hub_id, None, cache)
     if spec == "samples":
-        folder = SAMPLES_DIR / benchmark
-        if not folder.is_dir():
-            bundled = sorted(p.name for p in SAMPLES_DIR.iterdir() if p.is_dir()) if SAMPLES_DIR.is_dir() else []
-            raise DataError(f"no bundled samples for {benchmark!r} (bundled: {', '.join(bundled) or 'none'})")
-        return from_folder(benchmark, "samples", folder, cache)
+        return from_folder(benchmark, "samples", _samples_folder(benchmark), cache)
     path = Path(spec).expanduser()
     if path.is_dir():
         folder = path / benchmark if (path / benchmark).is_dir() else path
@@ -88,6 +93,14 @@ def resolve(benchmark: str, spec: str | None = None, cache_dir: str | os.PathLik
         raise DataError(f"data source {spec!r} is not a folder; pass the folder that holds the parquet file")
     raise DataError(f"data source {spec!r} is neither 'hub', 'samples', 'official', a hub id "
                     f"(owner/name) nor an existing folder")
+
+
+def _samples_folder(benchmark: str) -> Path:
+    folder = SAMPLES_DIR / benchmark
+    if not folder.is_dir():
+        bundled = sorted(p.name for p in SAMPLES_DIR.iterdir() if p.is_dir()) if SAMPLES_DIR.is_dir() else []
+        raise DataError(f"no bundled samples for {benchmark!r} (bundled: {', '.join(bundled) or 'none'})")
+    return folder
 
 
 # --- Rows ---------------------------------------------------------------------------------------
@@ -216,6 +229,16 @@ def _seconds(value: Any) -> float:
         return -1.0
 
 
+def load_visual(root: str | os.PathLike, path: str) -> Image.Image:
+    """One image of a row: a file inside `root`, or an image inside a TSV file there
+    ("FILE.tsv#OFFSET:K", see `pr_eval.tsv`), decoded only now."""
+    ref = tsv.parse_ref(path)
+    if ref is None:
+        return load_image(resolve_inside(root, path))
+    file, offset, k = ref
+    payload = tsv.read_payload(resolve_inside(root, file), offset, k)
+    return load_image(io.BytesIO(payload), name=f"{Path(file).name} (record at byte {offset})")
+
 
 def load_visuals(row: dict, root: str | os.PathLike) -> list[Image.Image]:
     """The full-resolution images of a row (or doc): its image files, or for a video sample
@@ -232,13 +255,13 @@ def load_visuals(row: dict, root: str | os.PathLike) -> list[Image.Image]:
     if not paths:
         raise DataError(f"sample {qid} lists no image")
     if not row.get("is_video"):
-        return [load_image(resolve_inside(root, path)) for path in paths]
+        return [load_visual(root, path) for path in paths]
     if len(paths) != NUM_FRAMES:
         raise DataError(f"video sample {qid} lists {len(paths)} frame images; {NUM_FRAMES} are needed")
     frames = []
     for k, path in enumerate(paths, start=1):
         try:
-            frames.append(load_image(resolve_inside(root, path)))
+            frames.append(load_visual(root, path))
         except DataError as exc:
             raise DataError(f"frame {k} of {NUM_FRAMES}: {exc}") from None
     return frames

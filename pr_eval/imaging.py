@@ -18,8 +18,6 @@ from .protocol import PixelBounds
 FACTOR = 28  # Qwen2.5-VL: 14 px patches merged 2x2
 
 
-
-
 def reference_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
     """(width, height) after Qwen's `smart_resize`: multiples of 28, pixel count within bounds.
     Raises smart_resize's own ValueError (e.g. for an aspect ratio above 200).
@@ -74,9 +72,10 @@ def resolve_inside(root: str | os.PathLike, relative: str) -> Path:
 _STRICT = threading.Lock()
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image fully into memory as RGB, or raise DataError saying why it cannot be used
-    (a truncated file is one: it is never scored with made-up pixels)."""
+def load_image(path, name: str | None = None) -> Image.Image:
+    """Open an image (a path, or a file object named `name`) fully into memory as RGB, or raise
+    DataError saying why it cannot be used (a truncated file is one: it is never scored with
+    made-up pixels)."""
     try:
         with Image.open(path) as img, _STRICT:
             lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
@@ -88,4 +87,4 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"unreadable image {path}: {exc}") from None
+        raise DataError(f"unreadable image {name or path}: {exc}") from None

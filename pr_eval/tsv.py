@@ -1,0 +1,153 @@
+"""VLMEvalKit-style TSV files: rows indexed once, images decoded one sample at a time.
+
+    FILE.tsv (index, question, ..., image) -> index_tsv -> rows (image: "FILE.tsv#OFFSET:K") -> read_payload
+
+The field's benchmarks ship as one TSV each (HR-Bench's 8K file is 4.6 GB), written by pandas
+(`to_csv(sep="\\t")`: tab-separated, a field with a tab, quote or newline quoted with doubled
+quotes). The `image` field holds a base64 image, a list of them written as Python's repr of a
+list, or, to save space, the `index` of another row whose image it shares (a value of at most 64
+characters, as VLMEvalKit reads it). Such a file is never held in memory: `index_tsv` reads it
+once, a record at a time, and keeps every field except the image plus the byte offset of the
+record that holds the image; `read_payload` seeks to that record and decodes that one image's base64. The
+index is cached (keyed by the file's path, size and modification time), so a second run starts
+without reading the images again.
+
+An image list is split on its quotes, never evaluated. A row whose image is missing or names no
+row keeps its place with `_error` set, so the run records that sample as lost and goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+from .errors import DataError
+from .store import write_atomic
+
+INDEX_VERSION = "1"
+REFERENCE_MAX = 64          # an image field this short names another row's index (VLMEvalKit)
+_REF = re.compile(r"^(?P<file>.+\.tsv)#(?P<offset>\d+):(?P<k>\d+)$")
+_LISTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def image_ref(file: str, offset: int, k: int = 0) -> str:
+    """How a row names its k-th image in a TSV file: "FILE.tsv#OFFSET:K"."""
+    return f"{file}#{offset}:{k}"
+
+
+def parse_ref(text: str) -> tuple[str, int, int] | None:
+    """(file, offset, k) of an image reference, None for an ordinary path."""
+    match = _REF.match(text)
+    return (match["file"], int(match["offset"]), int(match["k"])) if match else None
+
+
+def _records(handle, start: int = 0, digest=None):
+    """(byte offset, fields) of each record of a TSV opened in binary at `start` (the bytes read
+    also go into `digest`, a hashlib object, when one is given)."""
+    csv.field_size_limit(sys.maxsize)  # an image field is megabytes long
+    position, next_start = start, start
+
+    def lines():
+        nonlocal position
+        for raw in handle:
+            position += len(raw)
+            if digest is not None:
+                digest.update(raw)
+            yield raw.decode("utf-8", errors="replace")
+
+    for fields in csv.reader(lines(), delimiter="\t", quotechar='"', doublequote=True):
+        record_start, next_start = next_start, position
+        yield record_start, fields
+
+
+def _image_count(value: str) -> int:
+    return max(1, len(_LISTED.findall(value))) if value.startswith("[") else 1
+
+
+def index_tsv(path: Path, cache: Path | None = None) -> tuple[list[str], list[dict], str]:
+    """(the columns, every row without its image, the file's sha256): each row's `image` is a
+    list of references ("FILE.tsv#OFFSET:K", FILE relative to the TSV's folder) to the record
+    holding its image."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{INDEX_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cached = cache / f"tsv-index-{key}.json" if cache is not None else None
+    if cached is not None and cached.is_file():
+        saved = json.loads(cached.read_text(encoding="utf-8"))
+        return saved["columns"], saved["rows"], saved["sha256"]
+    digest = hashlib.sha256()
+    columns, rows, holders = _scan(path, digest)
+    for row in rows:
+        target = row.pop("_image_of", None)
+        if target is not None:
+            holder = holders.get(target)
+            if holder is None:
+                row["_error"] = f"its image names row {target!r}, which holds no image"
+                row["image"] = []
+            else:
+                row["image"] = [image_ref(path.name, holder[0], k) for k in range(holder[1])]
+    if cached is not None:
+        write_atomic(cached, json.dumps({"columns": columns, "rows": rows, "sha256": digest.hexdigest()}),
+                     sync=False)
+    return columns, rows, digest.hexdigest()
+
+
+def _scan(path: Path, digest) -> tuple[list[str], list[dict], dict[str, tuple[int, int]]]:
+    """One pass over the file: rows without images, and where each row's own image is."""
+    rows, holders = [], {}
+    try:
+        with open(path, "rb") as handle:
+            records = _records(handle, digest=digest)
+            try:
+                _, columns = next(records)
+            except StopIteration:
+                raise DataError(f"{path} is empty; expected a TSV with a header row") from None
+            if "index" not in columns:
+                raise DataError(f"{path} has no 'index' column (columns: {', '.join(columns[:12])})")
+            position = {name: i for i, name in enumerate(columns)}
+            for offset, fields in records:
+                if not any(fields):
+                    continue  # a blank line
+                row = {name: fields[i] if i < len(fields) else None for name, i in position.items() if name != "image"}
+                value = fields[position["image"]] if "image" in position and position["image"] < len(fields) else ""
+                if len(fields) != len(columns):
+                    row["_error"] = f"the record has {len(fields)} fields, the header {len(columns)}"
+                if not value:
+                    row.setdefault("_error", "the row holds no image")
+                    row["image"] = []
+                elif len(value) <= REFERENCE_MAX:
+                    row["_image_of"] = value.strip()
+                else:
+                    holders[str(row["index"])] = (offset, _image_count(value))
+                    row["image"] = [image_ref(path.name, offset, k) for k in range(_image_count(value))]
+                rows.append(row)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    return [c for c in columns if c != "image"], rows, holders
+
+
+def read_payload(path: Path, offset: int, k: int = 0) -> bytes:
+    """The bytes of the k-th image of the record at byte `offset` of a TSV file (DataError when
+    the record or its base64 is damaged); `imaging.load_image` decodes them."""
+    try:
+        with open(path, "rb") as handle:
+            header = next(_records(handle))[1]
+            handle.seek(offset)
+            _, fields = next(_records(handle, offset))
+    except (OSError, StopIteration) as exc:
+        raise DataError(f"cannot read the record at byte {offset} of {path.name}: {exc or 'end of file'}") from None
+    if "image" not in header or header.index("image") >= len(fields):
+        raise DataError(f"the record at byte {offset} of {path.name} has no image field")
+    value = fields[header.index("image")]
+    listed = [a or b for a, b in _LISTED.findall(value)] if value.startswith("[") else [value]
+    if k >= len(listed):
+        raise DataError(f"the record at byte {offset} of {path.name} holds {len(listed)} image(s), not {k + 1}")
+    try:
+        return base64.b64decode(listed[k], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise DataError(f"the image of the record at byte {offset} of {path.name} is not base64: {exc}") from None

@@ -1,0 +1,95 @@
+"""VLMEvalKit TSVs (pr_eval.tsv): indexed once, each image decoded alone, damage per row."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pr_eval import data, tsv
+from pr_eval.errors import DataError
+
+
+def _png(color, size=(40, 30)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write(path, rows):
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)  # as VLMEvalKit writes them
+    return path
+
+
+@pytest.fixture
+def table(tmp_path):
+    rows = [
+        {"index": 10, "question": 'plain', "image": _png((255, 0, 0))},
+        {"index": 11, "question": 'a "quoted"\ttab and a\nnewline', "image": "10"},        # shares row 10's image
+        {"index": 12, "question": "two images", "image": str([_png((0, 255, 0)), _png((0, 0, 255), (20, 10))])},
+        {"index": 13, "question": "corrupt", "image": "!!" + "A" * 100},                      # not base64
+        {"index": 14, "question": "dangling", "image": "99"},                                # names no row
+        {"index": 15, "question": "no image", "image": ""},
+        {"index": 16, "question": "not an image", "image": base64.b64encode(b"x" * 90).decode()},
+    ]
+    return write(tmp_path / "bench.tsv", rows)
+
+
+def test_rows_are_indexed_with_the_record_that_holds_their_image(table, tmp_path):
+    columns, rows, sha256 = tsv.index_tsv(table)
+    assert columns == ["index", "question"] and len(rows) == 7 and len(sha256) == 64
+    by = {row["index"]: row for row in rows}
+    assert by["11"]["question"] == 'a "quoted"\ttab and a\nnewline'  # quoting and newlines survive
+    assert by["11"]["image"] == by["10"]["image"] and by["10"]["image"][0].startswith("bench.tsv#")
+    assert [tsv.parse_ref(r)[2] for r in by["12"]["image"]] == [0, 1]
+    assert by["14"]["_error"] == "its image names row '99', which holds no image" and by["14"]["image"] == []
+    assert by["15"]["_error"] == "the row holds no image"
+    assert "image" not in columns and all("iVBOR" not in str(row) for row in rows)  # no pixels kept
+
+
+def test_each_image_is_read_back_from_its_offset(table):
+    _, rows, _ = tsv.index_tsv(table)
+    by = {row["index"]: row for row in rows}
+    colors = [data.load_visual(table.parent, ref).getpixel((0, 0)) for ref in by["10"]["image"] + by["12"]["image"]]
+    assert colors == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    assert data.load_visual(table.parent, by["12"]["image"][1]).size == (20, 10)
+
+
+@pytest.mark.parametrize("index, message", [("13", "is not base64"), ("16", "cannot identify image file")])
+def test_a_damaged_image_is_a_per_sample_error(table, index, message):
+    _, rows, _ = tsv.index_tsv(table)
+    ref = next(row for row in rows if row["index"] == index)["image"][0]
+    with pytest.raises(DataError, match=message):
+        data.load_visual(table.parent, ref)
+
+
+def test_the_index_is_cached_and_renewed_when_the_file_changes(table, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = tsv.index_tsv(table, cache)
+    monkeypatch.setattr(tsv, "_scan", lambda *a: pytest.fail("read again"))
+    assert tsv.index_tsv(table, cache) == first
+    monkeypatch.undo()
+    write(table, [{"index": 1, "question": "new", "image": _png((1, 2, 3))}])
+    assert [row["question"] for row in tsv.index_tsv(table, cache)[1]] == ["new"]
+
+
+def test_a_reference_outside_the_root_is_refused(table, tmp_path):
+    with pytest.raises(DataError):
+        data.load_visual(tmp_path / "elsewhere", "../bench.tsv#0:0")
+
+
+@pytest.mark.parametrize("text", ["", "index\tquestion\n"])
+def test_files_without_rows_or_index_are_refused_or_empty(tmp_path, text):
+    path = tmp_path / "x.tsv"
+    path.write_text(text)
+    if not text:
+        with pytest.raises(DataError, match="is empty"):
+            tsv.index_tsv(path)
+    else:
+        assert tsv.index_tsv(path)[1] == []
+    path.write_text("question\timage\nq\tabc\n")
+    with pytest.raises(DataError, match="no 'index' column"):
+        tsv.index_tsv(path)
