@@ -55,6 +55,25 @@ def tool_table(run: Run) -> str:
             f'<p class="note">{esc(_one_line(tables.TOOL_FOOTNOTE))}</p>')
 
 
+def grounding_table(run: Run) -> str:
+    """Where the crops went, for the benchmarks with target boxes ("" when none has them)."""
+    head = "<th>crop grounding</th><th>n</th>" + "".join(f'<th class="num">{esc(h)}</th>'
+                                                         for _, h in tables.GROUNDING_COLUMNS)
+    body = []
+    for name, label, depth in run.layout():
+        values = run.metrics[name]
+        shown = [tables.cell(key, values.get(key)) for key, _ in tables.GROUNDING_COLUMNS]
+        if depth == 0 and any(c != "-" for c in shown):
+            cells = [f'<td class="name">{esc(label)}</td><td>{esc(run.counts.get(name, ""))}</td>']
+            cells += [f'<td class="num">{esc(c)}</td>' for c in shown]
+            body.append(f'<tr>{"".join(cells)}</tr>')
+    if not body:
+        return ""
+    return (f'<table class="tools"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            f'<p class="note">{esc(_one_line(tables.GROUNDING_FOOTNOTE))} Targets are drawn dashed green on the '
+            f'images below.</p>')
+
+
 def _svg_open(width: int, height: int, title: str) -> str:
     return (f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
             f"<title>{esc(title)}</title>")
@@ -163,7 +182,8 @@ def breakdowns(view: RunView) -> str:
         if own and own.breakdown:
             categories = Counter(str(s.traj.meta.get("category")) for leaf in leaves
                                  for s in view.samples.get(leaf, []))
-            rows = [(key.removesuffix("_accuracy"), values.get(key), f"n={categories.get(wanted, 0)}")
+            rows = [(key.removesuffix("_accuracy"), values.get(key),
+                     f"n={sum(n for c, n in categories.items() if own.in_category(c, wanted))}")
                     for key, wanted in own.breakdown.items()]
             cards.append(f'<div class="card"><h3>{esc(name)}: accuracy by category</h3>{hbars(rows, name)}</div>')
         children = [c for c in run.members.get(name, []) if c in run.metrics]

@@ -31,11 +31,14 @@ from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 from .sources import source_spec, use_source
 
 # Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes),
-# from the benchmark registry: the paper's four, "suite" (all four, tasks/pr_suite), then the rest.
-# mvbench is a group of 20 subtasks (pr_mvbench_<subtask>).
-SUITE = tuple(b.short for b in benchmarks.BENCHMARKS.values() if b.in_suite)
+# from the benchmark registry: the paper's four, "suite" (all four), the other benchmarks, then the
+# other groups ("field": the field's benchmarks). mvbench is a group of 20 subtasks
+# (pr_mvbench_<subtask>); a --tasks group stands for its members.
+GROUPS = benchmarks.GROUPS
+SUITE = GROUPS["suite"].members
 TASKS = {**{b.short: b.task for b in benchmarks.BENCHMARKS.values() if b.in_suite}, "suite": "pr_suite",
-         **{b.short: b.task for b in benchmarks.BENCHMARKS.values() if not b.in_suite}}
+         **{b.short: b.task for b in benchmarks.BENCHMARKS.values() if not b.in_suite},
+         **{g.cli: g.task for g in GROUPS.values() if g.cli != "suite"}}
 
 
 # `pr-eval COMMAND ...`: commands on finished runs, each a module's `main(argv) -> exit status`.
@@ -59,10 +62,16 @@ def parse_tasks(text: str) -> list[str]:
         raise UsageError(f"unknown task {unknown[0]!r}; choose from: {', '.join(TASKS)}")
     chosen = []
     for name in names:
-        # "suite" stands for the four benchmarks, so "vstar,suite" does not run V* twice
-        expanded = [TASKS[n] for n in SUITE] if name == "suite" else [TASKS.get(name, name)]
-        chosen += [t for t in expanded if t not in chosen]
+        # a group stands for its members, so "vstar,suite" does not run V* twice
+        chosen += [t for t in expand(name) if t not in chosen]
     return chosen
+
+
+def expand(name: str) -> list[str]:
+    """The lmms-eval tasks a --tasks name stands for: a group's members' (recursively), else its own."""
+    if name in GROUPS:
+        return [task for member in GROUPS[name].members for task in expand(member)]
+    return [TASKS.get(name, name)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint folder, hub id, or a built-in name ('demo': the trained tiny pixel "
                              "reasoner; 'tiny': random weights)")
     parser.add_argument("--tasks", required=True,
-                        help=f"comma-separated: {', '.join(TASKS)} (suite = all four benchmarks; "
+                        help=f"comma-separated: {', '.join(TASKS)} (suite = the paper's four benchmarks, field = the "
+                             f"field's: HR-Bench, MME-RealWorld-Lite, TreeBench, VisualProbe; "
                              f"mvbench reports each of its 20 subtasks and the mean over all questions)")
     parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
                         help="evaluation protocol (default: %(default)s, the paper's; no-tool: the "

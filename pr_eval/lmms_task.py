@@ -23,8 +23,11 @@ A document is plain columns, the same for every benchmark (lmms-eval stores docs
     video                path relative to data_root, or ""
     video_start/_end     seconds, or -1 (the whole video)
     is_video             bool: the model adapter runs the video protocol (16 frames)
-    category             the benchmark's category label (V*: "attribute" / "spatial"); else ""
+    category             the benchmark's category label (V*: "attribute" / "spatial"; a path
+                         such as "Perception/OCR" where breakdowns nest); else ""
     subtask              the benchmark's subtask label (MVBench); else ""
+    group                what the benchmark's own metric averages over first (HR-Bench's cycle); else ""
+    targets              target boxes [x1, y1, x2, y2] in pixels of the first image (TreeBench); else []
     data_root            the folder the paths are relative to
     data_error           why the sample cannot be used, or ""
 """
@@ -72,10 +75,14 @@ class PixelReasonerTask(ConfigurableTask):
 def metric_list(bench: Benchmark) -> list[dict]:
     """The benchmark's own entries of an lmms-eval `metric_list`: the paper-compatible accuracy,
     its own metric, and its breakdowns (means over the samples of one category)."""
+    main = metrics.mean_over_groups if bench.main_by_group else "mean"
     entries = [{"metric": "accuracy", "aggregation": "mean", "higher_is_better": True},
-               {"metric": bench.main, "aggregation": "mean", "higher_is_better": True}]
+               {"metric": bench.main, "aggregation": main, "higher_is_better": True}]
     entries += [{"metric": name, "aggregation": metrics.mean_of_subset, "higher_is_better": True}
                 for name in bench.breakdown]
+    if bench.grounding:
+        entries += [{"metric": name, "aggregation": metrics.mean_of_subset, "higher_is_better": True}
+                    for name in metrics.GROUNDING]
     return entries
 
 
@@ -121,9 +128,24 @@ def _doc(row: dict, source) -> dict:
         "is_video": bool(row.get("is_video", False)),
         "category": labels.get("category", ""),
         "subtask": labels.get("subtask", ""),
+        "group": labels.get("group", ""),
+        "targets": _boxes(row.get("targets")),
         "data_root": str(source.root),
         "data_error": "; ".join(errors),
     }
+
+
+def _boxes(value) -> list[list[float]]:
+    """Target boxes as lists of four floats (others left out): one column type for every row."""
+    boxes = []
+    for box in value if isinstance(value, (list, tuple)) else []:
+        try:
+            numbers = [float(v) for v in box]
+        except (TypeError, ValueError):
+            continue
+        if len(numbers) == 4:
+            boxes.append(numbers)
+    return boxes
 
 
 def doc_answer(bench: Benchmark, answer) -> tuple[str | list[str], str | None]:

@@ -84,6 +84,7 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
             raise DataError(f"a video sample needs {protocol.num_video_frames} frames, got {len(loaded)}")
         bounds = protocol.frame_pixels if sample.is_video else protocol.input_pixels
         shown = [fit_image(image, bounds) for image in loaded]
+        stored = [list(image.size) for image in loaded]
         del loaded  # only the shown images are kept: nothing is cut from the full-resolution files
     except DataError as exc:
         traj.stop_reason, traj.error = DATA_ERROR, str(exc)
@@ -94,9 +95,9 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
         traj.images.append(ImageInfo(kind="video", width=shown[0].width, height=shown[0].height))
         traj.messages.append({"role": "user", "content": [video_part(1), text]})
         return traj
-    for image in shown:
+    for image, size in zip(shown, stored):
         traj.pixels.append(image)
-        traj.images.append(ImageInfo(kind="input", width=image.width, height=image.height))
+        traj.images.append(ImageInfo(kind="input", width=image.width, height=image.height, original_size=size))
     traj.messages.append({"role": "user", "content": [image_part(i) for i in range(1, len(shown) + 1)] + [text]})
     return traj
 

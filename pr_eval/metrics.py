@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 
-from . import benchmarks, scoring
+from . import benchmarks, grounding, scoring
 from .trajectory import CAPPED, ERRORS, Trajectory
 
 
@@ -124,11 +124,28 @@ def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
     used = bool(figures["rapr"])
     return {
         "accuracy": accuracy,
-        own.main: main,
-        **{name: subset_value(accuracy, category == wanted) for name, wanted in own.breakdown.items()},
+        own.main: {**weighted(main, 1.0), "group": str(doc.get("group") or "")} if own.main_by_group else main,
+        **{name: subset_value(accuracy, own.in_category(category, wanted)) for name, wanted in own.breakdown.items()},
         **figures,
         "accuracy_with_tools": subset_value(accuracy, used),
         "accuracy_without_tools": subset_value(accuracy, not used),
+        **(grounding_metrics(traj, doc, accuracy) if own.grounding else {}),
+    }
+
+
+GROUNDING = ("crop_hit_rate", "crop_iou", "accuracy_crop_hit", "accuracy_crop_miss")
+
+
+def grounding_metrics(traj: Trajectory, doc: dict, accuracy: float) -> dict:
+    """Where the crops went (pr_eval.grounding), for a benchmark whose rows have target boxes."""
+    size = traj.images[0].original_size if traj.images and traj.images[0].kind == "input" else None
+    found = grounding.figures(traj, grounding.normalized_targets(doc.get("targets"), size))
+    has_targets = bool(found["crop_iou"][1])
+    return {
+        "crop_hit_rate": weighted(*found["crop_hit_rate"]),
+        "crop_iou": weighted(*found["crop_iou"]),
+        "accuracy_crop_hit": subset_value(accuracy, has_targets and found["hit"]),
+        "accuracy_crop_miss": subset_value(accuracy, has_targets and found["cropped"] and not found["hit"]),
     }
 
 
@@ -145,6 +162,15 @@ def mean_of_subset(items: list[dict]) -> float:
     it; for a per-call figure, the mean over calls. NaN when the weights add up to nothing."""
     total = sum(i["weight"] for i in items)
     return sum(i["value"] * i["weight"] for i in items) / total if total else math.nan
+
+
+def mean_over_groups(items: list[dict]) -> float:
+    """The mean over groups of each group's mean (HR-Bench's cycle rule: a question's rotations
+    form a group); NaN over no sample."""
+    groups: dict[str, list[float]] = {}
+    for item in items:
+        groups.setdefault(str(item.get("group", "")), []).append(float(item["value"]))
+    return mean(mean(values) for values in groups.values())
 
 
 def pool(values: list) -> float:

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .charts import breakdowns, score_table, tool_charts, tool_table
+from .charts import breakdowns, grounding_table, score_table, tool_charts, tool_table
 from .escape import DOT, esc
 from .report_pictures import BOX_COLOUR
 from .report_view import ReportError, RunView, load_view
@@ -122,7 +122,7 @@ figure.frame img{display:block;width:110px;height:auto}
 figure.frame .missing{width:110px}
 svg.overlay{position:absolute;left:0;top:0;width:100%;height:100%;overflow:visible;pointer-events:none}
 svg.overlay rect{fill:none;vector-effect:non-scaling-stroke}
-svg.overlay .halo{stroke:#000;stroke-opacity:.55;stroke-width:7}svg.overlay .box{stroke:var(--box);stroke-width:3}
+svg.overlay .halo{stroke:#000;stroke-opacity:.55;stroke-width:7}svg.overlay .box{stroke:var(--box);stroke-width:3}svg.overlay .target{fill:none;stroke:#00c853;stroke-width:3;stroke-dasharray:8 5}
 svg.overlay text{fill:var(--box);font-weight:700;font-size:22px;paint-order:stroke;stroke:#000;stroke-width:3px}
 figure.frame svg.overlay text{font-size:40px}
 .video .frames{display:flex;flex-wrap:wrap;gap:4px}.video .label{font-size:11px;color:var(--mute)}
@@ -208,6 +208,9 @@ def render(view: RunView, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
         if parts:
             sections.append(f'<h2 id="breakdowns">Breakdowns</h2><div class="cards">{parts}</div>')
         sections.append(f'<h2 id="tools">Tool use</h2><div class="scroll">{tool_table(view.run)}</div>')
+        grounded = grounding_table(view.run)
+        if grounded:
+            sections.append(f'<h2 id="grounding">Crop grounding</h2><div class="scroll">{grounded}</div>')
     else:
         count = sum(len(v) for v in view.samples.values())
         sections.insert(0, f'<div class="banner">unfinished: {count} samples so far. No scores until the run '

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from . import grounding
 from .escape import esc
 from .report_view import RunView, SampleView
 from .trajectory import ImageInfo, Trajectory
@@ -102,6 +103,23 @@ def box_overlay(traj: Trajectory, crops: list[int], width: int, height: int) -> 
             + "".join(shapes) + "</svg>")
 
 
+def target_overlay(traj: Trajectory, width: int, height: int) -> str:
+    """The benchmark's target boxes (meta "targets", pixels of the image as stored), dashed, over
+    input image 1 displayed at width x height ("" when the sample has none)."""
+    info = traj.images[0] if traj.images else None
+    if info is None or info.kind != "input":
+        return ""
+    shapes = []
+    for x1, y1, x2, y2 in grounding.normalized_targets(traj.meta.get("targets"), info.original_size):
+        rect = (f'x="{x1 * width:.1f}" y="{y1 * height:.1f}" width="{max((x2 - x1) * width, 1):.1f}" '
+                f'height="{max((y2 - y1) * height, 1):.1f}"')
+        shapes.append(f'<rect class="target" {rect}/>')
+    if not shapes:
+        return ""
+    return (f'<svg class="overlay" viewBox="0 0 {width} {height}" preserveAspectRatio="none" aria-hidden="true">'
+            + "".join(shapes) + "</svg>")
+
+
 def figure(view: RunView, sample: SampleView, index: int, frame: int | None = None) -> str:
     """Image `index` of a sample (or one frame of its video) with the boxes of its crops."""
     traj = sample.traj
@@ -112,6 +130,8 @@ def figure(view: RunView, sample: SampleView, index: int, frame: int | None = No
     pic = picture(view.folder, image_path(sample, index, frame), FRAME_SIDE if frame else IMAGE_SIDE,
                   fallback)
     overlay = box_overlay(traj, crops_on(traj, index, frame), pic.width, pic.height)
+    if index == 1 and not frame:
+        overlay += target_overlay(traj, pic.width, pic.height)
     caption = f"frame {frame}" if frame else _caption(traj, index, info)
     if pic.uri:
         body = f'<img src="{pic.uri}" width="{pic.width}" height="{pic.height}" alt="image {index}">'

@@ -22,7 +22,8 @@ COLUMNS = [(MAIN, "score"), ("accuracy", "accuracy"), ("rapr", "RaPR"), ("tool_c
 # The tool figures shown in percent; each benchmark adds its own (`Benchmark.percent`).
 TOOL_PERCENT = frozenset({MAIN, "rapr", "error_rate", "accuracy_with_tools", "accuracy_without_tools",
                           "calls_0", "calls_1", "calls_2", "calls_3", "calls_4plus", "call_error_rate", "crop_area",
-                          "stopped_max_tool_calls", "stopped_max_images", "stopped_max_tokens"})
+                          "stopped_max_tool_calls", "stopped_max_images", "stopped_max_tokens",
+                          "crop_hit_rate", "crop_iou", "accuracy_crop_hit", "accuracy_crop_miss"})
 PERCENT = TOOL_PERCENT.union(*(b.percent for b in benchmarks.BENCHMARKS.values()))
 FOOTNOTE = ("(score: the benchmark's own metric, named under metric; accuracy: the paper's answer rule;\n"
             " score, accuracy, RaPR and lost samples in %)")
@@ -36,13 +37,35 @@ TOOL_FOOTNOTE = ("(shares of samples in %, except failed calls: % of calls; crop
                  " cropped image's area, in %; acc: the paper's accuracy; failures by kind in results.json)")
 
 
+# Where the crops went, for benchmarks with target boxes (pr_eval.grounding).
+GROUNDING_COLUMNS = [("crop_hit_rate", "crops on target"), ("crop_iou", "best-crop IoU"),
+                     ("accuracy_crop_hit", "acc, crops hit"), ("accuracy_crop_miss", "acc, crops missed")]
+GROUNDING_FOOTNOTE = ("(crops on target: % of crops covering at least half of a target box; best-crop IoU: per\n"
+                      " target, the best IoU of any crop, in %; acc: the paper's accuracy of the samples whose crops\n"
+                      " hit a target, and of those that cropped but never did)")
+
+
 def run_table(run) -> str:
     """One row per task and scored group, a group's members indented below it (MVBench's
-    subtasks under pr_mvbench), and V*'s attribute/spatial accuracy below V*; then the tool use."""
+    subtasks under pr_mvbench), and V*'s attribute/spatial accuracy below V*; then the tool use,
+    and where a benchmark has target boxes, the crop grounding."""
     rows = [["task", "n", "metric"] + [header for _, header in COLUMNS]]
     for name, label, depth in run.layout():
         rows += score_rows(run, name, label, depth)
-    return render_table(rows) + "\n" + FOOTNOTE + "\n\n" + tool_table(run)
+    grounded = grounding_table(run)
+    return (render_table(rows) + "\n" + FOOTNOTE + "\n\n" + tool_table(run)
+            + ("\n\n" + grounded if grounded else ""))
+
+
+def grounding_table(run) -> str:
+    """The crop-grounding figures of the benchmarks that have them ("" when none has)."""
+    rows = [["crop grounding", "n"] + [header for _, header in GROUNDING_COLUMNS]]
+    for name, label, depth in run.layout():
+        values = run.metrics[name]
+        cells = [cell(key, values.get(key)) for key, _ in GROUNDING_COLUMNS]
+        if depth == 0 and any(c != "-" for c in cells):
+            rows.append([label, str(run.counts.get(name, ""))] + cells)
+    return render_table(rows, text_columns=(0,)) + "\n" + GROUNDING_FOOTNOTE if len(rows) > 1 else ""
 
 
 def tool_table(run) -> str:

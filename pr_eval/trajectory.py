@@ -57,6 +57,7 @@ class ImageInfo:
     frame: int | None = None           # for video frames and their crops: the 1-based frame number
     box: list[int] | None = None       # for crops: [left, top, right, bottom] in the source's pixels
     source_size: list[int] | None = None  # for crops: [width, height] of the image that was cut
+    original_size: list[int] | None = None  # for inputs: [width, height] as stored, before the resize
 
 
 @dataclass

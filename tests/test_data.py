@@ -400,7 +400,7 @@ def test_mvbench_subtask(row, subtask):
 # --- lmms-eval documents ------------------------------------------------------------------------
 
 DOC_COLUMNS = ["qid", "question", "answer", "image", "video", "video_start", "video_end", "is_video",
-               "category", "subtask", "data_root", "data_error"]
+               "category", "subtask", "group", "targets", "data_root", "data_error"]
 
 
 @pytest.mark.parametrize("benchmark", sorted(BENCHMARKS))
@@ -417,8 +417,12 @@ def test_documents_are_plain_columns(benchmark):
     assert all(isinstance(doc["answer"], answer_type) for doc in table)
     doc = table[0]
     assert doc["video"] == "" and doc["video_start"] == doc["video_end"] == -1.0 and doc["data_error"] == ""
-    assert doc["category"] == ("attribute" if benchmark == "vstar" else "")
+    assert doc["category"] == get(benchmark).labels(read_rows(source)[0]).get("category", "")
+    assert doc["category"] == {"vstar": "attribute", "hrbench4k": "FSP", "hrbench8k": "FSP", "treebench": "Perception/Attributes",
+                               "mmerw": "Perception/Monitoring", "mmerw_lite": "Perception/Monitoring"}.get(benchmark, "")
     assert doc["subtask"] == ("moving_direction" if benchmark == "mvbench" else "")
+    assert doc["group"] == ("0" if benchmark.startswith("hrbench") else "")
+    assert bool(doc["targets"]) == (benchmark == "treebench")
     assert len(doc_to_visual(doc)) == (16 if benchmark == "mvbench" else 1)
 
 

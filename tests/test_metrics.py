@@ -68,13 +68,17 @@ def trajectory(*turns: str, calls=(), stop=None) -> Trajectory:
 
 def test_every_benchmark_reports_accuracy_its_own_metric_and_the_tool_figures():
     docs = {"vstar": VSTAR, "mvbench": mvbench_doc("action_count", 0), "tallyqa": TALLY, "infovqa": INFO,
-            "zoom": VSTAR}
+            "zoom": VSTAR, "visualprobe": {"qid": "visualprobe-0", "answer": "red", "question": "Which color?"}}
     for benchmark, scorer in BENCHMARKS.items():
-        metrics = sample_metrics(trajectory("\\boxed{A}"), docs[benchmark], benchmark)
-        assert {"accuracy", scorer.main} | TOOL_FIGURES | set(scorer.breakdown) == set(metrics), benchmark
+        doc = docs.get(benchmark) or docs.get(benchmark.split("_")[0]) or VSTAR  # the field's: lettered too
+        metrics = sample_metrics(trajectory("\\boxed{A}"), doc, benchmark)
+        grounding = {"crop_hit_rate", "crop_iou", "accuracy_crop_hit", "accuracy_crop_miss"} if scorer.grounding else set()
+        assert {"accuracy", scorer.main} | TOOL_FIGURES | set(scorer.breakdown) | grounding == set(metrics), benchmark
     assert {b: s.main for b, s in BENCHMARKS.items()} == {
         "vstar": "letter_accuracy", "mvbench": "letter_accuracy", "tallyqa": "count_accuracy", "infovqa": "anls",
-        "zoom": "letter_accuracy"}
+        "zoom": "letter_accuracy", "hrbench4k": "cycle_accuracy", "hrbench8k": "cycle_accuracy",
+        "mmerw": "letter_accuracy", "mmerw_lite": "letter_accuracy", "treebench": "letter_accuracy",
+        "visualprobe_easy": "exact_match", "visualprobe_medium": "exact_match", "visualprobe_hard": "exact_match"}
 
 
 def test_vstar_letter_and_category_breakdown():

@@ -123,6 +123,8 @@ def test_vstar_raw_release(releases, cache):
         assert row["question"].startswith(annotation["question"] + "\n(A) ")
         assert row["question"].endswith("\nAnswer with the option's letter from the given choices directly.")
         assert row["category"] == ("attribute" if "direct_attributes" in row["qid"] else "spatial")
+        # the annotated [x, y, w, h] boxes become the targets of the crop-grounding figures
+        assert row["targets"] == [[x, y, x + w, y + h] for x, y, w, h in annotation["bbox"]] and row["targets"]
     assert {row["answer"] for row in rows} != {"A"}  # the correct option is not always first
     _, samples = load_samples("vstar", f"official:{releases}", cache_dir=cache)
     assert all(len(s.load_images()) == 1 for s in samples)

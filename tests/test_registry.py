@@ -12,7 +12,7 @@ from pr_eval import benchmarks, cli
 from pr_eval.benchmarks import BENCHMARKS
 from pr_eval.data import SAMPLES_DIR
 from pr_eval.lmms_task import PixelReasonerTask
-from pr_eval.metrics import TOOL_STATS
+from pr_eval.metrics import GROUNDING, TOOL_STATS
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
 
@@ -47,7 +47,8 @@ def test_each_benchmark_has_its_thin_task_yaml(name):
         assert config["include"] == "../_default_template_yaml"
         assert config["class"] == "!function pr_eval.lmms_task.PixelReasonerTask"
         assert config["metadata"]["benchmark"] == name
-        assert config["dataset_path"] == (bench.hub_id or f"pr_eval.benchmarks.{name}")
+        assert config["dataset_path"] == (bench.hub_id or (bench.release.hub_id if bench.release else None)
+                                          or f"pr_eval.benchmarks.{name}")
         # thin: the metrics, the scorer and the documents' filter come from the registry
         assert not {"metric_list", "process_results", "process_docs", "doc_to_visual"} & set(config), task
         assert config["_path"].parent.name == f"pr_{name}"
@@ -59,17 +60,27 @@ def test_each_benchmark_has_its_thin_task_yaml(name):
 
 def test_every_yaml_belongs_to_a_registered_benchmark():
     for task, config in task_yamls().items():
-        if task == "pr_suite":
-            continue
+        if "group" in config and "benchmark" not in (config.get("metadata") or {}):
+            continue  # a group of benchmarks (test_groups_follow_the_registry)
         bench = benchmarks.get(config["metadata"]["benchmark"])
         assert bench.owns_task(task) and benchmarks.of_task(task) is bench, task
+
+
+def test_groups_follow_the_registry():
+    yamls = task_yamls()
+    for group in benchmarks.GROUPS.values():
+        assert yamls[group.task]["task"] == [cli.TASKS[m] for m in group.members], group.cli
+        assert cli.TASKS.get(group.cli, "pr_suite") == group.task
+    listed = {t for g in benchmarks.GROUPS.values() for t in yamls[g.task]["task"]}
+    assert all(b.task in listed or b.in_suite or not b.in_field for b in BENCHMARKS.values())
 
 
 def test_the_suite_and_the_cli_follow_the_registry():
     suite = [b for b in BENCHMARKS.values() if b.in_suite]
     assert task_yamls()["pr_suite"]["task"] == [b.task for b in suite]
     assert cli.SUITE == tuple(b.short for b in suite) == ("vstar", "tallyqa", "infovqa", "mvbench")
-    assert list(cli.TASKS) == ["vstar", "tallyqa", "infovqa", "mvbench", "suite", "zoom"]
+    assert list(cli.TASKS)[:6] == ["vstar", "tallyqa", "infovqa", "mvbench", "suite", "zoom"]
+    assert list(cli.TASKS)[-1] == "field" and cli.expand("suite") == [b.task for b in suite]
     assert all(cli.TASKS[b.short] == b.task for b in BENCHMARKS.values())
 
 
@@ -79,9 +90,9 @@ def test_each_benchmark_names_its_sources(name):
     assert (SAMPLES_DIR / name).is_dir() and bench.samples
     if bench.synthetic:
         assert not bench.hub_id and bench.release is None
-    else:
-        assert bench.hub_id.count("/") == 1 and bench.release is not None and callable(bench.release.convert)
-        assert bench.release.layout
+    else:  # Pixel-Reasoner's copy and the benchmark's own release, or (the field's) the release only
+        assert bench.release is not None and callable(bench.release.convert) and bench.release.layout
+        assert (bench.hub_id or bench.release.hub_id or "").count("/") == 1
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
@@ -92,7 +103,7 @@ def test_the_task_class_fills_in_what_the_registry_says(task_manager, name, monk
     config = task_manager._get_config(task)
     made = PixelReasonerTask(config=config)
     metrics = [entry["metric"] for entry in made.config.metric_list]
-    assert metrics == ["accuracy", bench.main, *bench.breakdown, *TOOL_STATS]
+    assert metrics == ["accuracy", bench.main, *bench.breakdown, *(GROUNDING if bench.grounding else ()), *TOOL_STATS]
     assert made.config.process_results.keywords == {"benchmark": name}
     assert (made.config.process_docs is not None) == bool(bench.subtasks)
     docs = made.dataset["test"]

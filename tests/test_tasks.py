@@ -36,7 +36,7 @@ def task_manager():
 
 def test_our_folder_holds_every_task_and_group(task_manager):
     assert set(BENCHMARK_TASKS + MVBENCH_TASKS + ["pr_suite"]) <= set(task_manager.all_tasks)
-    assert set(task_manager.all_groups) == {"pr_mvbench", "pr_suite"}
+    assert set(task_manager.all_groups) == {"pr_mvbench", "pr_suite", "pr_field", "pr_visualprobe"}
     assert len(MVBENCH_TASKS) == 20
 
 

@@ -7,13 +7,15 @@ breakdowns, its names), and this index of them. Everything outside reads benchma
 
 from __future__ import annotations
 
-from . import infovqa, mvbench, tallyqa, vstar, zoom
-from .registry import Benchmark, Converted, Release
+from . import hrbench, infovqa, mmerw, mvbench, tallyqa, treebench, visualprobe, vstar, zoom
+from .registry import Benchmark, Converted, Group, Release
 
 __all__ = [
     "BENCHMARKS",
     "Benchmark",
     "Converted",
+    "GROUPS",
+    "Group",
     "Release",
     "UnknownBenchmark",
     "find",
@@ -23,7 +25,25 @@ __all__ = [
 ]
 
 # In the order the CLI lists them: the paper's four, then the rest.
-BENCHMARKS: dict[str, Benchmark] = {m.BENCHMARK.name: m.BENCHMARK for m in (vstar, tallyqa, infovqa, mvbench, zoom)}
+# A module declares BENCHMARK, or BENCHMARKS when one release holds several (HR-Bench 4K and 8K).
+MODULES = (vstar, tallyqa, infovqa, mvbench, zoom, hrbench, mmerw, treebench, visualprobe)
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b for m in MODULES for b in getattr(m, "BENCHMARKS", None) or (m.BENCHMARK,)}
+
+
+
+def _groups() -> dict[str, Group]:
+    """`--tasks` groups: the paper's four ("suite"), the groups modules declare (VisualProbe's
+    three difficulties), and the field's benchmarks ("field", a module's group standing for its
+    members)."""
+    declared = [g for m in MODULES for g in getattr(m, "GROUPS", ())]
+    in_group = {member: g.cli for g in declared for member in g.members}
+    field = dict.fromkeys(in_group.get(b.short, b.short) for b in BENCHMARKS.values() if b.in_field)
+    return {g.cli: g for g in (Group("suite", "pr_suite", tuple(b.short for b in BENCHMARKS.values() if b.in_suite)),
+                               *declared, Group("field", "pr_field", tuple(field)))}
+
+
+GROUPS: dict[str, Group] = _groups()
 
 
 class UnknownBenchmark(KeyError, ValueError):

@@ -8,7 +8,9 @@ and the answer is the letter the correct option landed on. Bundled samples: `mak
 scripts/make_samples.py.
 
 Scored by the option letter; the paper-compatible accuracy is broken down by category
-(attribute / spatial), read from the row, its qid or image path, or its number of options.
+(attribute / spatial), read from the row, its qid or image path, or its number of options. The
+official release's `bbox` annotations give the crop-grounding figures (pr_eval.grounding);
+Pixel-Reasoner's copy has no boxes, so there they are empty ("-").
 """
 
 from __future__ import annotations
@@ -79,7 +81,20 @@ def vstar_row(folder_name: str, stem: str, annotation: dict | str, image: str, s
         return {**row, "_error": f"{folder_name}/{stem}.json needs a list of 2 or more 'options'"}
     order = shuffled_order(len(options), seed, qid)
     shown = [option_text(options[i]) for i in order]
-    return {**row, "question": render_options(question, shown), "answer": LETTERS[order.index(0)]}
+    return {**row, "question": render_options(question, shown), "answer": LETTERS[order.index(0)],
+            "targets": targets(annotation.get("bbox"))}
+
+
+def targets(bbox) -> list[list[float]]:
+    """The annotated objects' boxes as [x1, y1, x2, y2] pixels. ASSUMED: the raw files give one
+    [x, y, width, height] per `target_object` (not confirmed against the release); anything else
+    is left out, so a different layout loses the grounding figures, never the question."""
+    found = []
+    for box in bbox if isinstance(bbox, list) else []:
+        if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box) \
+                and box[2] > 0 and box[3] > 0:
+            found.append([float(box[0]), float(box[1]), float(box[0] + box[2]), float(box[1] + box[3])])
+    return found
 
 
 def _image_beside(annotation: Path, folder: Path) -> str:
@@ -101,4 +116,5 @@ BENCHMARK = Benchmark(
     main="letter_accuracy", main_label="letter acc", score=option_letter,
     labels=lambda row: {"category": category(row)},
     breakdown={"attribute_accuracy": "attribute", "spatial_accuracy": "spatial"},
+    grounding=True,  # the official release's annotated boxes; Pixel-Reasoner's copy has none
 )
