@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--tensor-parallel-size", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
+    parser.add_argument("--mm-cache-gb", type=float, default=None, metavar="GIB",
+                        help="with --engine vllm: the cache of processed images vLLM keeps in each of its "
+                             "processes (vLLM's default 4); lower it for benchmarks of huge images on a small machine")
     parser.add_argument("--schedule", default=SCHEDULES[0], choices=SCHEDULES,
                         help="how trajectories share the engine (default: %(default)s; see README)")
     parser.add_argument("--resume", nargs="?", const=NEWEST, default=None, metavar="RUN_DIR",
@@ -146,6 +149,8 @@ def check_args(args) -> None:
         raise UsageError("--limit must be a positive number of samples")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    if args.mm_cache_gb is not None and (args.mm_cache_gb < 0 or args.engine != "vllm"):
+        raise UsageError("--mm-cache-gb goes with --engine vllm and must be 0 or more")
     if args.engine == "openai" and not args.base_url:
         raise UsageError("--engine openai needs --base-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
     if args.engine != "openai" and (args.base_url or args.api_model):
@@ -216,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     engine_args = dict(base_urls=args.base_url, api_model=args.api_model, max_concurrency=args.batch_size,
                        max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
                        gpu_memory_utilization=args.gpu_memory_utilization, request_timeout=args.request_timeout,
-                       retries=args.retries)
+                       retries=args.retries, mm_cache_gb=args.mm_cache_gb)
     stores = []
 
     def announce(store):

@@ -188,6 +188,8 @@ def _run(cmd, env_extra=None, timeout=300):
     (["--model", "tiny", "--tasks", "vstar", "--engine", "openai"], "--engine openai needs --base-url"),
     (["--model", "tiny", "--tasks", "vstar", "--base-url", "http://x:1/v1"], "--base-url and --api-model go with"),
     (["--model", "tiny", "--tasks", "vstar", "--max-images", "0"], "--max-images must be at least 1"),
+    (["--model", "tiny", "--tasks", "vstar", "--mm-cache-gb", "-1"], "--mm-cache-gb goes with --engine vllm"),
+    (["--model", "tiny", "--tasks", "treebench,nope"], "unknown task 'nope'; choose from: vstar"),
 ])
 def test_bad_command_lines_give_one_clear_line(args, message):
     result = _run([str(BIN / "pr-eval"), *args], timeout=60)

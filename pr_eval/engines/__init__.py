@@ -16,18 +16,20 @@ SCHEDULES = ("continuous", "turn-sync", "one-at-a-time")
 def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: str | None = None,
                  max_concurrency: int = 64, max_model_len: int | None = None,
                  tensor_parallel_size: int | None = None, gpu_memory_utilization: float | None = None,
-                 request_timeout: float | None = None, retries: int | None = None) -> Engine:
+                 request_timeout: float | None = None, retries: int | None = None,
+                 mm_cache_gb: float | None = None) -> Engine:
     """The engine `kind` names, the one place that chooses: `pr-eval --engine`, lmms-eval's
     `engine=` model_arg and `runner.evaluate` all come here.
 
     `model` is a loadable checkpoint for vllm and hf, and the default served name for openai
     (which loads nothing itself; `api_model` overrides the name). `request_timeout` (seconds per
-    request) and `retries` (further attempts after a transient failure) apply to openai."""
+    request) and `retries` (further attempts after a transient failure) apply to openai;
+    `mm_cache_gb` (vLLM's processed-image cache per process, 4 GiB by default) to vllm."""
     if kind == "vllm":
         from .vllm import VLLMEngine
 
         return VLLMEngine(model, protocol, max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
-                          gpu_memory_utilization=gpu_memory_utilization)
+                          gpu_memory_utilization=gpu_memory_utilization, mm_processor_cache_gb=mm_cache_gb)
     if kind == "hf":
         from .hf import HFEngine
 
