@@ -20,7 +20,7 @@ import pytest
 from conftest import load_script
 
 from pr_eval import data, official
-from pr_eval.benchmarks import common, infovqa
+from pr_eval.benchmarks import common
 from pr_eval.data import DataError, load_samples, read_rows, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +210,7 @@ def test_infovqa_images_are_written_once(releases, cache, monkeypatch):
     _, samples = load_samples("infovqa", f"official:{releases}", cache_dir=cache)
     assert samples[0].load_images()[0].size == (900, 1300)
 
-    monkeypatch.setattr(infovqa, "materialize_infovqa", lambda *a: pytest.fail("materialized again"))
+    monkeypatch.setattr(common, "materialize_parquet", lambda *a: pytest.fail("materialized again"))
     again = resolve("infovqa", f"official:{releases}", cache_dir=cache)
     assert again.root == source.root and again.revision == source.revision
 

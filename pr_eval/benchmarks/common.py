@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from .. import answers
+from ..errors import DataError
 from ..store import write_atomic
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -68,6 +69,46 @@ def read_json_object(path: Path) -> dict | str:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return f"unreadable annotation {path.name}: {exc}"
     return value if isinstance(value, dict) else f"{path.name} does not hold a JSON object"
+
+
+def embedded_rows(files: list[Path], dest: Path, required, columns, row_of, batch_size: int = 8) -> tuple[list[dict], str]:
+    """(rows, digest) of parquet files whose rows embed their images (the hub's copies of
+    InfographicVQA, MME-RealWorld, HR-Bench): converted once into `dest` (each image written
+    once, by `row_of`, into dest/images/), then read back from dest/rows.json."""
+    manifest = dest / "rows.json"
+    if not manifest.is_file():
+        rows, revision = materialize_parquet(files, dest, required, columns, row_of, batch_size)
+        write_cached(manifest, json.dumps({"revision": revision, "rows": rows}).encode())
+    saved = json.loads(manifest.read_text(encoding="utf-8"))
+    return saved["rows"], saved["revision"]
+
+
+def materialize_parquet(files: list[Path], dest: Path, required, columns, row_of,
+                        batch_size: int = 8) -> tuple[list[dict], str]:
+    """Rows of the parquet files, read `batch_size` rows at a time (the `columns` each file has;
+    None: all): `row_of(record, images folder, position)` makes one row, writing its image.
+    DataError when a file lacks one of the `required` columns or cannot be read."""
+    import pyarrow.parquet as pq
+
+    images = dest / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows, digest = [], hashlib.sha256()
+    for path in files:
+        try:
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+            absent = [c for c in required if c not in names]
+            if absent:
+                raise DataError(f"{path} lacks the column(s) {', '.join(absent)}; columns present: {', '.join(names)}")
+            wanted = None if columns is None else [c for c in columns if c in names]
+            for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
+                for record in batch.to_pylist():
+                    row = row_of(record, images, len(rows))
+                    digest.update(json.dumps(row, sort_keys=True).encode())
+                    rows.append(row)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"cannot read {path}: {exc}") from None
+    return rows, digest.hexdigest()
 
 
 def write_cached(path: Path, payload: bytes) -> None:

@@ -23,14 +23,12 @@ resize and the crop-source rule of the protocol decide what the model sees, as f
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
-import json
 from pathlib import Path
 
 from ..errors import DataError
 from ..tsv import index_tsv
-from .common import LETTERS, option_letter, render_options, write_cached
+from .common import LETTERS, embedded_rows, option_letter, render_options
 from .infovqa import save_embedded_image
 from .registry import Benchmark, Converted, Release
 
@@ -72,30 +70,16 @@ def from_parquet(size: str, files: list[Path], dest: Path) -> Converted:
     """lmms-eval's parquet copy (config hrbench_version_split, split hrbench_<size>; the TSV's
     columns with the image embedded): read a few rows at a time, each distinct image written once
     to `dest` (as InfographicVQA's release is), so rows hold paths like every other source."""
-    import pyarrow.parquet as pq
 
+    def row_of(record: dict, images: Path, position: int) -> dict:
+        image, error = save_embedded_image(record.pop("image", None), images)
+        record = {k: (None if v is None else str(v)) for k, v in record.items()}
+        return hrbench_row(size, {**record, "image": [image] if image else [], **({"_error": error} if error else {})})
+
+    rows, revision = embedded_rows(files, dest, (), None, row_of)
     details = {"format": "lmms-eval-parquet", "files": [p.name for p in files], "image_cache": str(dest),
                "score": "letter accuracy per cycle_category, then the mean over the groups"}
-    manifest = dest / "rows.json"
-    if manifest.is_file():  # converted before: the images are in dest already
-        saved = json.loads(manifest.read_text(encoding="utf-8"))
-        return Converted(saved["rows"], dest, details, saved["revision"])
-    images = dest / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    rows, digest = [], hashlib.sha256()
-    for path in files:
-        try:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=8):
-                for record in batch.to_pylist():
-                    image, error = save_embedded_image(record.pop("image", None), images)
-                    record = {k: (None if v is None else str(v)) for k, v in record.items()}
-                    row = hrbench_row(size, {**record, "image": [image] if image else [], **({"_error": error} if error else {})})
-                    digest.update(json.dumps(row, sort_keys=True).encode())
-                    rows.append(row)
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise DataError(f"cannot read {path}: {exc}") from None
-    write_cached(manifest, json.dumps({"revision": digest.hexdigest(), "rows": rows}).encode())
-    return Converted(rows, dest, details, digest.hexdigest())
+    return Converted(rows, dest, details, revision)
 
 
 def hrbench_row(size: str, record: dict) -> dict:

@@ -16,13 +16,12 @@ documents keep every reference answer.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
 from .. import answers
 from ..errors import DataError
-from .common import write_cached
+from .common import embedded_rows, write_cached
 from .registry import Benchmark, Converted, Release
 
 LAYOUT = "InfographicVQA/validation-*.parquet (or validation-*.parquet)"
@@ -32,17 +31,12 @@ INFOVQA_COLUMNS = ("questionId", "question", "answers", "image")
 def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
     files = infovqa_files(folder)
     dest = cache / f"infovqa-{key}"
-    manifest = dest / "rows.json"
-    if not manifest.is_file():
-        rows, revision = materialize_infovqa(files, dest)
-        write_cached(manifest, json.dumps({"revision": revision, "rows": rows}).encode())
-    saved = json.loads(manifest.read_text(encoding="utf-8"))
-    rows = saved["rows"]
+    rows, revision = embedded_rows(files, dest, INFOVQA_COLUMNS, INFOVQA_COLUMNS, _row, batch_size=16)
     if rows and all(not row.get("answer") for row in rows):
         raise DataError(f"{files[0].parent} has no answers (the test split?); use the validation split")
     details = {"format": "docvqa-infographicvqa-parquet", "config": "InfographicVQA", "split": "validation",
                "images": len({r["image"][0] for r in rows if r.get("image")}), "image_cache": str(dest)}
-    return Converted(rows, dest, details, saved["revision"])
+    return Converted(rows, dest, details, revision)
 
 
 def infovqa_files(folder: Path) -> list[Path]:
@@ -54,30 +48,8 @@ def infovqa_files(folder: Path) -> list[Path]:
     raise DataError(f"no InfographicVQA parquet files in {folder}; expected {LAYOUT}")
 
 
-def materialize_infovqa(files: list[Path], dest: Path) -> tuple[list[dict], str]:
-    """Rows of the parquet files, each image written once to dest/images/ (named by content);
-    read a few rows at a time. Returns the rows and a digest of them."""
-    import pyarrow.parquet as pq
-
-    images = dest / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    rows, digest = [], hashlib.sha256()
-    for path in files:
-        try:
-            parquet = pq.ParquetFile(path)
-            missing = [c for c in INFOVQA_COLUMNS if c not in parquet.schema_arrow.names]
-            if missing:
-                raise DataError(f"{path} lacks the column(s) {', '.join(missing)}; "
-                                f"columns present: {', '.join(parquet.schema_arrow.names)}")
-            for batch in parquet.iter_batches(batch_size=16, columns=list(INFOVQA_COLUMNS)):
-                for record in batch.to_pylist():
-                    image, error = save_embedded_image(record.get("image"), images)
-                    row = infovqa_row(record, image, error)
-                    digest.update(json.dumps(row, sort_keys=True).encode())
-                    rows.append(row)
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise DataError(f"cannot read {path}: {exc}") from None
-    return rows, digest.hexdigest()
+def _row(record: dict, images: Path, position: int) -> dict:
+    return infovqa_row(record, *save_embedded_image(record.get("image"), images))
 
 
 def infovqa_row(record: dict, image: str | None, error: str | None) -> dict:

@@ -42,15 +42,13 @@ from __future__ import annotations
 import ast
 import base64
 import binascii
-import hashlib
 import io
-import json
 import re
 from pathlib import Path
 
 from ..errors import DataError
 from ..tsv import index_tsv
-from .common import LETTERS, missing, option_letter, option_text, render_options, write_cached
+from .common import LETTERS, embedded_rows, missing, option_letter, option_text, render_options
 from .infovqa import save_embedded_image
 from .registry import Benchmark, Converted, Release
 
@@ -213,47 +211,20 @@ def parquet_files(folder: Path) -> list[Path]:
 
 
 def convert_parquet(name: str, files: list[Path], dest: Path) -> Converted:
-    manifest = dest / "rows.json"
-    if not manifest.is_file():
-        rows, revision = materialize_parquet(name, files, dest)
-        write_cached(manifest, json.dumps({"revision": revision, "rows": rows}).encode())
-    saved = json.loads(manifest.read_text(encoding="utf-8"))
-    rows = saved["rows"]
+    def row_of(record: dict, images: Path, position: int) -> dict:
+        if missing(record.get("index")):
+            record["index"] = position
+        payload, error = image_payload(record.pop("bytes", None))
+        image = None
+        if payload is not None:
+            image, error = save_embedded_image(payload, images)
+        return mmerw_row(name, record, [image] if image else [], error)
+
+    rows, revision = embedded_rows(files, dest, (*COLUMNS, "bytes"), PARQUET_COLUMNS, row_of)
     details = {"format": "lmms-eval-parquet", "split": "train", "files": len(files),
                "images": len({r["image"][0] for r in rows if r.get("image")}), "image_cache": str(dest),
                "score": "option letter"}
-    return Converted(rows, dest, details, saved["revision"])
-
-
-def materialize_parquet(name: str, files: list[Path], dest: Path) -> tuple[list[dict], str]:
-    """Rows of lmms-eval's parquet files, each image written once to dest/images/ (named by its
-    content); read a few rows at a time. Returns the rows and a digest of them."""
-    import pyarrow.parquet as pq
-
-    images = dest / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    rows, digest = [], hashlib.sha256()
-    for path in files:
-        try:
-            parquet = pq.ParquetFile(path)
-            names = parquet.schema_arrow.names
-            absent = [c for c in (*COLUMNS, "bytes") if c not in names]
-            if absent:
-                raise DataError(f"{path} lacks the column(s) {', '.join(absent)}; columns present: {', '.join(names)}")
-            for batch in parquet.iter_batches(batch_size=8, columns=[c for c in PARQUET_COLUMNS if c in names]):
-                for record in batch.to_pylist():
-                    if missing(record.get("index")):
-                        record["index"] = len(rows)
-                    payload, error = image_payload(record.pop("bytes", None))
-                    image = None
-                    if payload is not None:
-                        image, error = save_embedded_image(payload, images)
-                    row = mmerw_row(name, record, [image] if image else [], error)
-                    digest.update(json.dumps(row, sort_keys=True).encode())
-                    rows.append(row)
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise DataError(f"cannot read {path}: {exc}") from None
-    return rows, digest.hexdigest()
+    return Converted(rows, dest, details, revision)
 
 
 _MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
