@@ -62,6 +62,18 @@ def digest_files(paths: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
+def read_json_list(path: Path) -> list:
+    """The JSON list of questions in a release's annotation file (DataError when it is unreadable
+    or not a list; its items are each caller's to check)."""
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not isinstance(items, list):
+        raise DataError(f"{path} does not hold a JSON list of questions (found {type(items).__name__})")
+    return items
+
+
 def read_json_object(path: Path) -> dict | str:
     """The JSON object in `path`, or the reason it cannot be used."""
     try:

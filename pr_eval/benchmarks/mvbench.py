@@ -16,7 +16,6 @@ Each subtask is its own lmms-eval task (`pr_mvbench_<subtask>`, keeping its docu
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from .common import (
     digest_files,
     missing,
     option_letter,
+    read_json_list,
     render_options,
     shuffled_order,
 )
@@ -103,13 +103,7 @@ def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
 
 
 def _read_items(path: Path) -> list[dict]:
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not isinstance(items, list):
-        raise DataError(f"{path} does not hold a JSON list of questions")
-    return [item if isinstance(item, dict) else {} for item in items]
+    return [item if isinstance(item, dict) else {} for item in read_json_list(path)]
 
 
 def answer_position(item: dict) -> int | None:

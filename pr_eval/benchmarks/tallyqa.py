@@ -10,12 +10,11 @@ Scored by the exact count.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import answers
 from ..errors import DataError
-from .common import digest_files
+from .common import digest_files, read_json_list
 from .registry import Benchmark, Converted, Release
 
 LAYOUT = ("test.json from tallyqa.zip (github.com/manoja328/TallyQA_dataset) and the "
@@ -26,12 +25,9 @@ def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
     path = folder / "test.json"
     if not path.is_file():
         raise DataError(f"no test.json in {folder}; expected {LAYOUT}")
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise DataError(f"{path} does not hold a JSON list of questions")
+    items = read_json_list(path)
+    if not all(isinstance(i, dict) for i in items):
+        raise DataError(f"{path} does not hold a JSON list of questions (some are not objects)")
     if items and not any("issimple" in item for item in items):
         raise DataError(f"{path} has no 'issimple' field, so complex questions cannot be told apart")
     complex_items = [item for item in items if item.get("issimple") is False]

@@ -51,7 +51,7 @@ from PIL import Image, ImageDraw
 
 from .. import answers
 from ..errors import DataError
-from .common import digest_files
+from .common import digest_files, read_json_list
 from .registry import Benchmark, Converted, Group, Release
 
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -80,7 +80,7 @@ def converter(difficulty: str):
             present = sorted(p.name for p in folder.glob("*.json"))
             raise DataError(f"no {ANNOTATION} in {folder} (JSON files there: {', '.join(present) or 'none'}); "
                             f"expected {layout(difficulty)}, or pass the folder that holds it")
-        records = read_records(path)
+        records = read_json_list(path)  # each record is checked by visualprobe_row
         rows = [visualprobe_row(difficulty, record, index) for index, record in enumerate(records)]
         rerooted = 0
         for row in rows:
@@ -93,17 +93,6 @@ def converter(difficulty: str):
         return Converted(rows, folder, details, digest_files([path], folder))
 
     return convert
-
-
-def read_records(path: Path) -> list:
-    """The JSON list in `val.json` (its items are checked one by one, by `visualprobe_row`)."""
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not isinstance(records, list):
-        raise DataError(f"{path} does not hold a JSON list of questions (found {type(records).__name__})")
-    return records
 
 
 def visualprobe_row(difficulty: str, record, index: int) -> dict:
