@@ -236,16 +236,26 @@ def main(argv=None) -> int:
         return tsv_runs(args, argv)
     results = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
-        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(out.stderr[-4000:], file=sys.stderr)
+        result = child_run(["--one", str(n)])
+        if result is None:
             return 1
-        results.append(json.loads(line[len("RESULT "):]))
-        print(results[-1], flush=True)
+        results.append(result)
     if not args.no_write:
         write(results, "python benchmarks/memory.py" + (f" --sizes {args.sizes}" if argv else ""))
     return 0
+
+
+def child_run(arguments: list[str]) -> dict | None:
+    """One measured run in its own process: its RESULT line, printed; None (its stderr printed)
+    when it gave none."""
+    out = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        print(out.stderr[-4000:], file=sys.stderr)
+        return None
+    result = json.loads(line[len("RESULT "):])
+    print(result, flush=True)
+    return result
 
 
 def tsv_runs(args, argv) -> int:
@@ -257,14 +267,10 @@ def tsv_runs(args, argv) -> int:
         for folder, n in ((small, max(1, args.images // 10)), (large, args.images)):
             settings = ["--batch-size", str(args.batch_size or 8)]
             settings += ["--mm-cache-gb", str(args.mm_cache_gb)] if args.mm_cache_gb is not None else []
-            out = subprocess.run([sys.executable, __file__, "--one", str(n * 4), "--data", str(folder), *settings],
-                                 capture_output=True, text=True)
-            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                print(out.stderr[-4000:], file=sys.stderr)
+            result = child_run(["--one", str(n * 4), "--data", str(folder), *settings])
+            if result is None:
                 return 1
-            results.append(json.loads(line[len("RESULT "):]))
-            print(results[-1], flush=True)
+            results.append(result)
     if not args.no_write:
         write_tsv(results, "python benchmarks/memory.py --hrbench8k" + (f" --images {args.images}" if args.images != 50 else "")
                   + (f" --batch-size {args.batch_size}" if args.batch_size else "")
