@@ -13,14 +13,22 @@ name the server serves (default: `pretrained`), and the key is read from $OPENAI
 `schedule=` (continuous, turn-sync, one-at-a-time) chooses how trajectories share the engine
 (see `pr_eval.loop.run_samples`; default: the loop's).
 
+Under a sampled protocol (`protocol.sampling`, e.g. pixel-reasoner-sampled with
+`samples_per_question=K`), each request becomes K rollouts, each with its own seed
+(`pr_eval.sampling.rollout_seed` from `seed=`, the question and the rollout index); all rollouts
+of all requests run through the loop together, and each request is answered with
+`{"rollouts": [trajectory, ...]}` in rollout order (`pr_eval.metrics` scores each, then averages).
+
 With a run store (`pr-eval` passes one; see `pr_eval.store`), every finished trajectory is saved
-as it finishes, and a request whose sample is already in the store's journal is answered with
-the saved trajectory instead of being run again: that is how `pr-eval --resume` finishes a run.
-The engine is built on first use, so a run whose samples are all saved needs none.
+as it finishes, and a request whose sample (a sampled run: whose rollout) is already in the
+store's journal is answered with the saved trajectory instead of being run again: that is how
+`pr-eval --resume` finishes a run. The engine is built on first use, so a run whose samples are
+all saved needs none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -33,7 +41,8 @@ from ..engines import build_engine
 from ..loop import Guide, run_samples
 from ..models import resolve_model
 from ..protocol import DEFAULT_PROTOCOL, Protocol, get_protocol, with_overrides
-from ..store import RunStore, sample_key, stored_answer
+from ..sampling import rollout_seed
+from ..store import RunStore, sample_key, stored_answer, trajectory_key
 from ..trajectory import Sample, Trajectory
 
 log = logging.getLogger(__name__)
@@ -53,7 +62,8 @@ class PixelReasoner(lmms):
                  api_model: str | None = None, max_concurrency: int | str | None = None,
                  schedule: str | None = None, store: RunStore | None = None,
                  request_timeout: float | str | None = None, retries: int | str | None = None,
-                 engine_factory: Callable[[], object] | None = None, **unused):
+                 engine_factory: Callable[[], object] | None = None,
+                 samples_per_question: int | str | None = None, seed: int | str | None = 0, **unused):
         super().__init__()
         refusal = startup_refusal()
         if refusal:  # lmms-eval's own CLI reaches us here; say it before any request is run
@@ -61,7 +71,9 @@ class PixelReasoner(lmms):
         if unused:
             log.warning("pixel_reasoner ignores unknown model_args: %s", ", ".join(sorted(unused)))
         base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
-        self.protocol = with_overrides(base, _int(max_tool_calls), _int(max_images), _int(max_new_tokens))
+        self.protocol = with_overrides(base, _int(max_tool_calls), _int(max_images), _int(max_new_tokens),
+                                       _int(samples_per_question))
+        self.seed = _int(seed) or 0
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 64
         self.guide = guide
         self.on_trajectory = on_trajectory
@@ -94,21 +106,22 @@ class PixelReasoner(lmms):
         return self._engine is not None
 
     def generate_until(self, requests) -> list[str]:
-        samples = [self._sample(request) for request in requests]
+        questions = [self._sample(request) for request in requests]
+        runs = [rollout for sample in questions for rollout in self._rollouts(sample)]  # question order
         answers: dict[str, str] = {}
         if self.store is not None:
             self.store.record_data(self._data_records(requests))
-            for sample in samples:
-                key = sample_key(sample.task, sample.meta["doc_id"])
+            for sample in runs:
+                key = sample_key(sample.task, sample.meta["doc_id"], sample.rollout)
                 if key in self.store.done:
                     self.store.check_sample(key, sample.sample_id)
                     answers[key] = stored_answer(self.store.done[key])
             if answers:
-                log.info("resuming: %d of %d samples are already done, running %d",
-                         len(answers), len(samples), len(samples) - len(answers))
-        todo = [s for s in samples if sample_key(s.task, s.meta["doc_id"]) not in answers]
+                log.info("resuming: %d of %d trajectories are already done, running %d",
+                         len(answers), len(runs), len(runs) - len(answers))
+        todo = [s for s in runs if sample_key(s.task, s.meta["doc_id"], s.rollout) not in answers]
         engine = self.engine if todo else None  # built before the progress bar starts counting
-        progress = tqdm(total=len(todo), desc="pixel_reasoner", unit="sample")
+        progress = tqdm(total=len(todo), desc="pixel_reasoner", unit="rollout" if self.protocol.sampling else "sample")
 
         def finished(traj: Trajectory) -> None:
             progress.update(1)
@@ -122,10 +135,27 @@ class PixelReasoner(lmms):
                 options = {"schedule": self.schedule} if self.schedule else {}
                 for traj in run_samples(engine, todo, self.protocol, batch_size=self.batch_size,
                                         guide=self.guide, on_finish=finished, **options):
-                    answers[sample_key(traj.task, traj.meta["doc_id"])] = traj.to_json()
+                    answers[trajectory_key(traj)] = traj.to_json()
         finally:
             progress.close()
-        return [answers[sample_key(s.task, s.meta["doc_id"])] for s in samples]
+        return [self._answer(sample, answers) for sample in questions]
+
+    def _rollouts(self, sample: Sample) -> list[Sample]:
+        """The trajectories to run for one question: itself (greedy protocols), or its K seeded
+        rollouts."""
+        if self.protocol.sampling is None:
+            return [sample]
+        return [dataclasses.replace(sample, meta=dict(sample.meta), rollout=r,
+                                    seed=rollout_seed(self.seed, sample.task, sample.sample_id, r))
+                for r in range(self.protocol.rollouts)]
+
+    def _answer(self, sample: Sample, answers: dict[str, str]) -> str:
+        """A request's answer: its trajectory as JSON, or a sampled question's rollouts."""
+        doc_id = sample.meta["doc_id"]
+        if self.protocol.sampling is None:
+            return answers[sample_key(sample.task, doc_id)]
+        rollouts = [answers[sample_key(sample.task, doc_id, r)] for r in range(self.protocol.rollouts)]
+        return '{"rollouts": [' + ", ".join(rollouts) + "]}"
 
     def _data_records(self, requests) -> dict:
         """{task: where its data came from (source record, revision) and how many samples were

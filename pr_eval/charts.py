@@ -55,6 +55,19 @@ def tool_table(run: Run) -> str:
             f'<p class="note">{esc(_one_line(tables.TOOL_FOOTNOTE))}</p>')
 
 
+def sampled_table(run: Run) -> str:
+    """A sampled run's Avg@K, its interval, pass@k, majority vote and agreement ("" for a greedy run)."""
+    rows = tables.sampled_rows(run)
+    if not rows:
+        return ""
+    head = f"<th>{esc(rows[0][0])}</th>" + "".join(f'<th class="num">{esc(h)}</th>' for h in rows[0][1:])
+    body = [f'<tr><td class="name">{esc(row[0])}</td>' + "".join(f'<td class="num">{esc(c)}</td>' for c in row[1:])
+            + "</tr>" for row in rows[1:]]
+    return (f'<table class="tools"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            f'<p class="note">{esc(_one_line(tables.SAMPLED_FOOTNOTE))} Each rollout is a trajectory of its own '
+            f'below.</p>')
+
+
 def grounding_table(run: Run) -> str:
     """Where the crops went, for the benchmarks with target boxes ("" when none has them)."""
     head = "<th>crop grounding</th><th>n</th>" + "".join(f'<th class="num">{esc(h)}</th>'

@@ -11,6 +11,7 @@ Commands on finished runs (each has its own --help):
     pr-eval compare RUN_A RUN_B                     per-benchmark deltas, paired intervals, McNemar
     pr-eval check RUN --baseline FILE --max-drop P  exit 1 on a significant drop beyond P points
     pr-eval submit RUN_DIR                          a leaderboard submission file
+    pr-eval ask --model M --image FILE "question"   one question through the evaluation loop, turn by turn
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ TASKS = {**{b.short: b.task for b in benchmarks.BENCHMARKS.values() if b.in_suit
 
 # `pr-eval COMMAND ...`: commands on finished runs, each a module's `main(argv) -> exit status`.
 SUBCOMMANDS = {"report": ("pr_eval.report", "main"), "compare": ("pr_eval.gate", "compare_main"),
-               "check": ("pr_eval.gate", "check_main"), "submit": ("pr_eval.submission", "main")}
+               "check": ("pr_eval.gate", "check_main"), "submit": ("pr_eval.submission", "main"),
+               "ask": ("pr_eval.ask", "main")}
 
 
 NEWEST = "\0newest"  # --resume without a folder
@@ -88,11 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
                         help="evaluation protocol (default: %(default)s, the paper's; no-tool: the "
                              "paper's baseline prompt; blind-tool, blind-tool-blank: crops return "
-                             "the uncropped image or a blank one)")
+                             "the uncropped image or a blank one; pixel-reasoner-sampled: the paper's "
+                             "prompt with Mini-o3's sampling, for --samples-per-question)")
     parser.add_argument("--max-tool-calls", type=int, default=None,
                         help="override the protocol's cap on executed tool calls (renames the protocol)")
     parser.add_argument("--max-images", type=int, default=None, help="override the cap on images")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="override the tokens per turn")
+    parser.add_argument("--samples-per-question", type=int, default=None, metavar="K",
+                        help="with a sampled protocol (--protocol pixel-reasoner-sampled): K seeded rollouts per "
+                             "question, reported as Avg@K with its interval, pass@1..K, majority vote and agreement "
+                             "(renames the protocol; each rollout is saved and resumed on its own)")
     parser.add_argument("--data", default=None, choices=["hub", "samples", "official"],
                         help="data source: the Pixel-Reasoner copies on the hub (default), the small "
                              "sample sets bundled with pr-eval, or each benchmark's own release "
@@ -101,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local copy of the data: a folder per benchmark (vstar/ ...) or one "
                              "benchmark's folder; with --data official, copies of the releases")
     parser.add_argument("--seed", type=int, default=0,
-                        help="option-shuffle seed for official V* (recorded; default %(default)s)")
+                        help="the run's seed (recorded; default %(default)s): of official V*'s option shuffle, and "
+                             "of a sampled protocol's rollouts (each rollout's seed is derived from it, the question "
+                             "and the rollout index)")
     parser.add_argument("--limit", type=int, default=None,
                         help="first N samples of each task (of each MVBench subtask: 20 N in all)")
     parser.add_argument("--output", default="results", help="where run folders go (default: %(default)s)")
@@ -135,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="finish an interrupted run: its saved samples are kept, the rest run. Without "
                              "RUN_DIR: the newest unfinished run under --output with the same model, "
                              "protocol and tasks")
+    judge = parser.add_argument_group("optional judge (docs/judge.md): its verdicts are recorded as judge_accuracy, "
+                                      "beside the rule-based scores, never instead of them")
+    judge.add_argument("--judge-base-url", default=None, metavar="URL",
+                       help="an OpenAI-compatible server (e.g. `vllm serve`) whose model judges each final answer "
+                            "against the reference; its key is read from $OPENAI_API_KEY")
+    judge.add_argument("--judge-model", default=None, metavar="NAME", help="the model the judge server serves")
+    judge.add_argument("--judge-concurrency", type=int, default=8, metavar="N",
+                       help="judge requests in flight (default %(default)s)")
+    judge.add_argument("--judge-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="per judge request (default %(default)s); a judgement that times out after its "
+                            "retries is recorded as lost, not as a wrong answer")
+    judge.add_argument("--judge-retries", type=int, default=2, help="further attempts per judgement (default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="show vLLM's and lmms-eval's logs")
     return parser
 
@@ -161,10 +182,28 @@ def check_args(args) -> None:
         raise UsageError("--request-timeout must be a positive number of seconds")
     if args.retries is not None and args.retries < 0:
         raise UsageError("--retries must be 0 or more")
+    if args.samples_per_question is not None and args.samples_per_question < 1:
+        raise UsageError("--samples-per-question must be at least 1")
     for flag in ("max_tool_calls", "max_images", "max_new_tokens"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "max_tool_calls" else 1):
             raise UsageError(f"--{flag.replace('_', '-')} must be {'0 or more' if flag == 'max_tool_calls' else 'at least 1'}")
+
+
+def judge_settings(args):
+    """The judge the options describe (None without --judge-base-url); UsageError when half given."""
+    if args.judge_base_url is None and args.judge_model is None:
+        return None
+    if not (args.judge_base_url and args.judge_model):
+        raise UsageError("--judge-base-url and --judge-model go together (the judge's server and the model it serves)")
+    from .engines import EngineError
+    from .judge import JudgeSettings
+
+    try:
+        return JudgeSettings(base_url=args.judge_base_url, model=args.judge_model, concurrency=args.judge_concurrency,
+                             timeout_s=args.judge_timeout, retries=args.judge_retries)
+    except (EngineError, ValueError) as exc:
+        raise UsageError(f"judge: {exc}") from None
 
 
 def check_environment() -> None:
@@ -195,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_args(args)
         tasks = parse_tasks(args.tasks)
+        judge = judge_settings(args)
         check_environment()
         from .models import ModelNotFound, resolve_model
 
@@ -203,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
             model_path = args.model if args.engine == "openai" else resolve_model(args.model)
         except ModelNotFound as exc:
             raise UsageError(str(exc)) from None
-        protocol = with_overrides(get_protocol(args.protocol), args.max_tool_calls, args.max_images,
-                                  args.max_new_tokens)
+        try:
+            protocol = with_overrides(get_protocol(args.protocol), args.max_tool_calls, args.max_images,
+                                      args.max_new_tokens, args.samples_per_question)
+        except ValueError as exc:
+            raise UsageError(f"--samples-per-question: {exc}") from None
         resume = resume_folder(args, model_path, protocol, tasks)
     except UsageError as exc:
         print(f"pr-eval: error: {exc}", file=sys.stderr)
@@ -232,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
                        limit=args.limit, output=args.output, batch_size=args.batch_size, engine_kind=args.engine,
                        engine_args=engine_args, resume=resume, schedule=args.schedule, seed=args.seed,
-                       command=["pr-eval", *argv], announce=announce)
+                       command=["pr-eval", *argv], announce=announce, judge=judge)
     except KeyboardInterrupt:
         if not stores:
             raise
@@ -273,7 +316,8 @@ def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | No
 def say_where(store) -> None:
     """Say where the run goes before it starts, so an interrupted run can be found and finished."""
     if store.done:
-        print(f"pr-eval: resuming {store.folder}: {len(store.done)} samples already done", file=sys.stderr)
+        unit = "rollouts" if (store.info.get("protocol") or {}).get("settings", {}).get("sampling") else "samples"
+        print(f"pr-eval: resuming {store.folder}: {len(store.done)} {unit} already done", file=sys.stderr)
     else:
         print(f"pr-eval: run folder {store.folder} (if the run is interrupted, run the same command "
               f"with --resume to finish it)", file=sys.stderr)

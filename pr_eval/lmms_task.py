@@ -89,8 +89,8 @@ def metric_list(bench: Benchmark) -> list[dict]:
 def process_results(doc: dict, results: list, benchmark: str) -> dict:
     """One sample's metrics: its response (our adapter's trajectory, or another model's text)
     scored by the benchmark's rules."""
-    traj = metrics.trajectory_from_response(results[0], doc, benchmarks.get(benchmark).task)
-    return metrics.sample_metrics(traj, doc, benchmark)
+    trajs = metrics.trajectories_from_response(results[0], doc, benchmarks.get(benchmark).task)
+    return metrics.question_metrics(trajs, doc, benchmark)
 
 
 _LOADED: dict[tuple[str, str], tuple] = {}

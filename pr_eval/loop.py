@@ -29,6 +29,7 @@ from .engines.base import Engine, GenerationRequest, GenerationResult, can_submi
 from . import chat
 from .imaging import DataError, fit_image
 from .protocol import Protocol
+from .sampling import turn_seed
 from .tools import (CROP, SELECT_FRAMES, Call, blind, clean_text, error_kind, execute, is_tool_request,
                     journal_safe, last_call_text)
 from .trajectory import (ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS,
@@ -72,7 +73,8 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
     conversation. Tools work on the images as shown, as the reference's do."""
     traj = Trajectory(task=sample.task, sample_id=sample.sample_id, question=sample.question,
                       target=sample.answer, protocol=protocol.name, fingerprint=protocol.fingerprint,
-                      meta=dict(sample.meta), is_video=sample.is_video, started_at=time.time())
+                      meta=dict(sample.meta), is_video=sample.is_video, started_at=time.time(),
+                      rollout=sample.rollout, seed=sample.seed)
     if protocol.system_prompt is not None:
         traj.messages.append({"role": "system", "content": protocol.system_prompt})
     text = text_part(protocol.user_text(sample.question))
@@ -103,8 +105,11 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
 
 
 def request(traj: Trajectory, guide: Guide | None = None) -> GenerationRequest:
+    """The trajectory's next turn as an engine request; a sampled rollout's turn carries its own
+    seed (`sampling.turn_seed`), so the rollout is the same whatever else the engine is running."""
+    seed = None if traj.seed is None else turn_seed(traj.seed, len(traj.generations))
     return GenerationRequest(messages=traj.messages, images=traj.pixels,
-                             constraint=guide(traj) if guide else None)
+                             constraint=guide(traj) if guide else None, seed=seed)
 
 
 def step(traj: Trajectory, result: GenerationResult, protocol: Protocol) -> Trajectory:

@@ -38,6 +38,42 @@ def trajectory_from_response(response: str, doc: dict, task: str) -> Trajectory:
                       stop_reason="answered")
 
 
+def trajectories_from_response(response: str, doc: dict, task: str) -> list[Trajectory]:
+    """A sampled question's rollouts (`{"rollouts": [...]}`, in rollout order), or the one
+    trajectory of any other response (`trajectory_from_response`)."""
+    try:
+        record = json.loads(response)
+    except (ValueError, TypeError):
+        record = None
+    if isinstance(record, dict) and isinstance(record.get("rollouts"), list) and record["rollouts"]:
+        return [Trajectory.from_record(r) for r in record["rollouts"]]
+    return [trajectory_from_response(response, doc, task)]
+
+
+def question_metrics(trajs: list[Trajectory], doc: dict, benchmark: str) -> dict:
+    """One question's metrics: its trajectory's, or the mean over its rollouts (`combine`)."""
+    per = [sample_metrics(t, doc, benchmark) for t in trajs]
+    return per[0] if len(per) == 1 else combine(per)
+
+
+def combine(per_rollout: list[dict]) -> dict:
+    """A question's metrics from its rollouts' so that the task's aggregate is the mean over
+    rollouts: plain values are averaged (accuracy becomes the question's share of correct
+    rollouts, and its mean over questions Avg@K); weighted values pool their rollouts (value =
+    the weighted mean, weight = the sum), so a breakdown or per-call figure is pooled over all the
+    rollouts it includes; a grouped value keeps its group."""
+    out = {}
+    for name, first in per_rollout[0].items():
+        values = [m[name] for m in per_rollout]
+        if isinstance(first, dict):
+            weight = sum(v["weight"] for v in values)
+            value = sum(v["value"] * v["weight"] for v in values) / weight if weight else 0.0
+            out[name] = {**first, "value": value, "weight": weight}
+        else:
+            out[name] = mean(values)
+    return out
+
+
 # --- One sample ---------------------------------------------------------------------------------
 
 # Why a tool call failed (ToolCall.error_kind), in the order the report lists them.

@@ -84,6 +84,16 @@ class Decoding:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """A sampled protocol's rollouts: `rollouts` trajectories per question (Avg@k, pass@k), each
+    with its own seed, derived by the rule named in `seeds` (`pr_eval.sampling`) from the run's
+    --seed, the question and the rollout index, so the same command gives the same rollouts."""
+
+    rollouts: int = 1
+    seeds: str = "sha256(run-seed/task/sample-id/rollout)[:31 bits], per turn sha256(seed/turn)"
+
+
+@dataclass(frozen=True)
 class Caps:
     """When a trajectory is stopped and scored on what it has."""
 
@@ -174,13 +184,23 @@ class Protocol:
     reference: Reference = Reference()
     # Where pr_eval does not follow the reference on purpose, and the expected effect of each.
     differences: tuple[str, ...] = ()
+    # None: one greedy trajectory per question (the paper's protocols). Set: sampled rollouts.
+    sampling: Sampling | None = None
     notes: str = field(default="", compare=False)
 
     def settings(self) -> dict:
-        """Every setting that can change a score, as plain JSON-able data."""
+        """Every setting that can change a score, as plain JSON-able data. Settings added after a
+        protocol was published (`sampling`) appear only when set, so published fingerprints stay."""
         data = dataclasses.asdict(self)
         data.pop("notes")
+        if data["sampling"] is None:
+            data.pop("sampling")
         return data
+
+    @property
+    def rollouts(self) -> int:
+        """Trajectories per question: 1 for a greedy protocol."""
+        return self.sampling.rollouts if self.sampling is not None else 1
 
     @property
     def fingerprint(self) -> str:
@@ -254,7 +274,17 @@ BLIND_TOOL_BLANK = dataclasses.replace(
     PIXEL_REASONER, name="blind-tool-blank", blind="blank",
     notes="Ablation: crops succeed but return a blank image of the crop's size.")
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PIXEL_REASONER, NO_TOOL, BLIND_TOOL, BLIND_TOOL_BLANK)}
+# Mini-o3's sampling settings (its code's defaults when sampling; it reports Avg@32, and re-scored
+# Pixel Reasoner that way), over the paper's prompt, tools and caps.
+SAMPLED = dataclasses.replace(
+    PIXEL_REASONER, name="pixel-reasoner-sampled",
+    decoding=dataclasses.replace(PIXEL_REASONER.decoding, temperature=1.0, top_p=1.0, top_k=-1),
+    sampling=Sampling(),
+    notes="The paper's prompt, tools and caps with Mini-o3's sampling (temperature 1.0, top_p 1, top_k "
+          "off); --samples-per-question K runs K seeded rollouts per question for Avg@K and pass@k.")
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PIXEL_REASONER, NO_TOOL, BLIND_TOOL, BLIND_TOOL_BLANK,
+                                                      SAMPLED)}
 DEFAULT_PROTOCOL = PIXEL_REASONER.name
 
 # Protocols that can no longer be run: results made with them stay readable (their records carry
@@ -286,14 +316,24 @@ def get_protocol(name: str) -> Protocol:
 
 
 def with_overrides(protocol: Protocol, max_tool_calls: int | None = None, max_images: int | None = None,
-                   max_new_tokens: int | None = None) -> Protocol:
-    """The protocol with caps changed. The name says what changed and the fingerprint changes, so
-    a result under overridden caps can never pass for one under the named protocol."""
+                   max_new_tokens: int | None = None, samples_per_question: int | None = None) -> Protocol:
+    """The protocol with caps (or a sampled protocol's rollouts per question) changed. The name
+    says what changed and the fingerprint changes, so a result under overridden settings can never
+    pass for one under the named protocol. ValueError: rollouts asked of a greedy protocol (its
+    rollouts would all be the same trajectory)."""
     caps = {k: v for k, v in (("max_tool_calls", max_tool_calls), ("max_images", max_images)) if v is not None}
     decoding = {"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {}
-    if not caps and not decoding:
+    sampling = protocol.sampling
+    if samples_per_question is not None and samples_per_question != protocol.rollouts:
+        if sampling is None:
+            raise ValueError(f"protocol {protocol.name!r} decodes greedily, so its {samples_per_question} samples "
+                             f"per question would all be the same; use a sampled protocol, e.g. --protocol "
+                             f"{SAMPLED.name}")
+        sampling = dataclasses.replace(sampling, rollouts=samples_per_question)
+    rollouts = {"samples": samples_per_question} if sampling is not protocol.sampling else {}
+    if not caps and not decoding and not rollouts:
         return protocol
-    changed = ",".join(f"{k}={v}" for k, v in {**caps, **decoding}.items())
+    changed = ",".join(f"{k}={v}" for k, v in {**caps, **decoding, **rollouts}.items())
     return dataclasses.replace(protocol, name=f"{protocol.name}+{changed}",
                                caps=dataclasses.replace(protocol.caps, **caps),
-                               decoding=dataclasses.replace(protocol.decoding, **decoding))
+                               decoding=dataclasses.replace(protocol.decoding, **decoding), sampling=sampling)

@@ -26,8 +26,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .charts import breakdowns, grounding_table, score_table, tool_charts, tool_table
+from .charts import breakdowns, grounding_table, sampled_table, score_table, tool_charts, tool_table
 from .escape import DOT, esc
+from .report_judge import view_section as judge_section
 from .report_pictures import BOX_COLOUR
 from .report_view import ReportError, RunView, load_view
 from .report_viewer import viewer
@@ -204,6 +205,9 @@ def render(view: RunView, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
         sections.append(f'<div class="problems"><b>Problems reading the run folder</b><ul>{items}{more}</ul></div>')
     if view.finished:
         sections.append(f'<h2 id="scores">Scores</h2><div class="scroll">{score_table(view.run)}</div>')
+        sampled = sampled_table(view.run)
+        if sampled:
+            sections.append(f'<h2 id="sampled">Sampled rollouts</h2><div class="scroll">{sampled}</div>')
         parts = breakdowns(view)
         if parts:
             sections.append(f'<h2 id="breakdowns">Breakdowns</h2><div class="cards">{parts}</div>')
@@ -217,6 +221,7 @@ def render(view: RunView, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
                            f'finishes (resume it with pr-eval ... --resume {esc(view.folder)}).</div>')
         sections.append('<h2 id="tools">Tool use</h2>')
     sections.append(tool_charts(view))
+    sections.append(judge_section(view))  # "" when the run had no judge
     sections.append(f'<h2 id="trajectories">Trajectories</h2>{trajectories}')
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"

@@ -133,7 +133,8 @@ def _finished_samples(folder: Path, run: Run, journal: dict, problems: list[str]
         lines = read_jsonl(folder / f"samples_{task}.jsonl")
         problems += lines.problems
         for number, record in lines.records:
-            view = _sample(task, record, journal.get(sample_key(task, record.get("doc_id"))), problems,
+            rollout = record.get("rollout") if isinstance(record.get("rollout"), int) else None
+            view = _sample(task, record, journal.get(sample_key(task, record.get("doc_id"), rollout)), problems,
                            f"samples_{task}.jsonl line {number}")
             if view:
                 view.metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else None
@@ -163,8 +164,9 @@ def _journal_samples(journal: dict, info: dict, problems: list[str]) -> dict[str
                 view.metrics = {k: plain_value(v) for k, v in scores.items()}  # as a finished run's records
                 view.provisional = True
         samples.setdefault(task, []).append(view)
-    for views in samples.values():  # the journal is in finishing order; show dataset order
-        views.sort(key=lambda v: (0, int(v.doc_id), "") if v.doc_id.isdigit() else (1, 0, v.doc_id))
+    for views in samples.values():  # the journal is in finishing order; show dataset order (then rollouts)
+        views.sort(key=lambda v: ((0, int(v.doc_id), "") if v.doc_id.isdigit() else (1, 0, v.doc_id),
+                                  v.traj.rollout or 0))
     return samples
 
 

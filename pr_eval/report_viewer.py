@@ -43,6 +43,8 @@ def sample_card(view: RunView, sample: SampleView, number: int, open_: bool) -> 
         facts.append(f"{sample.failed_calls} failed")
     if sample.seconds is not None:
         facts.append(f"{sample.seconds:.1f} s")
+    if traj.rollout is not None:
+        facts.insert(0, f"rollout {traj.rollout + 1}")
     first_line = traj.question.strip().splitlines()[0] if traj.question.strip() else ""
     classes = " ".join("s-" + c for c in sample_classes(sample))
     summary = (f"<summary>{badge}<span class='sid'>{esc(traj.sample_id)}</span>"

@@ -22,15 +22,17 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, faults, quiet, report
-from .metrics import pool, trajectory_from_response
+from . import __version__, faults, quiet, report, sampling
+from .answers import extract_answer
+from .judge import JudgeSettings
+from .judge_run import judge_records
+from .metrics import pool, sample_metrics, trajectories_from_response
 from .protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
 from .runs import Run, RunError, leaf_tasks, plain_value, task_metric_names
 from .store import (
     RESULTS_FILE,
     RunStore,
     StoreError,
-    new_folder_name,
     sample_key,
     write_atomic,
 )
@@ -93,7 +95,8 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
              limit: int | None = None, output: str | Path = "results", batch_size: int = 64,
              engine_args: dict | None = None, engine=None, guide=None, *, engine_kind: str = "vllm",
              resume: str | Path | None = None, schedule: str | None = None, seed: int | None = None,
-             command: list[str] | None = None, announce: Callable[[RunStore], None] | None = None) -> Run:
+             command: list[str] | None = None, announce: Callable[[RunStore], None] | None = None,
+             judge: JudgeSettings | None = None) -> Run:
     """Run `tasks` and write the run folder (see `pr_eval.store`): created at the start, each
     sample saved as it finishes, samples_<task>.jsonl, results.json and report.html at the end.
 
@@ -101,11 +104,14 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
     `engine_args` on first use and closed at the end. resume: a run folder to finish: its saved
     samples are not run again; ResumeRefused when it holds another evaluation (model, protocol
     fingerprint, tasks, limit or data). schedule: how trajectories share the engine (None: the
-    loop's default). announce: called with the store once the folder exists (the CLI prints it)."""
+    loop's default). announce: called with the store once the folder exists (the CLI prints it).
+    judge: an LLM judge (pr_eval.judge) whose verdicts are recorded as `judge_accuracy`."""
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
     started = _dt.datetime.now(_dt.timezone.utc)
     info = run_info(model, model_path, engine.name if engine is not None else engine_kind, proto, tasks, limit,
                     batch_size, schedule, seed, command, started)
+    if judge is not None:
+        info["judge"] = judge.record()
     if resume is not None:  # refused before anything heavy is loaded
         store = RunStore.resume(resume, info)
     else:
@@ -125,7 +131,7 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
             def factory():
                 return build_engine(engine_kind, model_path, proto, **(engine_args or {}))
         lm = PixelReasoner(engine=engine, engine_factory=factory, protocol=proto, batch_size=batch_size,
-                           guide=guide, store=store, schedule=schedule)
+                           guide=guide, store=store, schedule=schedule, seed=seed or 0)
         try:
             with quiet.lmms_eval_bars_hidden():
                 results = simple_evaluate(model=lm, tasks=list(tasks), limit=limit, log_samples=True,
@@ -140,7 +146,7 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
         if missing:
             raise RunError(f"lmms-eval returned no results for {', '.join(missing)} (see the log above)")
         faults.point(faults.BEFORE_RESULTS)  # test hook (pr_eval.faults)
-        run = finish(store, results, list(tasks))
+        run = finish(store, results, list(tasks), judge)
     write_report_safely(run.folder)
     return run
 
@@ -196,7 +202,7 @@ def run_info(model, model_path, engine_name, proto: Protocol, tasks, limit, batc
 def create_run_store(output: str | Path, model: str, proto: Protocol, started: _dt.datetime, info: dict) -> RunStore:
     """A new run folder results/<model>-<protocol>-<UTC time>, with -2, -3, ... when other runs
     started in the same second (the folder's creation decides, so two processes never share one)."""
-    base = Path(output) / new_folder_name(slug(model), slug(proto.name), started)
+    base = Path(output) / f"{slug(model)}-{slug(proto.name)}-{started.strftime('%Y%m%d-%H%M%S')}"
     for n in itertools.count(1):
         try:
             return RunStore.create(base if n == 1 else base.with_name(f"{base.name}-{n}"), info)
@@ -207,21 +213,30 @@ def create_run_store(output: str | Path, model: str, proto: Protocol, started: _
                              f"({exc.filename or base}); choose a writable --output") from None
 
 
-def finish(store: RunStore, results: dict, tasks: list[str]) -> Run:
+def finish(store: RunStore, results: dict, tasks: list[str], judge: JudgeSettings | None = None) -> Run:
     """Write a run's final files from lmms-eval's results: samples_<task>.jsonl, then results.json
-    (which marks the run finished, so it is written last, atomically)."""
+    (which marks the run finished, so it is written last, atomically). With a judge, every
+    trajectory is judged first (pr_eval.judge_run; resumable through judgements.jsonl)."""
     folder = store.folder
     run = collect(results, tasks, folder)
     configs = results.get("configs", {})
+    records_of: dict[str, list[dict]] = {}
     for task in run.leaves:
         names = task_metric_names(configs.get(task))
-        lines = []
+        benchmark = (configs.get(task, {}).get("metadata") or {}).get("benchmark")
+        records_of[task] = []
         for entry in results.get("samples", {}).get(task, []):
-            record = sample_record(entry, names)
-            saved = store.done.get(sample_key(task, entry.get("doc_id"))) or {}
-            record["timing"], record["image_files"] = saved.get("timing"), saved.get("images")
-            lines.append(json.dumps(strict_json(record), ensure_ascii=False, default=str, allow_nan=False) + "\n")
-        write_atomic(folder / f"samples_{task}.jsonl", "".join(lines))
+            for record in sample_records(entry, names, benchmark):
+                saved = store.done.get(sample_key(task, entry.get("doc_id"), record.get("rollout"))) or {}
+                record["timing"], record["image_files"] = saved.get("timing"), saved.get("images")
+                records_of[task].append(record)
+    sampled = sampled_figures(run, records_of) if store.info["protocol"]["settings"].get("sampling") else {}
+    judged = judge_records(folder, judge, records_of, run.metrics, run.members) if judge is not None else {}
+    run.judge = judged
+    for task, records in records_of.items():
+        write_atomic(folder / f"samples_{task}.jsonl",
+                     "".join(json.dumps(strict_json(r), ensure_ascii=False, default=str, allow_nan=False) + "\n"
+                             for r in records))
     store.info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
     store.save_info()
     info = store.info
@@ -233,6 +248,8 @@ def finish(store: RunStore, results: dict, tasks: list[str]) -> Run:
             "data": {t: (configs.get(t, {}).get("metadata") or {}).get("data") for t in run.leaves},
         },
         "metrics": run.metrics,
+        **({"sampled": sampled} if sampled else {}),
+        **({"judge": judged} if judged else {}),
         "n_samples": run.counts,
         "members": run.members,
         "benchmarks": run.benchmarks,
@@ -253,16 +270,48 @@ def write_report_safely(folder: Path) -> None:
                     "retry with `pr-eval report %s`", folder, type(exc).__name__, exc, folder)
 
 
-def sample_record(entry: dict, metric_names: list[str]) -> dict:
-    """lmms-eval's sample entry as our per-sample record: the trajectory plus its metrics."""
+def sample_records(entry: dict, metric_names: list[str], benchmark: str | None) -> list[dict]:
+    """lmms-eval's sample entry as our per-sample records: the trajectory plus its metrics, or
+    for a sampled question one record per rollout, each with that rollout's own metrics."""
     response = entry.get("filtered_resps") or entry.get("resps") or [""]
     while isinstance(response, list):
         response = response[0] if response else ""
-    traj = trajectory_from_response(response, entry.get("doc") or {}, "")
-    record = traj.to_record()
-    record["doc_id"] = entry.get("doc_id")
-    record["metrics"] = {k: plain_value(entry[k]) for k in metric_names if k in entry}
-    return record
+    doc = entry.get("doc") or {}
+    trajs = trajectories_from_response(response, doc, "")
+    records = []
+    for traj in trajs:
+        record = traj.to_record()
+        record["doc_id"] = entry.get("doc_id")
+        if traj.rollout is None:
+            values = entry
+        else:  # the entry holds the question's means; each rollout's own come from its trajectory
+            values = sample_metrics(traj, doc, benchmark) if benchmark else {}
+            record["answer"] = extract_answer(traj.answer_text)
+        record["metrics"] = {k: plain_value(values[k]) for k in metric_names if k in values}
+        records.append(record)
+    return records
+
+
+def sampled_figures(run: Run, records_of: dict[str, list[dict]]) -> dict:
+    """Avg@K with its interval, pass@k, majority vote and agreement (pr_eval.sampling) of each
+    task and scored group of a sampled run, from its rollouts' records; also added to
+    `run.metrics` (`pass@k`, `majority_accuracy`, `agreement`) so tables and gates see them."""
+    figures = {}
+    for name in run.metrics:
+        questions: dict[tuple, tuple[list, list]] = {}
+        for task in leaf_tasks(name, run.members):
+            for record in records_of.get(task, []):
+                verdicts, answers = questions.setdefault((task, record.get("doc_id")), ([], []))
+                verdicts.append(float(record["metrics"].get("accuracy") or 0.0))
+                answers.append(record.get("answer"))
+        if not questions:
+            continue
+        summary = sampling.summarize(list(questions.values()))
+        figures[name] = summary
+        run.metrics[name].update({f"pass@{k}": v for k, v in summary["pass_at"].items()})
+        run.metrics[name].update(majority_accuracy=summary["majority_accuracy"], agreement=summary["agreement"])
+    run.sampled = figures
+    return figures
 
 
 def strict_json(value):

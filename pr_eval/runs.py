@@ -45,6 +45,11 @@ class Run:
     counts: dict[str, int] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     benchmarks: dict[str, str] = field(default_factory=dict)
+    # A sampled run's figures by task or group (pr_eval.sampling.summarize): Avg@K and its
+    # interval, pass@k, majority vote, agreement. Empty for a greedy run.
+    sampled: dict[str, dict] = field(default_factory=dict)
+    # results.json's "judge" (pr_eval.judge_run): the judge's record and figures; {} without one.
+    judge: dict = field(default_factory=dict)
 
     @property
     def leaves(self) -> list[str]:
@@ -129,8 +134,10 @@ def load_run(folder: str | Path, summary=None) -> Run:
                 benchmarks[name] = found.pop()
     metrics = {name: {k: (math.nan if v is None else v) for k, v in values.items()}
                for name, values in summary["metrics"].items()}
+    sampled = summary.get("sampled") if isinstance(summary.get("sampled"), dict) else {}
+    judge = summary.get("judge") if isinstance(summary.get("judge"), dict) else {}
     return Run(folder=folder, metrics=metrics, counts=dict(summary.get("n_samples") or {}),
-               members=members, benchmarks=benchmarks)
+               members=members, benchmarks=benchmarks, sampled=sampled, judge=judge)
 
 
 def run_tasks(folder: Path, summary: dict) -> list[str]:
@@ -244,5 +251,6 @@ def read_journal(path: Path) -> tuple[dict[str, dict], list[str]]:
     lines = read_jsonl(path)
     journal: dict[str, dict] = {}
     for _, record in lines.records:
-        journal.setdefault(sample_key(record.get("task"), record.get("doc_id")), record)
+        rollout = record.get("rollout") if isinstance(record.get("rollout"), int) else None
+        journal.setdefault(sample_key(record.get("task"), record.get("doc_id"), rollout), record)
     return journal, lines.problems

@@ -91,18 +91,46 @@ def read_records(path: Path) -> list[dict]:
 
 def index_samples(records: list[dict], task: str, source: str = "") -> dict[tuple[str, str], dict]:
     """(task, sample_id) -> the record's metrics. Order does not matter; a repeated sample_id does
-    (pairing by id would be ambiguous), and so does a record without one."""
+    (pairing by id would be ambiguous), and so does a record without one.
+
+    A sampled run's records are rollouts (each with a "rollout" index): a question's metrics are
+    then the means over its rollouts (accuracy: its share of correct rollouts), so two sampled
+    runs are paired question by question, and a mean over questions is Avg@K."""
     indexed: dict[tuple[str, str], dict] = {}
+    rollouts: dict[tuple[str, str], dict[int, dict]] = {}
     for number, record in enumerate(records, 1):
         sample_id = record.get("sample_id")
         if sample_id in (None, ""):
             raise InputError(f"{source or task}: record {number} has no sample_id, so it cannot be paired")
         key = (task, str(sample_id))
+        metrics = record.get("metrics") or record.get("scores") or {}
+        rollout = record.get("rollout")
+        if isinstance(rollout, int) and not isinstance(rollout, bool):
+            if rollout in rollouts.setdefault(key, {}):
+                raise InputError(f"{source or task}: rollout {rollout} of sample_id {sample_id!r} occurs twice")
+            rollouts[key][rollout] = metrics
+            continue
         if key in indexed:
             raise InputError(f"{source or task}: sample_id {sample_id!r} occurs twice; "
                              "samples are paired by (task, sample_id), which must be unique")
-        indexed[key] = record.get("metrics") or record.get("scores") or {}
+        indexed[key] = metrics
+    mixed = set(indexed) & set(rollouts)
+    if mixed:
+        raise InputError(f"{source or task}: sample_id {sorted(mixed)[0][1]!r} has records with and without a rollout")
+    for key, by_rollout in rollouts.items():
+        indexed[key] = rollout_means(list(by_rollout.values()))
     return indexed
+
+
+def rollout_means(per_rollout: list[dict]) -> dict:
+    """A question's metrics from its rollouts': each numeric metric's mean over the rollouts that
+    have a number for it."""
+    means = {}
+    for name in dict.fromkeys(k for m in per_rollout for k in m):
+        values = [m.get(name) for m in per_rollout]
+        values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        means[name] = sum(values) / len(values) if values else None
+    return means
 
 
 def read_run(folder: Path, summary: dict | None = None) -> Side:

@@ -52,9 +52,15 @@ class ResumeRefused(StoreError):
     """The run folder belongs to a different evaluation than the one asked for."""
 
 
-def sample_key(task: str, doc_id) -> str:
-    """The journal's key of a sample: lmms-eval's task name and document index."""
-    return f"{task}/{doc_id}"
+def sample_key(task: str, doc_id, rollout: int | None = None) -> str:
+    """The journal's key of a sample: lmms-eval's task name and document index, and for a sampled
+    protocol the rollout (`task/doc_id#r`): a killed sampled run resumes rollout by rollout."""
+    return f"{task}/{doc_id}" if rollout is None else f"{task}/{doc_id}#{rollout}"
+
+
+def trajectory_key(traj: Trajectory) -> str:
+    return sample_key(traj.task, traj.meta.get("doc_id"), traj.rollout)
+
 
 
 def utc_now() -> str:
@@ -154,6 +160,11 @@ def resume_mismatches(saved: dict, wanted: dict) -> list[str]:
         problems.append(f"limit: the run has --limit {saved.get('limit')}, this command {wanted.get('limit')}")
     if saved.get("data_spec") != wanted.get("data_spec"):
         problems.append(f"data: the run read {saved.get('data_spec')!r}, this command reads {wanted.get('data_spec')!r}")
+    judges = [(side.get("judge") or {}).get("fingerprint") for side in (saved, wanted)]
+    if judges[0] != judges[1]:
+        problems.append(f"judge: the run's judge has fingerprint {judges[0]}, this command's {judges[1]}")
+    if (new.get("settings") or {}).get("sampling") and saved.get("seed") != wanted.get("seed"):
+        problems.append(f"seed: the run's rollouts were seeded with {saved.get('seed')}, this command's with {wanted.get('seed')}")
     return problems
 
 
@@ -206,10 +217,6 @@ def find_unfinished(root: str | os.PathLike, wanted: dict) -> Path | None:
     return max(candidates)[2] if candidates else None
 
 
-def new_folder_name(model_slug: str, protocol_slug: str, when: _dt.datetime) -> str:
-    return f"{model_slug}-{protocol_slug}-{when.strftime('%Y%m%d-%H%M%S')}"
-
-
 # --- Saved images -----------------------------------------------------------------------------
 
 def image_file(task: str, doc_id, k: int, kind: str, frame: int | None = None) -> str:
@@ -230,9 +237,10 @@ def saved_image(image: Image.Image, kind: str) -> Image.Image:
 
 
 def save_images(folder: Path, task: str, doc_id, traj: Trajectory) -> dict:
-    """Write the images a trajectory showed the model (`traj.pixels`, conversation order) and
-    return {"<k>": path} ({"<k>": [paths of its frames]} for a video)."""
-    written = {}
+    """Write the images a trajectory showed the model (`traj.pixels`, conversation order) under
+    images/<task>/<doc_id>/ (a rollout's under <doc_id>-r<rollout>/) and return {"<k>": path}
+    ({"<k>": [paths of its frames]} for a video)."""
+    written, doc_id = {}, doc_id if traj.rollout is None else f"{doc_id}-r{traj.rollout}"
     for k, (pixels, info) in enumerate(zip(traj.pixels, traj.images), start=1):
         frames = pixels if isinstance(pixels, list) else None
         paths = [image_file(task, doc_id, k, info.kind, j) for j in range(1, len(frames) + 1)] if frames \
@@ -351,12 +359,13 @@ class RunStore:
 
     def _append(self, traj: Trajectory) -> None:
         doc_id = traj.meta.get("doc_id")
-        key = sample_key(traj.task, doc_id)
+        key = trajectory_key(traj)
         if key in self.done:
             return
         finished = time.time()
         record = {
             "key": key, "task": traj.task, "doc_id": doc_id, "sample_id": traj.sample_id,
+            **({"rollout": traj.rollout} if traj.rollout is not None else {}),
             "trajectory": traj.to_record(),
             "timing": {"started": traj.started_at, "finished": finished,
                        "seconds": None if traj.started_at is None else round(finished - traj.started_at, 4)},

@@ -115,6 +115,11 @@ def build(folder: str | Path) -> dict:
     if not protocol.get("fingerprint") or not isinstance(protocol.get("settings"), dict):
         raise InputError(f"{folder}/results.json records no protocol fingerprint and settings; "
                          "a submission needs them (re-run with this pr-eval)")
+    if protocol["settings"].get("sampling"):
+        raise InputError(f"{folder} is a sampled run ({protocol.get('name')}); submission files (schema "
+                         f"{SCHEMA_NAME} {SCHEMA_VERSION}) hold one prediction per question, so they cannot "
+                         "carry its rollouts yet: compare sampled runs with `pr-eval compare` / `pr-eval check` "
+                         "on their run folders")
     benchmarks, predictions = {}, []
     for name, bench in side.benchmarks.items():
         if not bench.reported:

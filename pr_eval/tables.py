@@ -53,8 +53,63 @@ def run_table(run) -> str:
     for name, label, depth in run.layout():
         rows += score_rows(run, name, label, depth)
     grounded = grounding_table(run)
-    return (render_table(rows) + "\n" + FOOTNOTE + "\n\n" + tool_table(run)
+    extra = [table for table in (sampled_table(run), judge_table(run)) if table]
+    return (render_table(rows) + "\n" + FOOTNOTE + "".join("\n\n" + t for t in extra) + "\n\n" + tool_table(run)
             + ("\n\n" + grounded if grounded else ""))
+
+
+def judge_table(run) -> str:
+    """The optional judge's figures beside the rules' on the same trajectories ("" without a judge)."""
+    judge = getattr(run, "judge", None) or {}
+    if not judge.get("tasks"):
+        return ""
+    settings = judge.get("settings") or {}
+    rows = [["judge", "judged", "lost", "judge acc", "rules acc", "agree", "disagree"]]
+    for name, label, depth in run.layout():
+        s = judge["tasks"].get(name)
+        if s and depth == 0:
+            rows.append([label, str(s.get("judged", 0)), str(s.get("lost", 0)), _percent(s.get("judge_accuracy")),
+                         _percent(s.get("rule_accuracy_judged")), _percent(s.get("agreement")),
+                         str(len(s.get("disagreements") or []))])
+    return (render_table(rows, text_columns=(0,)) + f"\n(judge {settings.get('model')}, prompt {settings.get('name')} "
+            f"v{settings.get('version')}, fingerprint {settings.get('fingerprint')}: judge_accuracy is over the judged\n"
+            " trajectories, lost judgements are not counted as wrong; rules acc: the paper's accuracy on those same ones)")
+
+
+SAMPLED_FOOTNOTE = ("(Avg@K: the paper's accuracy averaged over K rollouts per question, its 95% interval over\n"
+                    " questions (rollouts of one question are not independent); pass@k: unbiased estimator;\n"
+                    " vote: accuracy of each question's majority answer; agree: share of rollouts giving it; all in %)")
+
+
+def sampled_table(run) -> str:
+    """A sampled run's Avg@K, interval, pass@1 .. pass@K, majority vote and agreement ("" for a
+    greedy run)."""
+    rows = sampled_rows(run)
+    return render_table(rows, text_columns=(0,)) + "\n" + SAMPLED_FOOTNOTE if rows else ""
+
+
+def sampled_rows(run) -> list[list[str]]:
+    """The sampled table's header and rows ([] for a greedy run); pass@k columns: 1, 2, 4, ... and K."""
+    sampled = getattr(run, "sampled", None) or {}
+    if not sampled:
+        return []
+    k = max(int(s.get("k") or 0) for s in sampled.values())
+    shown = sorted({1, k} | {2 ** i for i in range(1, 8) if 2 ** i < k})
+    rows = [["sampled", "n", "K", f"Avg@{k}", "95% interval"] + [f"pass@{j}" for j in shown] + ["vote", "agree"]]
+    for name, label, _depth in run.layout():
+        s = sampled.get(name)
+        if not s or not s.get("questions"):
+            continue
+        low, high = s.get("avg_ci") or (None, None)
+        interval = "-" if low is None or high is None else f"{100 * low:.1f}-{100 * high:.1f}"
+        rows.append([label, str(s["questions"]), str(s.get("k", "")), _percent(s.get("avg")), interval]
+                    + [_percent((s.get("pass_at") or {}).get(str(j))) for j in shown]
+                    + [_percent(s.get("majority_accuracy")), _percent(s.get("agreement"))])
+    return rows if len(rows) > 1 else []
+
+
+def _percent(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
 def grounding_table(run) -> str:

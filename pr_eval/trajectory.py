@@ -44,6 +44,10 @@ class Sample:
     load_images: Callable[[], list[Image.Image]]
     is_video: bool = False
     meta: dict = field(default_factory=dict)
+    # A sampled protocol's rollout of this question (0-based) and its seed (`pr_eval.sampling`);
+    # None for a greedy run's one trajectory per question.
+    rollout: int | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -110,6 +114,8 @@ class Trajectory:
     error: str | None = None
     scores: dict = field(default_factory=dict)
     frames_selected: bool = False
+    rollout: int | None = None         # see Sample.rollout; left out of the record when None
+    seed: int | None = None
     # Runtime only (never serialized): the pixels of `images` as shown to the model (a video is
     # the list of its frames); tools cut from these, as the reference's do.
     pixels: list = field(default_factory=list, repr=False, metadata={"runtime": True})
@@ -142,7 +148,11 @@ class Trajectory:
     # --- persistence ------------------------------------------------------------------------
     def to_record(self) -> dict:
         """Everything but the pixels, as plain JSON-able data (pixels are never copied)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if not f.metadata.get("runtime")}
+        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if not f.metadata.get("runtime")}
+        for name in ("rollout", "seed"):  # a greedy run's records stay as they were before sampling existed
+            if record[name] is None:
+                del record[name]
+        return record
 
     def to_json(self) -> str:
         return record_json(self.to_record())
@@ -163,6 +173,8 @@ class Trajectory:
         data["meta"] = data.get("meta") if isinstance(data.get("meta"), dict) else {}
         for name in ("stop_reason", "error"):
             data[name] = None if data.get(name) is None else str(data[name])
+        for name in ("rollout", "seed"):
+            data[name] = data[name] if isinstance(data.get(name), int) and not isinstance(data[name], bool) else None
         return cls(**data)
 
     def release_pixels(self) -> None:

@@ -43,6 +43,18 @@ def engine(tiny_model):
     engine.close()
 
 
+@pytest.fixture(scope="session")
+def demo_engine():
+    """The trained demo model under the real vLLM engine, shared by every test that needs it."""
+    from pr_eval.engines.vllm import VLLMEngine
+    from pr_eval.models import resolve_model
+    from pr_eval.protocol import PIXEL_REASONER
+
+    engine = VLLMEngine(resolve_model("demo"), PIXEL_REASONER, gpu_memory_utilization=0.1)
+    yield engine
+    engine.close()
+
+
 class RecordingEngine:
     """Wraps an engine and keeps every request it was given (one list per generate call)."""
 

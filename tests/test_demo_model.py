@@ -68,15 +68,6 @@ def test_training_is_deterministic(tmp_path):
     assert train("c", 1)[0] != first
 
 
-@pytest.fixture(scope="module")
-def demo_engine():
-    from pr_eval.engines.vllm import VLLMEngine
-
-    engine = VLLMEngine(resolve_model("demo"), PIXEL_REASONER, gpu_memory_utilization=0.1)
-    yield engine
-    engine.close()
-
-
 def test_vllm_renders_the_prompts_the_model_was_trained_on(demo_engine):
     """Each turn's prompt, as vLLM renders it, is the start of the training text."""
     from transformers import AutoProcessor

@@ -36,7 +36,7 @@ def first_turn(protocol):
 
 def test_every_protocol_has_its_own_fingerprint():
     prints = {p.fingerprint for p in PROTOCOLS.values()}
-    assert len(prints) == len(PROTOCOLS) == 4
+    assert len(prints) == len(PROTOCOLS) == 5
     assert get_protocol("pixel-reasoner-v2") is PIXEL_REASONER
     # the fingerprint covers every setting, and only settings (not the free-text notes)
     assert dataclasses.replace(PIXEL_REASONER, notes="x").fingerprint == PIXEL_REASONER.fingerprint

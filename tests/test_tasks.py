@@ -249,10 +249,10 @@ def test_pr_eval_collects_groups_pooling_what_lmms_eval_cannot(suite_run, tmp_pa
 
 
 def test_sample_records_keep_every_metric_and_leave_out_what_a_sample_is_not_in(suite_run):
-    from pr_eval.runner import sample_record, task_metric_names
+    from pr_eval.runner import sample_records, task_metric_names
 
     names = task_metric_names(suite_run["configs"]["pr_mvbench_object_shuffle"])
-    record = sample_record(suite_run["samples"]["pr_mvbench_object_shuffle"][0], names)
+    [record] = sample_records(suite_run["samples"]["pr_mvbench_object_shuffle"][0], names, "mvbench")
     assert record["metrics"]["letter_accuracy"] == 0.0 and record["metrics"]["rapr"] == 1.0
     assert record["metrics"]["accuracy_with_tools"] == 0.0 and record["metrics"]["accuracy_without_tools"] is None
     assert record["tool_calls"][0]["name"] == "crop_image_normalized"

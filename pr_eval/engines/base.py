@@ -32,6 +32,12 @@ class GenerationRequest:
     messages: list[dict]
     images: list[Image.Image]
     constraint: str | None = None
+    # This request's sampling seed (a sampled rollout's turn, `pr_eval.sampling.turn_seed`);
+    # None: the protocol's `Decoding.seed`, as every greedy run uses.
+    seed: int | None = None
+
+    def seed_or(self, decoding: Decoding) -> int:
+        return decoding.seed if self.seed is None else self.seed
 
 
 @dataclass

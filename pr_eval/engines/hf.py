@@ -214,7 +214,7 @@ class HFEngine:
             processors.append(self._constraint(request.constraint, stop_ids))
         stop_text = _StopOnText(self.tokenizer, decoding.stop_tokens, prompt_len)
         if decoding.temperature > 0:
-            torch.manual_seed(decoding.seed)  # reproducible, but not vLLM's sampler: samples differ
+            torch.manual_seed(request.seed_or(decoding))  # reproducible, but not vLLM's sampler: samples differ
         config = self._generation_config(decoding, max_new, stop_ids)
         with torch.inference_mode():
             output = self.model.generate(**batch, generation_config=config, logits_processor=processors,

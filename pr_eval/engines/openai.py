@@ -184,7 +184,7 @@ class OpenAIEngine:
                 extra["structured_outputs"] = {"regex": request.constraint}
         extra.update(self.extra_body)
         body = dict(model=self.model, messages=to_openai_messages(request), temperature=decoding.temperature,
-                    top_p=decoding.top_p, max_tokens=decoding.max_new_tokens, seed=decoding.seed,
+                    top_p=decoding.top_p, max_tokens=decoding.max_new_tokens, seed=request.seed_or(decoding),
                     presence_penalty=0.0, frequency_penalty=0.0, n=1, stream=False)
         if decoding.stop_tokens:
             body["stop"] = list(decoding.stop_tokens)

@@ -46,6 +46,10 @@ def default_engine_args(protocol: Protocol) -> dict:
         # On CPU "gpu_memory_utilization" is the share of system RAM reserved for the KV cache;
         # vLLM's default (0.92) does not fit beside anything else.
         args.update(dtype="float32", enforce_eager=True, gpu_memory_utilization=0.25)
+        # A seeded request (a sampled rollout's turn) whose prompt is prefilled in chunks kills
+        # vLLM's CPU worker ("CPU Generator does not use offset": it rewinds the generator of the
+        # discarded partial-prefill token as on CUDA). So prompts are prefilled whole on CPU.
+        args.update(enable_chunked_prefill=False, max_num_batched_tokens=max(protocol.max_model_len, 8192))
     else:
         args.update(dtype="bfloat16", gpu_memory_utilization=0.85)
     return args
@@ -211,7 +215,7 @@ class VLLMEngine:
         structured = StructuredOutputsParams(regex=request.constraint) if request.constraint else None
         return SamplingParams(
             temperature=decoding.temperature, top_p=decoding.top_p, top_k=decoding.top_k,
-            max_tokens=decoding.max_new_tokens, seed=decoding.seed, stop=list(decoding.stop_tokens),
+            max_tokens=decoding.max_new_tokens, seed=request.seed_or(decoding), stop=list(decoding.stop_tokens),
             min_tokens=decoding.min_tokens, skip_special_tokens=decoding.skip_special_tokens,
             include_stop_str_in_output=False,
             structured_outputs=structured,
