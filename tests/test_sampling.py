@@ -246,9 +246,10 @@ def test_compare_pairs_sampled_runs_by_question(sampled_run, capsys):
     assert status == 0 and rows[0]["n"] == QUESTIONS and rows[0]["delta"] == 0.0
 
 
-def test_a_sigkilled_sampled_run_resumes_rollout_by_rollout(sampled_run, tmp_path):
-    """The CLI, killed in the middle of writing its 11th journal line, then resumed: the same
-    rollouts and numbers as the uninterrupted run, each (question, rollout) run exactly once."""
+def test_a_sigkilled_sampled_run_resumes_rollout_by_rollout(sampled_run, demo_engine, tmp_path):
+    """The CLI, killed in the middle of writing its 11th journal line, then resumed (in this
+    process, on the session's engine: one engine start less): the same rollouts and numbers as the
+    uninterrupted run, each (question, rollout) run exactly once."""
     env = dict(os.environ, PR_EVAL_DATA="samples", PR_EVAL_FAULT="kill-mid-write:11", HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     pr_eval = Path(sys.executable).parent / "pr-eval"
@@ -265,11 +266,9 @@ def test_a_sigkilled_sampled_run_resumes_rollout_by_rollout(sampled_run, tmp_pat
     folder = next(tmp_path.iterdir())
     lines = (folder / JOURNAL_FILE).read_bytes().split(b"\n")
     assert len(lines) == 11 and lines[-1]  # 10 whole lines and the cut 11th
-    del env["PR_EVAL_FAULT"]
-    resumed = subprocess.run([str(pr_eval), *COMMAND, "--output", str(tmp_path), "--resume"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "10 rollouts already done" in resumed.stderr
+    said = []
+    resumed = evaluate(demo_engine, tmp_path, resume=folder, announce=lambda store: said.append(len(store.done)))
+    assert resumed.folder == folder and said == [10]
     keys = [json.loads(line)["key"] for line in (folder / JOURNAL_FILE).read_text().splitlines()]
     assert sorted(keys) == sorted(f"pr_zoom/{q}#{r}" for q in range(QUESTIONS) for r in range(K))
     assert records(folder) == records(sampled_run.folder)
