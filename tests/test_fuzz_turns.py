@@ -5,6 +5,7 @@ and every record must come back from the journal as it went in."""
 from __future__ import annotations
 
 import json
+import os
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -97,7 +98,9 @@ def assert_round_trips(traj: Trajectory) -> None:
 
 # 3,500 conversations of 3 to 5 tool turns: more than 10^4 turns (a trajectory runs at most 4
 # calls, so a fifth turn meets the cap), at a third of the cost of 10^4 short conversations.
-@settings(max_examples=3_500, deadline=None, suppress_health_check=list(HealthCheck))
+# 1,000 generated conversations per CI run (about 50 s); PR_EVAL_FUZZ_EXAMPLES=5000 for a deeper search
+@settings(max_examples=int(os.environ.get("PR_EVAL_FUZZ_EXAMPLES", 1000)), deadline=None,
+          suppress_health_check=list(HealthCheck))
 @given(st.lists(tool_turns(), min_size=3, max_size=5), st.booleans())
 @example([SURROGATE], False)
 @example([HUGE_INT], False)

@@ -4,8 +4,8 @@ records of a run that was never interrupted, with no sample lost or run twice.
 The runs are child processes (tests/resume_child.py) with the real tiny vLLM engine, every turn
 forced by a guide (0-2 crops, then an answer), so the interrupted and the uninterrupted run do
 the same work although a resumed run batches its samples differently. Engine starts dominate
-the time, so one test chains the kill points and the other tests reuse its folders. Only one
-engine is alive at a time."""
+the time, so one test chains the kill points and the other tests reuse its folders; the
+uninterrupted run runs in this process on the session's engine."""
 
 from __future__ import annotations
 
@@ -107,16 +107,25 @@ def _same_run(folder: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """An uninterrupted run and a run killed three times and resumed (see the chained test)."""
+def runs(tmp_path_factory, engine):
+    """An uninterrupted run and a run killed three times and resumed (see the chained test). The
+    uninterrupted run is resume_child's run in this process, on the session's engine (the same
+    checkpoint and engine arguments as a child's): one engine start less."""
+    from conftest import scripted
+    from resume_child import LIMIT, forced_turns
+
+    from pr_eval.models import resolve_model
+    from pr_eval.runner import evaluate
+
     base = tmp_path_factory.mktemp("resume")
     logs = base / "logs"
     logs.mkdir()
 
     started = time.monotonic()
-    ref = _start(logs / "reference", base / "reference")
-    assert _wait(ref, logs / "reference") == 0, _log(logs / "reference")
-    reference = _folder(logs / "reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "samples")
+        reference = evaluate(model="tiny", model_path=resolve_model("tiny"), tasks=["pr_vstar"], limit=LIMIT,
+                             output=base / "reference", guide=scripted(forced_turns()), engine=engine).folder
     timings = {"reference": time.monotonic() - started}
 
     # 1. SIGKILL from outside (the whole process group) once 3 samples are in the journal; the
