@@ -55,6 +55,24 @@ def demo_engine():
     engine.close()
 
 
+class Borrowed:
+    """A session engine lent to code that builds and closes its own (the CLI): everything passes
+    through, `close` does nothing, and what was asked of `build_engine` is kept in `built`."""
+
+    def __init__(self, inner):
+        self.inner, self.built = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def close(self):
+        pass
+
+    def build_engine(self, kind, model_path, protocol, **options):
+        self.built.append((kind, str(model_path), protocol.name))
+        return self
+
+
 class RecordingEngine:
     """Wraps an engine and keeps every request it was given (one list per generate call)."""
 

@@ -199,11 +199,24 @@ def test_bad_command_lines_give_one_clear_line(args, message):
 
 
 @pytest.mark.smoke
-def test_pr_eval_command_runs_the_demo(tmp_path):
-    result = _run([str(BIN / "pr-eval"), "--model", "tiny", "--tasks", "vstar", "--data", "samples",
-                   "--limit", "3", "--output", str(tmp_path)])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "pr_vstar" in result.stdout and "RaPR" in result.stdout
+def test_pr_eval_command_runs(tmp_path, engine, tiny_model, monkeypatch, capsys):
+    """`pr-eval` from its command line to its tables and files, in this process on the session's
+    engine (the console script with its own engine start runs in test_sampling's kill test and in
+    CI's `make regression`)."""
+    from conftest import Borrowed
+
+    from pr_eval import cli, engines, quiet
+
+    lent = Borrowed(engine)
+    monkeypatch.setattr(engines, "build_engine", lent.build_engine)
+    for name in quiet.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)  # main() sets them: restored afterwards
+    status = cli.main(["--model", "tiny", "--tasks", "vstar", "--data", "samples", "--limit", "3",
+                       "--output", str(tmp_path)])
+    out = capsys.readouterr()
+    assert status == 0, out.err[-3000:]
+    assert lent.built == [("vllm", str(tiny_model), "pixel-reasoner-v2")]
+    assert "pr_vstar" in out.out and "RaPR" in out.out and f"results: {tmp_path}" in out.out
     folder = next(tmp_path.iterdir())
     summary = json.loads((folder / "results.json").read_text())
     assert summary["n_samples"] == {"pr_vstar": 3}
