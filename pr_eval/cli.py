@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retries", type=int, default=None,
                         help="with --engine openai: further attempts after a lost connection, a timeout, 429 or "
                              f"5xx (default {DEFAULT_RETRIES})")
+    parser.add_argument("--routing", default=None, choices=("sticky", "round-robin"),
+                        help="with several --base-url: sticky (default) keeps each trajectory's turns on the server "
+                             "that holds its prefix cache, new trajectories to the least busy; round-robin spreads "
+                             "every request")
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--tensor-parallel-size", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
@@ -176,8 +180,9 @@ def check_args(args) -> None:
         raise UsageError("--engine openai needs --base-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
     if args.engine != "openai" and (args.base_url or args.api_model):
         raise UsageError("--base-url and --api-model go with --engine openai")
-    if args.engine != "openai" and (args.request_timeout is not None or args.retries is not None):
-        raise UsageError("--request-timeout and --retries go with --engine openai")
+    if args.engine != "openai" and (args.request_timeout is not None or args.retries is not None
+                                    or args.routing is not None):
+        raise UsageError("--request-timeout, --retries and --routing go with --engine openai")
     if args.request_timeout is not None and not args.request_timeout > 0:
         raise UsageError("--request-timeout must be a positive number of seconds")
     if args.retries is not None and args.retries < 0:
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     engine_args = dict(base_urls=args.base_url, api_model=args.api_model, max_concurrency=args.batch_size,
                        max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
                        gpu_memory_utilization=args.gpu_memory_utilization, request_timeout=args.request_timeout,
-                       retries=args.retries, mm_cache_gb=args.mm_cache_gb)
+                       retries=args.retries, mm_cache_gb=args.mm_cache_gb, routing=args.routing)
     stores = []
 
     def announce(store):

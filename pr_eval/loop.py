@@ -108,8 +108,9 @@ def request(traj: Trajectory, guide: Guide | None = None) -> GenerationRequest:
     """The trajectory's next turn as an engine request; a sampled rollout's turn carries its own
     seed (`sampling.turn_seed`), so the rollout is the same whatever else the engine is running."""
     seed = None if traj.seed is None else turn_seed(traj.seed, len(traj.generations))
+    session = f"{traj.task}/{traj.sample_id}" + ("" if traj.rollout is None else f"#{traj.rollout}")
     return GenerationRequest(messages=traj.messages, images=traj.pixels,
-                             constraint=guide(traj) if guide else None, seed=seed)
+                             constraint=guide(traj) if guide else None, seed=seed, session=session)
 
 
 def step(traj: Trajectory, result: GenerationResult, protocol: Protocol) -> Trajectory:

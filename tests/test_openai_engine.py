@@ -359,10 +359,10 @@ def test_request_body_carries_protocol_decoding_and_exact_media(stub):
     video, picture, text = user["content"]
     assert text == {"type": "text", "text": "Which?"}
     prefix, sent = picture["image_url"]["url"].split(",", 1)
-    assert prefix == "data:image/png;base64"
+    assert prefix == "data:image/bmp;base64"  # to a vLLM server: uncompressed, lossless (engines.media)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(sent)))), np.asarray(image))
     prefix, sent = video["video_url"]["url"].split(",", 1)
-    assert prefix == "data:video/jpeg;base64"  # vLLM's frame-list form; the frames inside are PNG
+    assert prefix == "data:video/jpeg;base64"  # vLLM's frame-list form; the frames inside are BMP
     decoded = [np.asarray(Image.open(io.BytesIO(base64.b64decode(f)))) for f in sent.split(",")]
     assert len(decoded) == 16 and all(np.array_equal(d, np.asarray(f)) for d, f in zip(decoded, frames))
 
@@ -394,3 +394,75 @@ def test_the_reply_says_what_ended_the_turn_as_the_offline_engine_does(content, 
                              stop_reason=stop_reason)
     reply = read_reply(SimpleNamespace(choices=[choice], usage=None), P.decoding.stop_tokens)
     assert (reply.text, reply.finish_reason, reply.stop) == (text, finish, stop)
+
+
+def session_request(session: str, turn: int, images=()) -> GenerationRequest:
+    text = f"session {session} turn {turn}"
+    content = [{"type": "image", "image": k} for k in range(1, len(images) + 1)] + [{"type": "text", "text": text}]
+    return GenerationRequest([{"role": "user", "content": content}], list(images), session=session)
+
+
+def sessions_seen(httpd) -> dict[str, int]:
+    """session -> how many of its turns this stub server received."""
+    seen: dict[str, int] = {}
+    for body in httpd.bodies:
+        text = body["messages"][-1]["content"][-1]["text"]
+        session = text.split()[1]
+        seen[session] = seen.get(session, 0) + 1
+    return seen
+
+
+@pytest.mark.parametrize("routing", ["sticky", "round-robin"])
+def test_sticky_routing_keeps_each_trajectory_on_one_server(stub, routing):
+    """Sticky: every turn of a trajectory goes where its first turn went (its prefix is cached
+    there), and new trajectories are balanced; round-robin scatters a trajectory's turns."""
+    (a, a_httpd), (b, b_httpd) = stub(lambda kind, n: 200), stub(lambda kind, n: 200)
+    # one request at a time, an odd number of trajectories: round-robin puts a trajectory's next
+    # turn on the other server
+    engine = OpenAIEngine([a, b], "stub", max_concurrency=1, routing=routing)
+    sessions = [f"s{i}" for i in range(5)]
+    for turn in range(3):
+        results = engine.generate([session_request(s, turn) for s in sessions], P.decoding)
+        assert all(r.error is None for r in results)
+    on_a, on_b = sessions_seen(a_httpd), sessions_seen(b_httpd)
+    split = [s for s in sessions if s in on_a and s in on_b]
+    if routing == "sticky":
+        assert split == [] and sorted([len(on_a), len(on_b)]) == [2, 3]  # one server each, balanced
+        assert all(n == 3 for n in {**on_a, **on_b}.values())
+    else:
+        assert split  # some trajectory's turns went to both servers
+    engine.close()
+
+
+def test_a_trajectory_moves_off_a_failing_server_and_stays_on_the_new_one(stub):
+    good, good_httpd = stub(lambda kind, n: 200)
+    bad, bad_httpd = stub(lambda kind, n: 200 if kind == "models" else 503)
+    engine = OpenAIEngine([bad, good], "stub", retries=1, backoff=0.01, max_concurrency=4)
+    for turn in range(3):
+        assert all(r.error is None for r in engine.generate([session_request(f"s{i}", turn) for i in range(4)],
+                                                            P.decoding))
+    assert sessions_seen(good_httpd) == {f"s{i}": 3 for i in range(4)}
+    assert 0 < bad_httpd.counts["chat"] <= 4  # each trajectory tried the bad server at most once
+    engine.close()
+
+
+def test_each_image_is_encoded_once_while_it_lives(stub):
+    import gc
+
+    from pr_eval.engines.media import EncodedImages, image_data_url
+
+    url, httpd = stub(lambda kind, n: 200)
+    engine = OpenAIEngine(url, "stub")
+    images = [noise_image(300, 200, seed=k) for k in range(3)]
+    for turn in range(1, 4):  # a conversation that grows by one image per turn, sent whole each turn
+        engine.generate([session_request("s", turn, images[:turn])], P.decoding)
+    assert engine.images.encoded == 3 and len(engine.images) == 3
+    sent = [part["image_url"]["url"] for body in httpd.bodies for part in body["messages"][-1]["content"]
+            if part["type"] == "image_url"]
+    assert sent == [image_data_url(images[k], fmt="bmp") for turn in range(1, 4) for k in range(turn)]  # uncached
+    cache = EncodedImages()
+    first = cache.base64(images[0])
+    del images
+    gc.collect()
+    assert len(engine.images) == 0 and first  # finished trajectories' images leave the cache
+    engine.close()

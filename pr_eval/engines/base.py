@@ -35,6 +35,9 @@ class GenerationRequest:
     # This request's sampling seed (a sampled rollout's turn, `pr_eval.sampling.turn_seed`);
     # None: the protocol's `Decoding.seed`, as every greedy run uses.
     seed: int | None = None
+    # The trajectory this turn belongs to (loop.request sets it): an engine spread over several
+    # servers keeps a trajectory's turns on one, where its conversation is in the prefix cache.
+    session: str | None = None
 
     def seed_or(self, decoding: Decoding) -> int:
         return decoding.seed if self.seed is None else self.seed

@@ -3,7 +3,9 @@ speaks the OpenAI API (a `vllm serve` of the checkpoint, several of them, or a h
 
 Against a vLLM server the model sees what the offline engine gives it:
 - the prompt is the checkpoint's chat template, rendered by the server from the same messages;
-- images travel as lossless PNG data URLs, so the server decodes the exact pixels;
+- images travel as lossless data URLs (BMP: uncompressed, quick to write; PNG to servers that are
+  not vLLM's), each encoded once per trajectory (pr_eval.engines.media), so the server decodes
+  the exact pixels;
 - a video travels as ONE `video_url` whose data URL is `data:video/jpeg;base64,<f1>,<f2>,...`.
   vLLM reads that form as a list of already-extracted frames (`VideoMediaIO.load_base64`): it
   decodes each with PIL (which reads the PNG bytes we send whatever the label says) and gives
@@ -24,8 +26,6 @@ gets `GenerationResult.error` and the loop records that trajectory as an engine 
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import os
 import random
@@ -35,55 +35,14 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
-from PIL import Image
-
 from ..chat import IM_END
 from ..protocol import Decoding
 from .base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, EngineError, GenerationRequest, GenerationResult
+from .media import EncodedImages, image_data_url, to_openai_messages, video_data_url  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
-
-
-def image_data_url(image: Image.Image) -> str:
-    """A lossless PNG data URL (compress_level 1: quick to write, the pixels are the same)."""
-    return "data:image/png;base64," + _png_base64(image)
-
-
-def video_data_url(frames: Sequence[Image.Image]) -> str:
-    """Already-extracted frames as vLLM's frame-list data URL (see the module docstring)."""
-    return "data:video/jpeg;base64," + ",".join(_png_base64(frame) for frame in frames)
-
-
-def _png_base64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def to_openai_messages(request: GenerationRequest) -> list[dict]:
-    """The neutral messages in the chat-completions format, media inlined where they stand."""
-    chat = []
-    for message in request.messages:
-        content = message["content"]
-        if isinstance(content, str):
-            chat.append({"role": message["role"], "content": content})
-            continue
-        parts = []
-        for part in content:
-            if part["type"] == "text":
-                parts.append({"type": "text", "text": part["text"]})
-            elif part["type"] == "image":
-                url = image_data_url(request.images[part["image"] - 1])
-                parts.append({"type": "image_url", "image_url": {"url": url}})
-            elif part["type"] == "video":
-                url = video_data_url(request.images[part["video"] - 1])
-                parts.append({"type": "video_url", "video_url": {"url": url}})
-            else:
-                raise ValueError(f"unknown content part type {part['type']!r}")
-        chat.append({"role": message["role"], "content": parts})
-    return chat
 
 
 def normalize_base_url(url: str) -> str:
@@ -104,8 +63,17 @@ class _Failed(Exception):
         self.url, self.reason = url, reason
 
 
+ROUTINGS = ("sticky", "round-robin")
+
+
 class OpenAIEngine:
     """Chat completions over HTTP, `max_concurrency` requests in flight, spread over `base_urls`.
+
+    routing "sticky" (default): all turns of a trajectory (`GenerationRequest.session`) go to the
+    server that took its first turn, which holds its conversation in its prefix cache; a new
+    trajectory goes to the server with the fewest requests in flight; after a failure a turn
+    moves to another server and the trajectory stays there. "round-robin": every request to the
+    least-loaded server, in turn (no regard for where a conversation's prefix is cached).
 
     `vllm_params` sends vLLM's own sampling fields (top_k, min_p, repetition_penalty,
     skip_special_tokens, structured outputs); turn it off for servers that reject unknown fields,
@@ -116,7 +84,8 @@ class OpenAIEngine:
     def __init__(self, base_urls: str | Sequence[str], model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  max_concurrency: int = 16, retries: int = DEFAULT_RETRIES, backoff: float = 1.0,
                  timeout: float = DEFAULT_TIMEOUT_S,
-                 vllm_params: bool = True, extra_body: dict | None = None, check: bool = True):
+                 vllm_params: bool = True, extra_body: dict | None = None, check: bool = True,
+                 routing: str = "sticky"):
         try:
             import openai
         except ImportError as exc:
@@ -126,6 +95,11 @@ class OpenAIEngine:
             raise EngineError("no base URL given: pass the server's address, e.g. http://127.0.0.1:8000/v1")
         if max_concurrency < 1 or retries < 0 or not timeout > 0:
             raise EngineError("max_concurrency must be at least 1, retries at least 0 and the timeout positive")
+        if routing not in ROUTINGS:
+            raise EngineError(f"unknown routing {routing!r}; choose from: {', '.join(ROUTINGS)}")
+        self.routing = routing
+        self.images = EncodedImages("bmp" if vllm_params else "png")
+        self._home: dict[str, str] = {}  # trajectory (session) -> the server that holds its prefix
         self.base_urls = [normalize_base_url(u) for u in urls]
         self.model = model
         self.api_key_env = api_key_env
@@ -183,7 +157,7 @@ class OpenAIEngine:
             if request.constraint:
                 extra["structured_outputs"] = {"regex": request.constraint}
         extra.update(self.extra_body)
-        body = dict(model=self.model, messages=to_openai_messages(request), temperature=decoding.temperature,
+        body = dict(model=self.model, messages=to_openai_messages(request, self.images), temperature=decoding.temperature,
                     top_p=decoding.top_p, max_tokens=decoding.max_new_tokens, seed=request.seed_or(decoding),
                     presence_penalty=0.0, frequency_penalty=0.0, n=1, stream=False)
         if decoding.stop_tokens:
@@ -223,7 +197,7 @@ class OpenAIEngine:
         except Exception as exc:  # this request's media or constraint; the batch goes on
             return GenerationResult(text="", error=f"{type(exc).__name__}: {exc}")
         try:
-            response = self._call(lambda client: client.chat.completions.create(**body))
+            response = self._call(lambda client: client.chat.completions.create(**body), session=request.session)
         except _Failed as exc:
             return GenerationResult(text="", error=str(exc))
         try:
@@ -232,22 +206,29 @@ class OpenAIEngine:
             return GenerationResult(text="", error=f"unreadable reply from the server: {type(exc).__name__}: {exc}")
 
     # --- transport: servers, retries, errors -------------------------------------------------
-    def _acquire(self, avoid: str | None) -> str:
-        """The least-loaded server, round-robin among equals; after a failure, another one."""
+    def _acquire(self, avoid: str | None, session: str | None = None) -> str:
+        """The server for one attempt: a sticky trajectory's own server; else the least-loaded
+        one, round-robin among equals; after a failure, another one (which the trajectory keeps)."""
         with self._lock:
+            home = self._home.get(session) if session is not None and self.routing == "sticky" else None
+            if home is not None and home != avoid:
+                self._in_flight[home] += 1
+                return home
             n = len(self.base_urls)
             order = [self.base_urls[(self._next + k) % n] for k in range(n)]
             candidates = [u for u in order if u != avoid] or order
             url = min(candidates, key=lambda u: self._in_flight[u])
             self._in_flight[url] += 1
             self._next = (self.base_urls.index(url) + 1) % n
+            if session is not None and self.routing == "sticky":
+                self._home[session] = url
             return url
 
     def _release(self, url: str) -> None:
         with self._lock:
             self._in_flight[url] -= 1
 
-    def _call(self, fn: Callable, url: str | None = None, retries: int | None = None):
+    def _call(self, fn: Callable, url: str | None = None, retries: int | None = None, session: str | None = None):
         """`fn(client)` with retries on transient failures; `url` pins one server.
 
         Raises `_Failed` when the request cannot succeed, `EngineError` when no request can
@@ -258,7 +239,7 @@ class OpenAIEngine:
         retries = self.retries if retries is None else retries
         last_url = None
         for attempt in range(retries + 1):
-            target = url or self._acquire(avoid=last_url)
+            target = url or self._acquire(avoid=last_url, session=session)
             try:
                 return fn(self._clients[target])
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
