@@ -41,7 +41,9 @@ RESULTS_FILE = "results.json"
 IMAGES_DIR = "images"
 MAX_SAVED_SIDE = 1024   # input images and frames are saved down-scaled to this long side (JPEG)
 JPEG_QUALITY = 90
-PNG_LEVEL = 1           # crops are saved while the run goes: speed over the last bytes
+# Crops: JPEG at the size the model saw them, quality 95 without chroma subsampling (within ~3 of
+# each pixel value even on noise); PNG cost ~9x the CPU (250 ms against 28 ms for a 1.3 MP crop).
+CROP_JPEG = {"quality": 95, "subsampling": 0}
 
 
 class StoreError(Exception):
@@ -220,17 +222,16 @@ def find_unfinished(root: str | os.PathLike, wanted: dict) -> Path | None:
 # --- Saved images -----------------------------------------------------------------------------
 
 def image_file(task: str, doc_id, k: int, kind: str, frame: int | None = None) -> str:
-    """The path (relative to the run folder) of image k of a sample: crops as PNG at the size the
-    model saw them, everything else as JPEG; frame j of a video (image k) as `<k>-f<j>.jpg`."""
+    """The path (relative to the run folder) of image k of a sample, a JPEG (crops at the size the
+    model saw them); frame j of a video (image k) as `<k>-f<j>.jpg`. The files are for people (the
+    report); scores never read them back."""
     name = f"{k}-f{frame}" if frame is not None else str(k)
-    return f"{IMAGES_DIR}/{task}/{doc_id}/{name}.{'png' if kind == 'crop' else 'jpg'}"
+    return f"{IMAGES_DIR}/{task}/{doc_id}/{name}.jpg"
 
 
 def saved_image(image: Image.Image, kind: str) -> Image.Image:
-    """The image as it is saved: crops unchanged; others down-scaled to MAX_SAVED_SIDE, in RGB."""
-    if kind == "crop":
-        return image
-    if max(image.size) > MAX_SAVED_SIDE:
+    """The image as it is saved, in RGB (or L): crops at their size; others down-scaled to MAX_SAVED_SIDE."""
+    if kind != "crop" and max(image.size) > MAX_SAVED_SIDE:
         image = image.copy()
         image.thumbnail((MAX_SAVED_SIDE, MAX_SAVED_SIDE), Image.Resampling.BICUBIC)
     return image if image.mode in ("RGB", "L") else image.convert("RGB")
@@ -249,10 +250,7 @@ def save_images(folder: Path, task: str, doc_id, traj: Trajectory) -> dict:
             target = folder / path
             target.parent.mkdir(parents=True, exist_ok=True)
             out = saved_image(image, info.kind)
-            if info.kind == "crop":  # fast zlib level: 5x quicker than the default, files ~1.3x larger
-                out.save(target, format="PNG", compress_level=PNG_LEVEL)
-            else:
-                out.save(target, format="JPEG", quality=JPEG_QUALITY)
+            out.save(target, format="JPEG", **(CROP_JPEG if info.kind == "crop" else {"quality": JPEG_QUALITY}))
         written[str(k)] = paths if frames else paths[0]
     return written
 

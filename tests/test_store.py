@@ -175,12 +175,14 @@ def test_append_saves_images_then_a_line_that_a_reopened_store_reads_back(tmp_pa
     assert first["key"] == "pr_vstar/0" and first["sample_id"] == "q0" and first["doc_id"] == 0
     assert first["trajectory"]["messages"][-1]["content"][0]["text"] == "\\boxed{A}"
     assert first["timing"]["started"] == 1000.0 and first["timing"]["seconds"] > 0
-    assert first["images"] == {"1": "images/pr_vstar/0/1.jpg", "2": "images/pr_vstar/0/2.png"}
+    assert first["images"] == {"1": "images/pr_vstar/0/1.jpg", "2": "images/pr_vstar/0/2.jpg"}
     with Image.open(folder / first["images"]["1"]) as shown:  # down-scaled to 1024 px, aspect kept
         assert shown.format == "JPEG" and shown.size == (1024, 512)
     with Image.open(folder / first["images"]["2"]) as crop:  # the crop at the size the model saw it
-        assert crop.format == "PNG" and crop.size == (300, 200)
-        assert (np.asarray(crop) == np.asarray(noise_image(300, 200, 1))).all()
+        assert crop.format == "JPEG" and crop.size == (300, 200)
+        # JPEG at quality 95, 4:4:4, for the report: close to the pixels (noise is JPEG's worst case)
+        error = np.abs(np.asarray(crop, dtype=float) - np.asarray(noise_image(300, 200, 1), dtype=float)).mean()
+        assert error < 5, error
     video = json.loads(lines[1])
     assert video["images"] == {"1": [f"images/pr_mvbench_x/1/1-f{j}.jpg" for j in (1, 2, 3)]}
     assert all((folder / p).is_file() for p in video["images"]["1"])
