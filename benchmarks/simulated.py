@@ -57,8 +57,8 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from concurrent.futures import Future
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
