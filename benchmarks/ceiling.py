@@ -33,22 +33,22 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import Future
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from memory import PeakSampler, machine, write_section  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import JsonHandler, chat_completion  # noqa: E402  (the tests' stub-server pieces)
+from memory import PeakSampler, command_line, machine, publish  # noqa: E402
 
 SECTION = "## Harness ceiling: the whole pipeline against an instant engine"
 SIZE = (2246, 1582)  # a typical V* image
@@ -104,32 +104,18 @@ class InstantEngine:
         pass
 
 
-class Scripted(BaseHTTPRequestHandler):
+class Scripted(JsonHandler):
     """The same script as an OpenAI-compatible chat-completions server."""
 
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        self._send({"object": "list", "data": [{"id": "instant", "object": "model"}]})
+        self.send_json(200, {"object": "list", "data": [{"id": "instant", "object": "model"}]})
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        question, turn = conversation_turn(body["messages"])
-        self._send({"id": "x", "object": "chat.completion", "created": 0, "model": "instant",
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": turn_text(question, turn) + "<|im_end|>"}}],
-                    "usage": {"prompt_tokens": 1000, "completion_tokens": 40, "total_tokens": 1040}})
-
-    def _send(self, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        question, turn = conversation_turn(self.read_json()["messages"])
+        self.send_json(200, chat_completion(turn_text(question, turn) + "<|im_end|>", "instant",
+                                            prompt_tokens=1000, completion_tokens=40))
 
 
 def serve(port: int) -> None:
@@ -333,12 +319,7 @@ def main(argv=None) -> int:
                                          for k, v in rows[-1][2].items() if k != "stages"}, file=sys.stderr)
     finally:
         server.terminate()
-    text = section(rows, floor, sizes, "python benchmarks/ceiling.py " + shlex.join(argv or sys.argv[1:]))
-    if args.no_write:
-        print(text)
-    else:
-        write_section(text)
-        print(text)
+    publish(section(rows, floor, sizes, command_line("ceiling.py", argv)), args.no_write)
     return 0
 
 

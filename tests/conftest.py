@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,6 +56,55 @@ def demo_engine():
     engine = VLLMEngine(resolve_model("demo"), PIXEL_REASONER, gpu_memory_utilization=0.1)
     yield engine
     engine.close()
+
+
+# --- Local stub servers (OpenAI-compatible and judges) ------------------------------------------
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A stub server's request handler: JSON in (`read_json`) and out (`send_json`), nothing logged."""
+
+    def read_json(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def send_json(self, status: int, payload) -> None:
+        """`payload` as JSON (or as given, when it is already bytes)."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def start_server(handler, port: int = 0, **state) -> ThreadingHTTPServer:
+    """A threaded server of `handler` on 127.0.0.1 (any free port), serving in a daemon thread; each
+    of `state` becomes an attribute (the handler reads it as self.server.<name>), plus `lock` and
+    `root` ("http://127.0.0.1:PORT"). Stop it with `stop_server`."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd.daemon_threads = True
+    httpd.lock = threading.Lock()
+    for name, value in state.items():
+        setattr(httpd, name, value)
+    httpd.root = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def stop_server(httpd: ThreadingHTTPServer) -> None:
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def chat_completion(content, model: str = "stub", prompt_tokens: int = 7, completion_tokens: int = 3) -> dict:
+    """A chat.completion reply with one choice that stopped."""
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
 
 
 class Borrowed:

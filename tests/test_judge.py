@@ -10,9 +10,8 @@ import re
 import string
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from conftest import JsonHandler, chat_completion, start_server, stop_server
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +38,7 @@ MARKERS = ("JUDGE-CORRECT", "JUDGE-WRONG", "JUDGE-500", "JUDGE-FLAKY", "JUDGE-SL
            "JUDGE-400", "JUDGE-DROP")
 
 
-class ScriptedJudge(BaseHTTPRequestHandler):
+class ScriptedJudge(JsonHandler):
     """JUDGE-CORRECT -> "CORRECT", JUDGE-WRONG -> "INCORRECT", JUDGE-500 -> HTTP 500 always, JUDGE-FLAKY ->
     500 once then "CORRECT", JUDGE-SLOW -> sleeps past the timeout, JUDGE-GARBAGE -> "maybe?", JUDGE-400
     -> HTTP 400, JUDGE-DROP -> no answer. Records each request and the most requests in flight at once."""
@@ -48,7 +47,7 @@ class ScriptedJudge(BaseHTTPRequestHandler):
 
     def do_POST(self):
         server = self.server
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        body = self.read_json()
         user = next((m["content"] for m in body.get("messages", []) if m.get("role") == "user"), "")
         marker = next((m for m in MARKERS if m in user), "JUDGE-CORRECT")
         with server.lock:
@@ -65,41 +64,22 @@ class ScriptedJudge(BaseHTTPRequestHandler):
             if marker == "JUDGE-SLOW":
                 time.sleep(SLOW_S)
             if marker == "JUDGE-500" or (marker == "JUDGE-FLAKY" and seen == 0):
-                return self._send(500, {"error": {"message": "stub is overloaded"}})
+                return self.send_json(500, {"error": {"message": "stub is overloaded"}})
             if marker == "JUDGE-400":
-                return self._send(400, {"error": {"message": "prompt too long"}})
+                return self.send_json(400, {"error": {"message": "prompt too long"}})
             reply = {"JUDGE-WRONG": "INCORRECT", "JUDGE-GARBAGE": "maybe?"}.get(marker, "CORRECT")
-            self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": reply}}],
-                             "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51}})
+            self.send_json(200, chat_completion(reply, body.get("model"), prompt_tokens=50, completion_tokens=1))
         finally:
             with server.lock:
                 server.in_flight -= 1
 
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedJudge)
-    httpd.daemon_threads = True
-    httpd.lock, httpd.bodies, httpd.seen = threading.Lock(), [], {}
-    httpd.in_flight, httpd.peak, httpd.delay = 0, 0, 0.0
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"  # normalized to .../v1 by JudgeSettings
+    httpd = start_server(ScriptedJudge, bodies=[], seen={}, in_flight=0, peak=0, delay=0.0)
+    httpd.url = httpd.root  # normalized to .../v1 by JudgeSettings
     yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    stop_server(httpd)
 
 
 @pytest.fixture

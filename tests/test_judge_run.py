@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import JsonHandler, chat_completion, start_server, stop_server
 
 from pr_eval import runner
 from pr_eval.judge import JudgeSettings
@@ -20,7 +19,7 @@ from pr_eval.store import RESULTS_FILE
 LIMIT = 6
 
 
-class LenientJudge(BaseHTTPRequestHandler):
+class LenientJudge(JsonHandler):
     """Says CORRECT exactly when the model's final answer is "A" (so it disagrees with the rules
     wherever the gold is not A and the model said A, or the gold is A and the model said another
     letter); with `server.down`, answers HTTP 500 to everything."""
@@ -28,41 +27,23 @@ class LenientJudge(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        body = self.read_json()
         user = body["messages"][-1]["content"]
         with self.server.lock:
             self.server.requests += 1
         if self.server.down:
-            return self._send(500, {"error": {"message": "judge is down"}})
+            return self.send_json(500, {"error": {"message": "judge is down"}})
         answer = re.search(r"The model's final answer:\n(.*?)\n", user).group(1).strip()
         reply = "CORRECT" if answer == "A" else "INCORRECT"
-        self._send(200, {"id": "j", "object": "chat.completion", "created": 0, "model": body["model"],
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": reply}}],
-                         "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}})
-
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, chat_completion(reply, body["model"], prompt_tokens=9, completion_tokens=1))
 
 
 @pytest.fixture(scope="module")
 def judge_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), LenientJudge)
-    httpd.daemon_threads = True
-    httpd.lock, httpd.requests, httpd.down = threading.Lock(), 0, False
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd = start_server(LenientJudge, requests=0, down=False)
+    httpd.url = httpd.root + "/v1"
     yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    stop_server(httpd)
 
 
 def evaluate(engine, output, judge=None, resume=None):

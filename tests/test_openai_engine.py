@@ -16,14 +16,24 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from conftest import PARITY_ANSWER, PARITY_FRAMES, PARITY_IMAGE, PARITY_SCRIPTS, noise_image, parity_samples, scripted
+from conftest import (
+    PARITY_ANSWER,
+    PARITY_FRAMES,
+    PARITY_IMAGE,
+    PARITY_SCRIPTS,
+    JsonHandler,
+    chat_completion,
+    noise_image,
+    parity_samples,
+    scripted,
+    start_server,
+    stop_server,
+)
 from PIL import Image
 
 from pr_eval.engines.base import EngineError, GenerationRequest
@@ -207,18 +217,15 @@ def test_unknown_model_names_what_the_server_serves(server):
 
 # --- stub servers: refusal, dropped connections, 5xx ------------------------------------------------
 
-COMPLETION = {"id": "c", "object": "chat.completion", "created": 0, "model": "stub",
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+COMPLETION = chat_completion(ANSWER, "stub", prompt_tokens=7, completion_tokens=3)
 
 
-class Stub(BaseHTTPRequestHandler):
+class Stub(JsonHandler):
     """Answers as `self.server.behave(kind, n)` says: kind "models" or "chat", n = how many chat
     requests came before; returns a status, "drop" (close without answering) or "sleep"."""
 
     def _answer(self, kind):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
+        body = self.read_json()
         with self.server.lock:
             n = self.server.counts.get(kind, 0)
             self.server.counts[kind] = n + 1
@@ -234,21 +241,13 @@ class Stub(BaseHTTPRequestHandler):
         payload = {"object": "list", "data": [{"id": "stub", "object": "model"}]} if kind == "models" else COMPLETION
         if action != 200:
             payload = {"error": {"message": f"stub says {action}", "type": "x", "code": action}}
-        data = json.dumps(payload).encode()
-        self.send_response(action)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(action, payload)
 
     def do_GET(self):
         self._answer("models" if self.path.endswith("/models") else "other")
 
     def do_POST(self):
         self._answer("chat" if self.path.endswith("/chat/completions") else "other")
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
@@ -257,17 +256,13 @@ def stub():
     servers = []
 
     def start(behave):
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-        httpd.daemon_threads = True
-        httpd.behave, httpd.lock, httpd.counts, httpd.bodies = behave, threading.Lock(), {}, []
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        httpd = start_server(Stub, behave=behave, counts={}, bodies=[])
         servers.append(httpd)
-        return f"http://127.0.0.1:{httpd.server_address[1]}/v1", httpd
+        return httpd.root + "/v1", httpd
 
     yield start
     for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+        stop_server(httpd)
 
 
 def text_request(constraint=None) -> GenerationRequest:

@@ -10,12 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, JsonHandler, start_server, stop_server
 
 from pr_eval.data import SAMPLES_DIR
 
@@ -60,16 +59,9 @@ class Script:
     def handler(self):
         script = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def _send(self, body: bytes):
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_json(200, body)
 
             def do_GET(self):
                 with script.lock:
@@ -102,14 +94,9 @@ def stub_server():
     names = list(FIRST_TURNS)
     behaviour = {q: names[i] for i, q in enumerate(frame.question) if i < len(names)}
     script = Script(behaviour)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), script.handler())
-    server.daemon_threads = True
-    server.block_on_close = False
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", script, dict(zip(frame.qid, frame.question)), behaviour
-    server.shutdown()
-    server.server_close()
+    server = start_server(script.handler(), block_on_close=False)
+    yield server.root + "/v1", script, dict(zip(frame.qid, frame.question)), behaviour
+    stop_server(server)
 
 
 def _pr_eval(*args, timeout=300):
