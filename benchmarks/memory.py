@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -164,6 +165,21 @@ def machine() -> str:
         gpu = "no GPU"
     return (f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
             f"Python {platform.python_version()}, {gpu}")
+
+
+def command_line(script: str, argv=None) -> str:
+    """How a benchmark was run, for its section: `python benchmarks/<script> [ARGS]`."""
+    raw = sys.argv[1:] if argv is None else list(argv)
+    return f"python benchmarks/{script}" + (" " + shlex.join(raw) if raw else "")
+
+
+def publish(text: str, no_write: bool) -> None:
+    """A benchmark's section: printed with --no-write, else put into BENCHMARKS.md (and said so)."""
+    if no_write:
+        print(text)
+    else:
+        write_section(text)
+        print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 
 
 def write_section(text: str) -> None:

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
-from memory import machine, write_section  # noqa: E402
+from memory import command_line, machine, publish  # noqa: E402
 
 SECTION = "## Sticky routing: prefix-cache hits over two servers"
 
@@ -154,10 +153,7 @@ def main(argv=None) -> int:
             for process in processes:
                 process.wait(timeout=60)
     identical = results[0]["trajectories"] == results[1]["trajectories"]
-    text = section(results, "python benchmarks/routing.py " + shlex.join(argv or sys.argv[1:]), identical)
-    print(text)
-    if not args.no_write:
-        write_section(text)
+    publish(section(results, command_line("routing.py", argv), identical), args.no_write)
     return 0 if identical else 1
 
 

@@ -52,7 +52,6 @@ import dataclasses
 import io
 import math
 import re
-import shlex
 import sys
 import threading
 import time
@@ -64,7 +63,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from memory import machine, write_section  # noqa: E402  (the memory benchmark's helpers)
+from memory import command_line, machine, publish  # noqa: E402  (the memory benchmark's helpers)
 from throughput import SENTENCE, SENTENCES, SIZES, TOOL_CALL_MIX, crop_call, make_image  # noqa: E402
 
 from pr_eval import chat  # noqa: E402
@@ -783,17 +782,12 @@ def main(argv=None) -> int:
             identical &= all(r["records"] == group[0]["records"] for r in group)
             workloads[reasoning] = describe(group[0]["records"])
             results += group
-    raw = argv if argv is not None else sys.argv[1:]
-    command = "python benchmarks/simulated.py" + (" " + shlex.join(raw) if raw else "")
+    command = command_line("simulated.py", argv)
     text = section(results, workloads, args, command, identical, cost, tokens, protocol.name, args.note)
     for target, measured, ok in verdicts(results):
         print(f"{target}: {measured} ({'met' if ok else 'NOT met'})")
     print(f"identical trajectories: {identical}")
-    if args.no_write:
-        print(text)
-    else:
-        write_section(text)
-        print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+    publish(text, args.no_write)
     return 0 if identical else 1
 
 

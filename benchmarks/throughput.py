@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import tempfile
 import threading
@@ -54,7 +53,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from memory import PeakSampler, machine, write_section  # noqa: E402  (the memory benchmark's helpers)
+from memory import PeakSampler, command_line, machine, publish  # noqa: E402  (the memory benchmark's helpers)
 
 SECTION = "## Throughput of the schedules"
 SIZES = [(1200, 900), (1400, 1050), (1600, 1200), (1800, 1350), (2000, 1500)]
@@ -395,16 +394,11 @@ def main(argv=None) -> int:
         finally:
             engine.close()
     identical = all(r["records"] == results[0]["records"] for r in results)
-    command = "python benchmarks/throughput.py" + (" " + shlex.join(argv if argv is not None else sys.argv[1:])
-                                                   if (argv if argv is not None else sys.argv[1:]) else "")
+    command = command_line("throughput.py", argv)
     text = section(results, describe(results[0]["records"]), args, command, identical, args.note, protocol.name)
     for target, measured, ok in verdicts({r["schedule"]: r for r in results}, identical):
         print(f"{target}: {measured} ({'met' if ok else 'NOT met'})")
-    if args.no_write:
-        print(text)
-    else:
-        write_section(text)
-        print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+    publish(text, args.no_write)
     return 0 if identical else 1
 
 
