@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .judge import Judge, JudgementJournal, JudgeSettings, item_of, summarize
-from .runs import leaf_tasks
-from .store import sample_key
+from .runs import leaf_tasks, record_key
 from .trajectory import Trajectory
 
 JUDGEMENTS_FILE = "judgements.jsonl"
@@ -32,7 +31,7 @@ def judge_records(folder: Path, settings: JudgeSettings, records_of: dict[str, l
     items, rule, by_key = [], {}, {}
     for task, records in records_of.items():
         for record in records:
-            key = sample_key(task, record.get("doc_id"), record.get("rollout"))
+            key = record_key(task, record)
             keys_of.setdefault(task, []).append(key)
             items.append(item_of(key, Trajectory.from_record(record)))
             rule[key] = (record.get("metrics") or {}).get("accuracy")

@@ -27,8 +27,8 @@ from .runs import (
     read_journal,
     read_json,
     read_jsonl,
+    record_key,
 )
-from .store import sample_key
 from .trajectory import ERRORS, Trajectory
 
 
@@ -133,8 +133,7 @@ def _finished_samples(folder: Path, run: Run, journal: dict, problems: list[str]
         lines = read_jsonl(folder / f"samples_{task}.jsonl")
         problems += lines.problems
         for number, record in lines.records:
-            rollout = record.get("rollout") if isinstance(record.get("rollout"), int) else None
-            view = _sample(task, record, journal.get(sample_key(task, record.get("doc_id"), rollout)), problems,
+            view = _sample(task, record, journal.get(record_key(task, record)), problems,
                            f"samples_{task}.jsonl line {number}")
             if view:
                 view.metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else None

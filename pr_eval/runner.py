@@ -28,12 +28,11 @@ from .judge import JudgeSettings
 from .judge_run import judge_records
 from .metrics import pool, sample_metrics, trajectories_from_response
 from .protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
-from .runs import Run, RunError, leaf_tasks, plain_value, task_metric_names
+from .runs import Run, RunError, leaf_tasks, plain_value, record_key, task_metric_names
 from .store import (
     RESULTS_FILE,
     RunStore,
     StoreError,
-    sample_key,
     write_atomic,
 )
 
@@ -227,12 +226,12 @@ def finish(store: RunStore, results: dict, tasks: list[str], judge: JudgeSetting
         records_of[task] = []
         for entry in results.get("samples", {}).get(task, []):
             for record in sample_records(entry, names, benchmark):
-                saved = store.done.get(sample_key(task, entry.get("doc_id"), record.get("rollout"))) or {}
+                saved = store.done.get(record_key(task, record)) or {}
                 record["timing"], record["image_files"] = saved.get("timing"), saved.get("images")
                 records_of[task].append(record)
     sampled = sampled_figures(run, records_of) if store.info["protocol"]["settings"].get("sampling") else {}
     judged = judge_records(folder, judge, records_of, run.metrics, run.members) if judge is not None else {}
-    run.judge = judged
+    run.sampled, run.judge = sampled, judged
     for task, records in records_of.items():
         write_atomic(folder / f"samples_{task}.jsonl",
                      "".join(json.dumps(strict_json(r), ensure_ascii=False, default=str, allow_nan=False) + "\n"
@@ -310,7 +309,6 @@ def sampled_figures(run: Run, records_of: dict[str, list[dict]]) -> dict:
         figures[name] = summary
         run.metrics[name].update({f"pass@{k}": v for k, v in summary["pass_at"].items()})
         run.metrics[name].update(majority_accuracy=summary["majority_accuracy"], agreement=summary["agreement"])
-    run.sampled = figures
     return figures
 
 

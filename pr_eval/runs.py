@@ -245,12 +245,18 @@ def read_jsonl(path: Path) -> Lines:
     return lines
 
 
+def record_key(task: str, record: dict) -> str:
+    """The journal key of a saved record of `task` (a journal line, a per-sample record): its
+    doc_id and, in a sampled run, its rollout."""
+    rollout = record.get("rollout")
+    return sample_key(task, record.get("doc_id"), rollout if isinstance(rollout, int) else None)
+
+
 def read_journal(path: Path) -> tuple[dict[str, dict], list[str]]:
     """The journal by sample key (a key's first line wins, as when the run resumes:
     store.parse_journal), and its problems."""
     lines = read_jsonl(path)
     journal: dict[str, dict] = {}
     for _, record in lines.records:
-        rollout = record.get("rollout") if isinstance(record.get("rollout"), int) else None
-        journal.setdefault(sample_key(record.get("task"), record.get("doc_id"), rollout), record)
+        journal.setdefault(record_key(record.get("task"), record), record)
     return journal, lines.problems

@@ -68,8 +68,8 @@ def judge_table(run) -> str:
     for name, label, depth in run.layout():
         s = judge["tasks"].get(name)
         if s and depth == 0:
-            rows.append([label, str(s.get("judged", 0)), str(s.get("lost", 0)), _percent(s.get("judge_accuracy")),
-                         _percent(s.get("rule_accuracy_judged")), _percent(s.get("agreement")),
+            rows.append([label, str(s.get("judged", 0)), str(s.get("lost", 0)), percent(s.get("judge_accuracy")),
+                         percent(s.get("rule_accuracy_judged")), percent(s.get("agreement")),
                          str(len(s.get("disagreements") or []))])
     return (render_table(rows, text_columns=(0,)) + f"\n(judge {settings.get('model')}, prompt {settings.get('name')} "
             f"v{settings.get('version')}, fingerprint {settings.get('fingerprint')}: judge_accuracy is over the judged\n"
@@ -102,14 +102,10 @@ def sampled_rows(run) -> list[list[str]]:
             continue
         low, high = s.get("avg_ci") or (None, None)
         interval = "-" if low is None or high is None else f"{100 * low:.1f}-{100 * high:.1f}"
-        rows.append([label, str(s["questions"]), str(s.get("k", "")), _percent(s.get("avg")), interval]
-                    + [_percent((s.get("pass_at") or {}).get(str(j))) for j in shown]
-                    + [_percent(s.get("majority_accuracy")), _percent(s.get("agreement"))])
+        rows.append([label, str(s["questions"]), str(s.get("k", "")), percent(s.get("avg")), interval]
+                    + [percent((s.get("pass_at") or {}).get(str(j))) for j in shown]
+                    + [percent(s.get("majority_accuracy")), percent(s.get("agreement"))])
     return rows if len(rows) > 1 else []
-
-
-def _percent(value) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
 def grounding_table(run) -> str:
@@ -151,7 +147,12 @@ def cell(key: str, value) -> str:
     """A figure as the tables show it: percent with one decimal, others with two, "-" for none."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{100 * value:.1f}" if key in PERCENT else f"{value:.2f}"
+    return percent(value) if key in PERCENT else f"{value:.2f}"
+
+
+def percent(value) -> str:
+    """A fraction in percent with one decimal ("-" for none)."""
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
 def render_table(rows: list[list[str]], text_columns=(0, 2)) -> str:
