@@ -10,8 +10,8 @@ and resizing the images, running the crops, encoding images for the transport, t
 scoring and the report. Two engines:
 - in-process: an `InstantEngine` object (no transport at all);
 - over HTTP: pr-eval's real OpenAI engine against a scripted OpenAI-compatible server on
-  loopback in another process (`--serve`), so every image goes out as a PNG data URL with every
-  turn, as it goes to a `vllm serve`.
+  loopback in another process (`--serve`), so every image goes out with every turn as it goes to
+  a `vllm serve`: inline as a data URL, or as a file:// URL with `--media-dir`.
 
 Workload: V*-sized photos (2246x1582 JPEGs: the generator's scenes scaled up with some sensor
 noise, so PNG does not compress them unrealistically well), each question with its own crop count
@@ -24,9 +24,11 @@ Measured in the same process, on the same images: the image work no harness can 
 input resize, the crops and their resize, single-threaded), per sample; and for each run the CPU
 seconds per sample by stage (thread CPU time inside decode, resize, crop, encode, store, scoring;
 "other" is the process's CPU beyond them: lmms-eval, JSON, the loop, threads), and the peak
-resident memory of the process tree. Over HTTP three image transports run: PNG encoded again on
-every turn (the behaviour before `EncodedImages`), PNG once per image, and BMP once per image (what
-pr-eval sends a vLLM server now), so before and after come from one run on one machine.
+resident memory of pr-eval's process (the scripted server's own is left out). Over HTTP four image transports run: PNG encoded again on
+every turn (the behaviour before `EncodedImages`), PNG once per image, BMP inline once per image
+(what pr-eval sends a vLLM server by default), and BMP files written once and sent by reference
+(`--media-dir`; the scripted server reads each file, as a vLLM server would), so before and after
+come from one run on one machine.
 """
 
 from __future__ import annotations
@@ -237,7 +239,7 @@ def one_run(engine_kind: str, n: int, data: Path, port: int | None, mode: str) -
                      media_dir=media.name if mode == "bmp-files" else None)
     if mode.startswith("png"):
         engine.images = EncodedImages("png")
-    sampler = PeakSampler()
+    sampler = PeakSampler(children=False)  # pr-eval's process, not the scripted server's
     sampler.start()
     cpu_before = _cpu()
     started = time.perf_counter()
@@ -285,7 +287,7 @@ def section(rows: list[tuple[str, str, dict]], floor_ms: float, sizes: list[int]
              f"and their resize, one thread), timed in the same process on the same images: **{floor_ms:.0f} ms "
              "per question**.", "",
              "| engine | encoding | wall ms/question (marginal) | x unskippable | samples/s (larger run) | CPU ms/question | "
-             + " | ".join(STAGES) + " | other | peak RSS MiB |",
+             + " | ".join(STAGES) + " | other | peak RSS MiB (pr-eval) |",
              "|---|---|---|---|---|---|" + "---|" * (len(STAGES) + 2)]
     for engine, mode, m in rows:
         lines.append(f"| {engine} | {MODE_LABELS[mode]} | {m['wall_ms']:.0f} | "

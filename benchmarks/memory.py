@@ -90,20 +90,22 @@ def make_hrbench8k(folder: Path, images: int, seed: int = 0) -> Path:
 
 
 class PeakSampler(threading.Thread):
-    """Largest summed RSS of this process and its descendants, sampled every `interval` s."""
+    """Largest summed RSS of this process and its descendants (with `children`; else of this
+    process alone), sampled every `interval` s."""
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.05, children: bool = True):
         super().__init__(daemon=True)
         import psutil
 
         self.me, self.interval, self.peak, self.stop = psutil.Process(), interval, 0, threading.Event()
+        self.children = children
 
     def run(self):
         import psutil
 
         while not self.stop.is_set():
             total = 0
-            for proc in [self.me, *self.me.children(recursive=True)]:
+            for proc in [self.me, *(self.me.children(recursive=True) if self.children else [])]:
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:
