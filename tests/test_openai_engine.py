@@ -537,3 +537,21 @@ def test_a_media_dir_that_is_missing_or_not_for_vllm_is_refused(stub, tmp_path):
         OpenAIEngine(url, "stub", media_dir=str(tmp_path / "nope"))
     with pytest.raises(EngineError, match="media_dir needs a vLLM server"):
         OpenAIEngine(url, "stub", media_dir=str(tmp_path), vllm_params=False)
+
+
+def test_lmms_eval_model_args_reach_the_openai_engine(stub, tmp_path):
+    """`--model_args engine=openai,base_url=A|B,routing=...,media_dir=...,retries=...` (strings, as
+    lmms-eval passes them) build the engine `pr-eval --engine openai` would."""
+    from pr_eval.model_adapters.pixel_reasoner import PixelReasoner
+
+    (a, _), (b, _) = stub(lambda kind, n: 200), stub(lambda kind, n: 200)
+    model = PixelReasoner(pretrained="stub", engine="openai", base_url=f"{a}|{b}", routing="round-robin",
+                          media_dir=str(tmp_path), retries="1", request_timeout="5", batch_size="4")
+    engine = model.engine
+    try:
+        assert isinstance(engine, OpenAIEngine) and engine.model == "stub"
+        assert engine.base_urls == [a, b] and engine.routing == "round-robin"
+        assert (engine.retries, engine.timeout) == (1, 5.0)
+        assert isinstance(engine.images, SharedFolder) and engine.images.folder.parent == tmp_path.resolve()
+    finally:
+        engine.close()
