@@ -555,3 +555,82 @@ def test_lmms_eval_model_args_reach_the_openai_engine(stub, tmp_path):
         assert isinstance(engine.images, SharedFolder) and engine.images.folder.parent == tmp_path.resolve()
     finally:
         engine.close()
+
+
+def test_the_image_memo_survives_collection_inside_itself_and_races():
+    """The garbage collector may drop an image (its callback takes the memo's lock) while a thread
+    is inside the memo, holding that lock: no deadlock. Two threads that miss on one image at
+    once keep one value, and the loser's is dropped (a file, for SharedFolder)."""
+    import gc
+    import threading as th
+
+    from pr_eval.engines.media import ImageMemo
+
+    class Memo(ImageMemo):
+        def __init__(self):
+            super().__init__()
+            self.gone, self.barrier = [], None
+
+        def make(self, image):
+            if self.barrier is not None:
+                self.barrier.wait(timeout=5)
+            return f"v{id(image)}-{th.get_ident()}"
+
+        def dropped(self, value):
+            self.gone.append(value)
+
+    memo = Memo()
+    cyclic = noise_image(4, 4)
+    cyclic.me = cyclic  # only the cycle collector frees it
+    memo.get(cyclic)
+    del cyclic
+    finished = th.Event()
+
+    def collect_inside():
+        with memo._lock:  # as `get` holds it when an allocation triggers the collector
+            gc.collect()
+        finished.set()
+
+    worker = th.Thread(target=collect_inside, daemon=True)
+    worker.start()
+    assert finished.wait(timeout=10), "the memo deadlocked on its own lock"
+    assert len(memo) == 0 and len(memo.gone) == 1
+
+    shared = noise_image(4, 4)
+    memo.barrier = th.Barrier(2)
+    values = []
+    racers = [th.Thread(target=lambda: values.append(memo.get(shared))) for _ in range(2)]
+    for r in racers:
+        r.start()
+    for r in racers:
+        r.join(timeout=10)
+    assert len(values) == 2 and values[0] == values[1] and len(memo) == 1 and memo.made == 2
+    assert len(memo.gone) == 2 and memo.gone[1] != values[0]  # the loser's value, not the kept one
+
+
+def test_a_media_folder_removed_mid_run_stops_the_run_and_is_world_readable(stub, tmp_path):
+    import shutil as sh
+    import stat
+
+    url, _httpd = stub(lambda kind, n: 200)
+    engine = OpenAIEngine(url, "stub", media_dir=str(tmp_path))
+    assert stat.S_IMODE(engine.images.folder.stat().st_mode) == 0o755  # a server of another user reads it
+    sh.rmtree(engine.images.folder)
+    with pytest.raises(EngineError, match=r"the media folder .* is gone \(removed while the run used it\)"):
+        engine.generate([session_request("s", 1, [noise_image(20, 20)])], P.decoding)
+    engine.close()
+
+
+def test_an_unclosed_media_folder_goes_with_its_engine(stub, tmp_path):
+    import gc
+
+    url, _httpd = stub(lambda kind, n: 200)
+    engine = OpenAIEngine(url, "stub", media_dir=str(tmp_path))
+    kept = noise_image(20, 20)
+    engine.generate([session_request("s", 1, [kept])], P.decoding)
+    folder = engine.images.folder
+    assert len(list(folder.iterdir())) == 1
+    engine._pool.shutdown(wait=True)
+    del engine
+    gc.collect()
+    assert not folder.exists()  # lmms-eval's own command line never closes the model's engine

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import os
 import shutil
 import tempfile
@@ -61,11 +62,13 @@ def mime_of(image: Image.Image, fmt: str) -> str:
 class ImageMemo:
     """One value per live image, made once: keyed by identity (a trajectory's pixels are never
     changed in place), dropped when its image is garbage-collected (a finished trajectory drops its
-    pixels), so it holds only what the open trajectories need. Thread-safe."""
+    pixels), so it holds only what the open trajectories need. Thread-safe. The lock is re-entrant
+    because the garbage collector may run an image's callback (`_forget`) in a thread that is
+    inside `get` already, holding it."""
 
     def __init__(self):
         self._entries: dict[int, tuple[weakref.ref, str]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.made = 0  # values made (tests and benchmarks read it)
 
     def make(self, image: Image.Image) -> str:
@@ -80,15 +83,19 @@ class ImageMemo:
             entry = self._entries.get(key)
         if entry is not None and entry[0]() is image:
             return entry[1]
-        value = self.make(image)
+        value = self.make(image)  # outside the lock: requests encode in parallel
         ref = weakref.ref(image, lambda dead, key=key: self._forget(key, dead))
         with self._lock:
-            stale = self._entries.get(key)
-            self._entries[key] = (ref, value)
-            self.made += 1
-        if stale is not None and stale[0]() is None:
-            self.dropped(stale[1])
-        return value
+            entry = self._entries.get(key)
+            if entry is not None and entry[0]() is image:  # another thread made it meanwhile
+                kept, value, stale = entry[1], None, value
+            else:
+                self._entries[key] = (ref, value)
+                self.made += 1
+                kept, stale = value, entry[1] if entry is not None else None
+        if stale is not None:  # the loser of a race, or a dead image's entry left behind
+            self.dropped(stale)
+        return kept
 
     def _forget(self, key: int, dead: weakref.ref) -> None:
         with self._lock:
@@ -150,20 +157,24 @@ class SharedFolder(ImageMemo):
         self.fmt = fmt
         try:
             self.folder = Path(tempfile.mkdtemp(prefix="pr-eval-", dir=root))
+            os.chmod(self.folder, 0o755)  # a server running as another user reads it too
         except OSError as exc:
             raise EngineError(f"media folder {root}: cannot write there ({exc.strerror or exc})") from None
+        # the folder goes even when nobody closes the engine (lmms-eval's own command line)
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
         self.frames = EncodedImages(fmt)
-        self._count = 0
+        self._numbers = itertools.count(1)
 
     def make(self, image: Image.Image) -> str:
         fmt = _format(image, self.fmt)
-        with self._lock:
-            self._count += 1
-            path = self.folder / f"{self._count:08d}.{fmt}"
+        path = self.folder / f"{next(self._numbers):08d}.{fmt}"
         _mime, name, options = FORMATS[fmt]
         try:
             image.save(path, format=name, **options)
-        except OSError as exc:
+        except (FileNotFoundError, PermissionError) as exc:
+            if not self.folder.is_dir():  # no request can go any more: stop the run, say why
+                raise EngineError(f"the media folder {self.folder} is gone (removed while the run used it); "
+                                  "run again with --resume") from None
             raise OSError(f"cannot write the image to the media folder {self.folder}: "
                           f"{exc.strerror or exc}") from None
         return path.as_uri()
@@ -181,18 +192,18 @@ class SharedFolder(ImageMemo):
         return self.frames.video_url(frames)
 
     def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._cleanup()
 
 
 def image_data_url(image: Image.Image, cache: EncodedImages | None = None, fmt: str = "png") -> str:
     """A lossless data URL of the image (in the cache's format, or `fmt`)."""
-    return (cache or EncodedImages(fmt)).image_url(image)
+    return (cache if cache is not None else EncodedImages(fmt)).image_url(image)
 
 
 def video_data_url(frames: Sequence[Image.Image], cache: EncodedImages | None = None, fmt: str = "png") -> str:
     """Already-extracted frames as vLLM's frame-list data URL (see pr_eval.engines.openai): the
     server reads each frame with PIL, whatever its format."""
-    return (cache or EncodedImages(fmt)).video_url(frames)
+    return (cache if cache is not None else EncodedImages(fmt)).video_url(frames)
 
 
 def to_openai_messages(request: GenerationRequest, media: ImageMemo | None = None) -> list[dict]:

@@ -111,6 +111,7 @@ class OpenAIEngine:
         self.retries, self.backoff, self.timeout = retries, backoff, timeout
         self.vllm_params = vllm_params
         self.extra_body = dict(extra_body or {})
+        self.images = SharedFolder(media_dir) if media_dir is not None else EncodedImages("bmp" if vllm_params else "png")
         api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers started without --api-key
         # The library's own retries are off: ours log, back off, and move to another server.
         self._clients = {url: openai.OpenAI(base_url=url, api_key=api_key, max_retries=0, timeout=timeout)
@@ -119,7 +120,6 @@ class OpenAIEngine:
         self._next = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="openai-engine")
-        self.images = SharedFolder(media_dir) if media_dir is not None else EncodedImages("bmp" if vllm_params else "png")
         if check:
             try:
                 for url in self.base_urls:
@@ -205,6 +205,8 @@ class OpenAIEngine:
     def _generate_one(self, request: GenerationRequest, decoding: Decoding) -> GenerationResult:
         try:
             body = self.body(request, decoding)
+        except EngineError:  # no request can be sent (the media folder is gone): stop the run
+            raise
         except Exception as exc:  # this request's media or constraint; the batch goes on
             return GenerationResult(text="", error=f"{type(exc).__name__}: {exc}")
         try:
