@@ -46,8 +46,6 @@ import time
 from concurrent.futures import Future
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -119,17 +117,20 @@ class Scripted(JsonHandler):
 
     def do_POST(self):
         messages = self.read_json()["messages"]
-        for url in file_urls(messages):  # read what a server would read (vLLM: the file's bytes)
-            with open(url2pathname(urlsplit(url).path), "rb") as f:
+        for path in file_paths(messages):  # read what a server would read (vLLM: the file's bytes)
+            with open(path, "rb") as f:
                 f.read()
         question, turn = conversation_turn(messages)
         self.send_json(200, chat_completion(turn_text(question, turn) + "<|im_end|>", "instant",
                                             prompt_tokens=1000, completion_tokens=40))
 
 
-def file_urls(messages: list[dict]) -> list[str]:
-    return [part["image_url"]["url"] for m in messages if isinstance(m["content"], list) for part in m["content"]
-            if part["type"] == "image_url" and part["image_url"]["url"].startswith("file:")]
+def file_paths(messages: list[dict]) -> list[str]:
+    """The local files of a conversation's `file://` image URLs (pr-eval's --media-dir)."""
+    from pr_eval.engines.media import file_path
+
+    return [file_path(part["image_url"]["url"]) for m in messages if isinstance(m["content"], list)
+            for part in m["content"] if part["type"] == "image_url" and part["image_url"]["url"].startswith("file:")]
 
 
 def serve(port: int) -> None:

@@ -479,7 +479,7 @@ def test_each_image_is_encoded_once_while_it_lives(stub):
     images = [noise_image(300, 200, seed=k) for k in range(3)]
     for turn in range(1, 4):  # a conversation that grows by one image per turn, sent whole each turn
         engine.generate([session_request("s", turn, images[:turn])], P.decoding)
-    assert engine.images.encoded == 3 and len(engine.images) == 3
+    assert engine.images.made == 3 and len(engine.images) == 3
     sent = [part["image_url"]["url"] for body in httpd.bodies for part in body["messages"][-1]["content"]
             if part["type"] == "image_url"]
     assert sent == [image_data_url(images[k], fmt="bmp") for turn in range(1, 4) for k in range(turn)]  # uncached
@@ -496,8 +496,8 @@ def test_with_a_media_dir_each_image_is_written_once_and_sent_by_reference(stub,
     written once; a file goes when its image does, the engine's folder when the engine closes;
     videos still travel inline (the server would otherwise decode and sample a video file itself)."""
     import gc
-    from urllib.parse import urlsplit
-    from urllib.request import url2pathname
+
+    from pr_eval.engines.media import file_path
 
     url, httpd = stub(lambda kind, n: 200)
     engine = OpenAIEngine(url, "stub", media_dir=str(tmp_path))
@@ -507,7 +507,7 @@ def test_with_a_media_dir_each_image_is_written_once_and_sent_by_reference(stub,
     sent = [part["image_url"]["url"] for body in httpd.bodies for part in body["messages"][-1]["content"]
             if part["type"] == "image_url"]
     assert len(sent) == 6 and len(set(sent)) == 3 and engine.images.made == 3
-    paths = [url2pathname(urlsplit(u).path) for u in sent[-3:]]
+    paths = [file_path(u) for u in sent[-3:]]
     folder = engine.images.folder
     assert all(u.startswith("file://") for u in sent) and all(os.path.dirname(p) == str(folder) for p in paths)
     assert folder.parent == tmp_path.resolve() and folder.name.startswith("pr-eval-")

@@ -47,12 +47,25 @@ def _format(image: Image.Image, fmt: str) -> str:
     return fmt if image.mode in ("RGB", "L") else "png"
 
 
+def save_lossless(image: Image.Image, target, fmt: str) -> str:
+    """Write the image to `target` (a path or a file object) in `fmt`, or as PNG in the modes BMP
+    cannot hold losslessly; returns the format written."""
+    fmt = _format(image, fmt)
+    _mime, name, options = FORMATS[fmt]
+    image.save(target, format=name, **options)
+    return fmt
+
+
 def encode_base64(image: Image.Image, fmt: str = "png") -> str:
     """The image's bytes in `fmt`, base64 (modes BMP cannot hold losslessly go as PNG)."""
-    _mime, name, options = FORMATS[_format(image, fmt)]
     buffer = io.BytesIO()
-    image.save(buffer, format=name, **options)
+    save_lossless(image, buffer, fmt)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def file_path(url: str) -> str:
+    """The local path of a `file://` URL (as `Path.as_uri` writes it and vLLM reads it)."""
+    return url2pathname(urlsplit(url).path)
 
 
 def mime_of(image: Image.Image, fmt: str) -> str:
@@ -125,10 +138,6 @@ class EncodedImages(ImageMemo):
         super().__init__()
         self.fmt = fmt
 
-    @property
-    def encoded(self) -> int:
-        return self.made
-
     def make(self, image: Image.Image) -> str:
         return encode_base64(image, self.fmt)
 
@@ -166,11 +175,9 @@ class SharedFolder(ImageMemo):
         self._numbers = itertools.count(1)
 
     def make(self, image: Image.Image) -> str:
-        fmt = _format(image, self.fmt)
-        path = self.folder / f"{next(self._numbers):08d}.{fmt}"
-        _mime, name, options = FORMATS[fmt]
+        path = self.folder / f"{next(self._numbers):08d}.{_format(image, self.fmt)}"
         try:
-            image.save(path, format=name, **options)
+            save_lossless(image, path, self.fmt)
         except (FileNotFoundError, PermissionError) as exc:
             if not self.folder.is_dir():  # no request can go any more: stop the run, say why
                 raise EngineError(f"the media folder {self.folder} is gone (removed while the run used it); "
@@ -181,7 +188,7 @@ class SharedFolder(ImageMemo):
 
     def dropped(self, value: str) -> None:
         try:
-            os.unlink(url2pathname(urlsplit(value).path))
+            os.unlink(file_path(value))
         except OSError:
             pass
 
@@ -195,15 +202,15 @@ class SharedFolder(ImageMemo):
         self._cleanup()
 
 
-def image_data_url(image: Image.Image, cache: EncodedImages | None = None, fmt: str = "png") -> str:
-    """A lossless data URL of the image (in the cache's format, or `fmt`)."""
-    return (cache if cache is not None else EncodedImages(fmt)).image_url(image)
+def image_data_url(image: Image.Image, fmt: str = "png") -> str:
+    """A lossless data URL of the image, encoded afresh (an engine's memo keeps its encodings)."""
+    return EncodedImages(fmt).image_url(image)
 
 
-def video_data_url(frames: Sequence[Image.Image], cache: EncodedImages | None = None, fmt: str = "png") -> str:
+def video_data_url(frames: Sequence[Image.Image], fmt: str = "png") -> str:
     """Already-extracted frames as vLLM's frame-list data URL (see pr_eval.engines.openai): the
     server reads each frame with PIL, whatever its format."""
-    return (cache if cache is not None else EncodedImages(fmt)).video_url(frames)
+    return EncodedImages(fmt).video_url(frames)
 
 
 def to_openai_messages(request: GenerationRequest, media: ImageMemo | None = None) -> list[dict]:
