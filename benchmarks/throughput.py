@@ -118,7 +118,7 @@ def benchmark_protocol(image_tokens: int):
     if not image_tokens:
         return PIXEL_REASONER
     bounds = PixelBounds(min(256, image_tokens) * 28 * 28, image_tokens * 28 * 28)
-    return dataclasses.replace(PIXEL_REASONER, name=f"pixel-reasoner-v2-max{image_tokens}tok",
+    return dataclasses.replace(PIXEL_REASONER, name=f"pixel-reasoner-v3-max{image_tokens}tok",
                                input_pixels=bounds, crop_pixels=bounds, engine_pixels=bounds)
 
 

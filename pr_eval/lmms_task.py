@@ -165,8 +165,8 @@ def doc_answer(bench: Benchmark, answer) -> tuple[str | list[str], str | None]:
 # --- document functions named by tasks/_default_template_yaml ------------------------------------
 
 def doc_to_visual(doc: dict):
-    """The sample's full-resolution images, or for a video sample exactly 16 frames (its frame
-    images, or frames decoded from `video`); DataError (recorded per sample) when unusable."""
+    """The sample's full-resolution images, or for a video sample its frames (its frame images as
+    listed, or 16 frames decoded from `video`); DataError (recorded per sample) when unusable."""
     return data.load_visuals(doc, doc["data_root"])
 
 

@@ -30,6 +30,7 @@ from . import chat
 from .imaging import DataError, fit_image
 from .protocol import Protocol
 from .sampling import turn_seed
+from .video import pad_frames
 from .tools import (CROP, SELECT_FRAMES, Call, blind, clean_text, error_kind, execute, is_tool_request,
                     journal_safe, last_call_text)
 from .trajectory import (ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS,
@@ -68,9 +69,9 @@ def video_part(index: int) -> dict:
 def start(sample: Sample, protocol: Protocol) -> Trajectory:
     """The trajectory of a sample with its first prompt; a data error ends it at once.
 
-    Images are shown resized into the protocol's input bounds; a video is shown as its frames
-    (exactly `num_video_frames`), each within the frame bounds, and is image 1 of the
-    conversation. Tools work on the images as shown, as the reference's do."""
+    Images are shown resized into the protocol's input bounds; a video is shown as its frames,
+    each within the frame bounds, an odd count padded to even as the reference's qwen_vl_utils
+    pads it (`video.pad_frames`), and is image 1 of the conversation. Tools work on the images as shown, as the reference's do."""
     traj = Trajectory(task=sample.task, sample_id=sample.sample_id, question=sample.question,
                       target=sample.answer, protocol=protocol.name, fingerprint=protocol.fingerprint,
                       meta=dict(sample.meta), is_video=sample.is_video, started_at=time.time(),
@@ -82,10 +83,10 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
         loaded = sample.load_images()
         if not loaded:
             raise DataError("the sample has no image")
-        if sample.is_video and len(loaded) != protocol.num_video_frames:
-            raise DataError(f"a video sample needs {protocol.num_video_frames} frames, got {len(loaded)}")
         bounds = protocol.frame_pixels if sample.is_video else protocol.input_pixels
         shown = [fit_image(image, bounds) for image in loaded]
+        if sample.is_video:
+            shown = pad_frames(shown)
         stored = [list(image.size) for image in loaded]
         del loaded  # only the shown images are kept: nothing is cut from the full-resolution files
     except DataError as exc:

@@ -151,6 +151,15 @@ class Reference:
     crop_source: str = "shown-image"      # crops are cut from images as the model was shown them
     video_target: str = "frames-until-any-image-added"
     resize: str = "qwen_vl_utils.smart_resize+to_rgb"
+    # A video's frames as qwen_vl_utils 0.0.11 hands a list of frames on: any number of them, an
+    # odd count padded to even by repeating the last frame (its FRAME_FACTOR 2); the tools index
+    # the padded list.
+    video_frames: str = "as-given-odd-padded-by-last"
+    # How the engine pixel bounds and the video time step reach a model behind `--engine openai`:
+    # sent with every request (vLLM's per-request mm_processor_kwargs and media_io_kwargs), and
+    # checked once per server before any question by counting the prompt tokens of known images
+    # and a video; a server that shows them otherwise is refused.
+    served_media: str = "per-request-kwargs+token-count-check"
 
 
 @dataclass(frozen=True)
@@ -174,7 +183,12 @@ class Protocol:
     # is smart_resize's smallest sensible size (a frame is never upscaled in practice).
     frame_pixels: PixelBounds = PixelBounds(4 * 28 * 28, 512 * 28 * 28)
     engine_pixels: PixelBounds = PixelBounds(QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)
-    num_video_frames: int = 16
+    num_video_frames: int = 16   # frames taken from a video FILE (--data official); a row's own frames are used as given
+    # The frame rate the processor is told a video's frames have. The reference passed none, so
+    # the transformers of its time (4.49) used 2.0: seconds per temporal grid step =
+    # temporal_patch_size 2 / 2.0 = 1.0, and the video tokens' M-RoPE time positions step by
+    # 1.0 x tokens_per_second (0, 2, 4, ... on Qwen2.5-VL). Its training used 2.0 as well.
+    video_fps: float = 2.0
     max_selected_frames: int = 8
     caps: Caps = Caps()
     decoding: Decoding = Decoding()
@@ -248,11 +262,19 @@ DIFFERENCES = (
     "instead of being decoded from the engine's token ids, so every engine gets the same verdict. "
     "Effect: none where the tokenizer round-trips text, which Qwen's byte-level BPE does; a stop "
     "string that ends inside a token (only <|eot_id|>, written as plain text) is kept whole.",
+    "--data official: an MVBench video file is shown as 16 frames pr-eval picks itself (the middle "
+    "frame of 16 equal segments of the question's window, as MVBench's own loader does); the "
+    "reference evaluated the frames the authors extracted into their hub copy (--data hub), whose "
+    "rule is not published. Effect: unknown, possibly a few points on order and motion questions; "
+    "only --data hub shows the reference's frames.",
+    "A model behind --engine openai is refused when a check at connect finds that the server does "
+    "not show images and videos at the protocol's pixel bounds (the reference ran vLLM in-process "
+    "and never met the question). Effect: none on a run that goes ahead.",
 )
 
 PIXEL_REASONER = Protocol(
-    name="pixel-reasoner-v2",
-    version="2",
+    name="pixel-reasoner-v3",
+    version="3",
     system_prompt=PIXEL_REASONER_SYSTEM_PROMPT,
     guideline=PIXEL_REASONER_GUIDELINE,
     differences=DIFFERENCES,
@@ -290,14 +312,24 @@ DEFAULT_PROTOCOL = PIXEL_REASONER.name
 # Protocols that can no longer be run: results made with them stay readable (their records carry
 # their settings, so fingerprints can still be recomputed), but their scores are not the
 # reference's and they are not comparable with runs of the protocols above. (no-tool, blind-tool
-# and blind-tool-blank kept their names when they moved onto v2; their v1 fingerprints were
-# 98aefe9c9924ef83, ed046a79a7ef6023 and 2bc281d03e088eb9.)
+# and blind-tool-blank kept their names when they moved onto v2 and then v3; their v1
+# fingerprints were 98aefe9c9924ef83, ed046a79a7ef6023 and 2bc281d03e088eb9, their v2 ones
+# 88c67661599f6427, 76d3e60fb6590c54 and cd8c3347abb88c87, and pixel-reasoner-sampled's v2 one
+# 3c58e8ae007f2e36.)
 RETIRED: dict[str, dict] = {
     "pixel-reasoner-v1": {
         "fingerprint": "33125809b7aa1036", "successor": "pixel-reasoner-v2", "retired": "2026-12-01",
         "reason": "its accuracy was not the reference's verdict (last <answer> tag, Answer: lines, "
                   "plain-text fallback), crops of an input were cut from the full-resolution file, and "
                   "tool errors were reworded",
+    },
+    "pixel-reasoner-v2": {
+        "fingerprint": "d69c2e1ba41c3ffa", "successor": "pixel-reasoner-v3", "retired": "2026-12-07",
+        "reason": "video frames were handed to the processor at 1 fps where the reference's stack assumed 2 "
+                  "(M-RoPE time steps twice the reference's on every MVBench sample), a model behind "
+                  "--engine openai was shown images and videos at the server's own pixel bounds, and "
+                  "video rows without exactly 16 frames were refused; its offline image results equal v3's, its "
+                  "video results and its results over --engine openai are not comparable",
     },
 }
 

@@ -1,4 +1,5 @@
-"""Video frames: the 16 uniformly spaced frames a video sample is shown as.
+"""Video frames: the 16 uniformly spaced frames a video file is shown as, and the padding every
+video's frames get.
 
     read_frames(path, 16, start, end) -> [PIL.Image] * 16
 
@@ -25,6 +26,13 @@ from .imaging import DataError, load_image
 NUM_FRAMES = 16          # the protocol's `num_video_frames`: a video is shown as 16 frames
 FRAME_FOLDER_FPS = 3.0   # MVBench's frame folders (tvqa/frames_fps3_hq) hold 3 frames per second
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def pad_frames(frames: list) -> list:
+    """A video's frames as the reference shows them: an odd count padded to even by repeating the
+    last frame (qwen_vl_utils 0.0.11 `fetch_video` on a list of frames, FRAME_FACTOR 2), so 15
+    frames are shown, and numbered by the tools, as 16. Pure."""
+    return list(frames) + list(frames[-1:]) * (len(frames) % 2)
 
 
 def frame_indices(total: int, fps: float, num_frames: int = NUM_FRAMES,

@@ -9,11 +9,11 @@ OUT=${2:-results/demo}
 PR="$VENV/bin/pr-eval"
 newest() { ls -d "$1"/*/ | sort | tail -1; }
 
-"$PR" --model demo --tasks zoom,vstar,tallyqa,infovqa,mvbench --data samples --output "$OUT/pixel-reasoner-v2"
+"$PR" --model demo --tasks zoom,vstar,tallyqa,infovqa,mvbench --data samples --output "$OUT/pixel-reasoner-v3"
 "$PR" --model demo --tasks zoom --protocol blind-tool --data samples --output "$OUT/blind-tool"
 echo
-echo "== zoom: blind-tool (A) against pixel-reasoner-v2 (B): what zooming buys =="
+echo "== zoom: blind-tool (A) against pixel-reasoner-v3 (B): what zooming buys =="
 # The protocols differ on purpose: compare's warning saying so is expected here, its errors are not.
-"$PR" compare "$(newest "$OUT/blind-tool")" "$(newest "$OUT/pixel-reasoner-v2")" 2> >(grep -v "the protocols differ" >&2)
+"$PR" compare "$(newest "$OUT/blind-tool")" "$(newest "$OUT/pixel-reasoner-v3")" 2> >(grep -v "the protocols differ" >&2)
 echo
-echo "report: $(newest "$OUT/pixel-reasoner-v2")report.html"
+echo "report: $(newest "$OUT/pixel-reasoner-v3")report.html"

@@ -73,7 +73,7 @@ def test_scores_and_tool_use_reach_lmms_eval_metrics(scripted_run):
 def test_run_folder_holds_protocol_results_and_trajectories(scripted_run):
     run, turns = scripted_run
     summary = json.loads((run.folder / "results.json").read_text())
-    assert summary["pr_eval"]["protocol"]["name"] == "pixel-reasoner-v2"
+    assert summary["pr_eval"]["protocol"]["name"] == "pixel-reasoner-v3"
     assert len(summary["pr_eval"]["protocol"]["fingerprint"]) == 16
     assert summary["pr_eval"]["data"]["pr_vstar"]["kind"] == "samples"
     assert summary["pr_eval"]["data"]["pr_vstar"]["rows"] == 12
@@ -218,7 +218,7 @@ def test_pr_eval_command_runs(tmp_path, engine, tiny_model, monkeypatch, capsys)
                        "--output", str(tmp_path)])
     out = capsys.readouterr()
     assert status == 0, out.err[-3000:]
-    assert lent.built == [("vllm", str(tiny_model), "pixel-reasoner-v2")]
+    assert lent.built == [("vllm", str(tiny_model), "pixel-reasoner-v3")]
     assert "pr_vstar" in out.out and "RaPR" in out.out and f"results: {tmp_path}" in out.out
     folder = next(tmp_path.iterdir())
     summary = json.loads((folder / "results.json").read_text())

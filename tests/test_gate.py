@@ -393,7 +393,7 @@ def _write_group_run(folder: Path, group_accuracy: float) -> None:
             for i, v in enumerate(values)))
     metrics = {task: {"accuracy": sum(v) / len(v), "letter_accuracy": sum(v) / len(v)} for task, v in scores.items()}
     metrics = {"pr_mvbench": {"accuracy": group_accuracy, "letter_accuracy": group_accuracy}, **metrics}
-    summary = {"pr_eval": {"model": "m", "protocol": {"name": "pixel-reasoner-v2", "fingerprint": "0" * 16},
+    summary = {"pr_eval": {"model": "m", "protocol": {"name": "pixel-reasoner-v3", "fingerprint": "0" * 16},
                            "data": {task: {"benchmark": "mvbench"} for task in scores}},
                "metrics": metrics, "n_samples": {"pr_mvbench": 5, **{t: len(v) for t, v in scores.items()}},
                "members": {"pr_mvbench": list(scores)},

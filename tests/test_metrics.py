@@ -58,7 +58,7 @@ def trajectory(*turns: str, calls=(), stop=None) -> Trajectory:
             feedback = {"type": "text", "text": "\nHere is the cropped image:"}
             messages.append({"role": "user", "content": [feedback]})
         messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
-    traj = Trajectory(task="t", sample_id="s", question="q", target=None, protocol="pixel-reasoner-v2",
+    traj = Trajectory(task="t", sample_id="s", question="q", target=None, protocol="pixel-reasoner-v3",
                       fingerprint="0" * 16, messages=messages, tool_calls=list(calls),
                       stop_reason=stop or ("answered" if turns else DATA_ERROR))
     return trajectory_from_response(traj.to_json(), {}, "t")  # the JSON our adapter hands lmms-eval
@@ -166,7 +166,7 @@ def test_a_plain_text_response_is_scored_as_text(response):
 
 def test_our_trajectory_json_comes_back_whole():
     traj = trajectory("<tool_call>{}</tool_call>", "\\boxed{B}", calls=[crop()])
-    assert traj.protocol == "pixel-reasoner-v2" and traj.tool_calls[0].ok and len(traj.messages) == 3
+    assert traj.protocol == "pixel-reasoner-v3" and traj.tool_calls[0].ok and len(traj.messages) == 3
 
 
 # --- aggregation ---------------------------------------------------------------------------------

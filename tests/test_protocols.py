@@ -37,7 +37,7 @@ def first_turn(protocol):
 def test_every_protocol_has_its_own_fingerprint():
     prints = {p.fingerprint for p in PROTOCOLS.values()}
     assert len(prints) == len(PROTOCOLS) == 5
-    assert get_protocol("pixel-reasoner-v2") is PIXEL_REASONER
+    assert get_protocol("pixel-reasoner-v3") is PIXEL_REASONER
     # the fingerprint covers every setting, and only settings (not the free-text notes)
     assert dataclasses.replace(PIXEL_REASONER, notes="x").fingerprint == PIXEL_REASONER.fingerprint
     assert dataclasses.replace(PIXEL_REASONER, crop_padding=0.05).fingerprint != PIXEL_REASONER.fingerprint
@@ -48,15 +48,29 @@ def test_unknown_protocol_names_the_choices():
         get_protocol("v2")
 
 
-def test_the_retired_protocol_says_what_replaced_it():
+def test_the_retired_protocols_say_what_replaced_them():
     with pytest.raises(ValueError, match="'pixel-reasoner-v1' was retired on 2026-12-01: .*run under "
                                          "'pixel-reasoner-v2' instead"):
         get_protocol("pixel-reasoner-v1")
+    with pytest.raises(ValueError, match="'pixel-reasoner-v2' was retired on 2026-12-07: video frames were handed "
+                                         "to the processor at 1 fps .*run under 'pixel-reasoner-v3' instead"):
+        get_protocol("pixel-reasoner-v2")
+
+
+def test_the_record_names_the_video_time_step_and_how_served_models_get_the_bounds():
+    settings = PIXEL_REASONER.settings()
+    assert settings["video_fps"] == 2.0 and settings["reference"]["video_frames"] == "as-given-odd-padded-by-last"
+    assert settings["reference"]["served_media"] == "per-request-kwargs+token-count-check"
+    assert any(d.startswith("--data official: an MVBench video file is shown as 16 frames") for d in settings["differences"])
+    # a retired protocol's record can still be checked: its fingerprint is its settings' hash
+    from pr_eval.protocol import RETIRED
+
+    assert RETIRED["pixel-reasoner-v2"]["fingerprint"] != PIXEL_REASONER.fingerprint
 
 
 def test_the_record_lists_the_deliberate_differences():
     record = PIXEL_REASONER.record()
-    assert record["version"] == "2" and list(record["settings"]["differences"]) == list(PIXEL_REASONER.differences)
+    assert record["version"] == "3" and list(record["settings"]["differences"]) == list(PIXEL_REASONER.differences)
     assert record["settings"]["reference"]["implementation"].startswith("TIGER-AI-Lab/Pixel-Reasoner@")
     assert record["settings"]["decoding"]["min_tokens"] == 1
     assert record["settings"]["decoding"]["skip_special_tokens"] is False
@@ -64,7 +78,7 @@ def test_the_record_lists_the_deliberate_differences():
 
 def test_overridden_caps_rename_and_refingerprint():
     p = with_overrides(PIXEL_REASONER, max_tool_calls=2, max_new_tokens=512)
-    assert p.name == "pixel-reasoner-v2+max_tool_calls=2,max_new_tokens=512"
+    assert p.name == "pixel-reasoner-v3+max_tool_calls=2,max_new_tokens=512"
     assert p.caps.max_tool_calls == 2 and p.decoding.max_new_tokens == 512
     assert p.fingerprint != PIXEL_REASONER.fingerprint
     assert with_overrides(PIXEL_REASONER) is PIXEL_REASONER

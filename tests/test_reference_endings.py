@@ -105,7 +105,7 @@ def test_each_ending_gets_the_references_verdict(endings_run, task, cases):
 
 def test_the_run_scores_what_the_reference_scores(endings_run):
     results = json.loads((endings_run.folder / "results.json").read_text())
-    assert results["pr_eval"]["protocol"]["name"] == "pixel-reasoner-v2"
+    assert results["pr_eval"]["protocol"]["name"] == "pixel-reasoner-v3"
     expected = sum(v for _, v in VSTAR.values()) / len(VSTAR)
     assert results["lmms_eval"]["results"]["pr_vstar"]["accuracy,none"] == pytest.approx(expected)
 

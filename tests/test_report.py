@@ -119,7 +119,7 @@ def test_the_run_writes_its_report_and_the_page_holds_every_part(run_folder):
     # header: model, protocol and fingerprint, data sources, versions
     summary = json.loads((run_folder / "results.json").read_text())
     fingerprint = summary["pr_eval"]["protocol"]["fingerprint"]
-    assert f"pixel-reasoner-v2 (fingerprint {fingerprint})" in text
+    assert f"pixel-reasoner-v3 (fingerprint {fingerprint})" in text
     assert "vllm" in text and "samples" in text and "lmms_eval" in text
     # every sample has a card; the crops drawn and shown
     assert len(dom.find("details", "sample")) == len(samples)

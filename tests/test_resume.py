@@ -284,8 +284,8 @@ def test_a_finished_run_resumed_again_gives_the_same_results(runs, run_cli, monk
 
 
 @pytest.mark.parametrize("change,message", [
-    (["--protocol", "no-tool"], "protocol: the run used 'pixel-reasoner-v2' (fingerprint "),
-    (["--max-tool-calls", "2"], "this command asks for 'pixel-reasoner-v2+max_tool_calls=2'"),
+    (["--protocol", "no-tool"], "protocol: the run used 'pixel-reasoner-v3' (fingerprint "),
+    (["--max-tool-calls", "2"], "this command asks for 'pixel-reasoner-v3+max_tool_calls=2'"),
     (["--limit", "5"], "limit: the run has --limit 10, this command 5"),
     (["--tasks", "vstar,infovqa"], "tasks: the run has pr_vstar, this command asks for pr_vstar, pr_infovqa"),
     (["--model", "OTHER"], "model: the run evaluated 'tiny', this command asks for 'OTHER'"),
@@ -307,7 +307,7 @@ def test_resuming_another_evaluation_is_refused(runs, run_cli, tiny_model, tmp_p
 def test_a_bare_resume_without_an_unfinished_run_is_a_clear_error(run_cli, tmp_path):
     status, _, err = run_cli(*CLI_ARGS, "--output", str(tmp_path), "--resume")
     assert status == 2
-    assert err.strip() == (f"pr-eval: error: --resume: no unfinished run of tiny with protocol pixel-reasoner-v2 "
+    assert err.strip() == (f"pr-eval: error: --resume: no unfinished run of tiny with protocol pixel-reasoner-v3 "
                            f"(fingerprint {PIXEL_REASONER.fingerprint}) "
                            f"and tasks pr_vstar under {tmp_path}; name the run folder (--resume RUN_DIR) or leave "
                            "out --resume to start a new run")

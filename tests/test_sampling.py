@@ -127,8 +127,8 @@ def test_rollout_seeds_are_stable_distinct_and_in_range():
 
 
 def test_the_paper_protocols_keep_their_published_fingerprints():
-    published = {"pixel-reasoner-v2": "d69c2e1ba41c3ffa", "no-tool": "88c67661599f6427",
-                 "blind-tool": "76d3e60fb6590c54", "blind-tool-blank": "cd8c3347abb88c87"}
+    published = {"pixel-reasoner-v3": "6e2c10c24001516b", "no-tool": "2694944ebf22fb35",
+                 "blind-tool": "909eba4228f07d7c", "blind-tool-blank": "0f8d22c26fe29f6b"}
     assert {name: PROTOCOLS[name].fingerprint for name in published} == published
     assert "sampling" not in PIXEL_REASONER.settings() and PIXEL_REASONER.rollouts == 1
 

@@ -312,6 +312,6 @@ def test_run_folders_started_in_the_same_second_get_their_own_names(tmp_path):
 
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     with create_run_store(tmp_path, "org/My Model", PIXEL_REASONER, when, _info()) as first:
-        assert first.folder.name == "My_Model-pixel-reasoner-v2-20260102-030405"
+        assert first.folder.name == "My_Model-pixel-reasoner-v3-20260102-030405"
     with create_run_store(tmp_path, "org/My Model", PIXEL_REASONER, when, _info()) as second:
         assert second.folder.name == first.folder.name + "-2"

@@ -129,7 +129,7 @@ def mvbench_copy(tmp_path) -> Path:
     return Path(shutil.copytree(data.SAMPLES_DIR / "mvbench", tmp_path / "mvbench"))
 
 
-def test_missing_frame_and_short_frame_list_fail_only_their_samples(mvbench_copy, tmp_path):
+def test_missing_frame_fails_only_its_sample_and_a_short_frame_list_runs(mvbench_copy, tmp_path):
     from pr_eval.lmms_task import _doc, doc_to_visual
 
     (mvbench_copy / "images" / "mvbench-moving_count-0" / "frame_04.jpg").unlink()
@@ -144,8 +144,7 @@ def test_missing_frame_and_short_frame_list_fail_only_their_samples(mvbench_copy
         doc_to_visual(docs["mvbench-moving_count-0"])
     with pytest.raises(DataError, match=r"frame 10 of 16: unreadable image .*frame_09\.jpg"):
         doc_to_visual(docs["mvbench-scene_transition-1"])
-    with pytest.raises(DataError, match="video sample mvbench-moving_direction-1 lists 15 frame images; 16 are needed"):
-        doc_to_visual(docs["mvbench-moving_direction-1"])
+    assert len(doc_to_visual(docs["mvbench-moving_direction-1"])) == 15  # run as listed, as the reference runs it
     broken = {"mvbench-moving_count-0", "mvbench-scene_transition-1", "mvbench-moving_direction-1"}
     for qid, doc in docs.items():
         if qid not in broken:

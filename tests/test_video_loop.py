@@ -10,7 +10,7 @@ from PIL import Image
 
 from pr_eval.loop import run_samples
 from pr_eval.protocol import PIXEL_REASONER as P
-from pr_eval.trajectory import ANSWERED, DATA_ERROR, Sample, message_text
+from pr_eval.trajectory import ANSWERED, Sample, message_text
 
 ANSWER = "\\boxed{A}"
 FRAMES = [noise_image(320, 240, seed=k) for k in range(16)]
@@ -23,7 +23,8 @@ SCRIPTS = {
     "frame_out_of_range": [select(0, 17), ANSWER],
     "crop_the_video": [select(1), crop_call([0.2, 0.2, 0.6, 0.6], target=1), ANSWER],
     "image_select": [select(1), ANSWER],
-    "fifteen_frames": [ANSWER],
+    "fifteen_frames": [select(16), ANSWER],
+    "nine_frames": [select(11), ANSWER],
 }
 
 
@@ -35,9 +36,10 @@ def video(sample_id, frames=FRAMES):
 @pytest.fixture(scope="module")
 def run(engine):
     recording = RecordingEngine(engine)
-    samples = [video(name) for name in SCRIPTS if name not in ("image_select", "fifteen_frames")]
+    samples = [video(name) for name in SCRIPTS if name not in ("image_select", "fifteen_frames", "nine_frames")]
     samples.append(Sample("t", "image_select", "q?", "A", load_images=lambda: [FRAMES[0]]))
     samples.append(video("fifteen_frames", FRAMES[:15]))
+    samples.append(video("nine_frames", FRAMES[:9]))
     trajs = run_samples(recording, samples, P, guide=scripted(SCRIPTS))
     return recording, {t.sample_id: t for t in trajs}
 
@@ -102,7 +104,16 @@ def test_the_video_itself_cannot_be_cropped_after_selection(run):
         "pick an image within range [2,2], but the current argument `target_image=1`.")
 
 
-def test_a_video_needs_its_sixteen_frames(run):
-    _, trajs = run
-    traj = trajs["fifteen_frames"]
-    assert traj.stop_reason == DATA_ERROR and "needs 16 frames, got 15" in traj.error
+def test_an_odd_frame_count_is_padded_with_its_last_frame_as_the_reference_pads_it(run):
+    """qwen_vl_utils 0.0.11 pads a list of frames to an even count by repeating the last one; the
+    tools number the padded list (15 frames are shown, and selectable, as 16)."""
+    recording, trajs = run
+    fifteen = trajs["fifteen_frames"]
+    assert fifteen.stop_reason == ANSWERED and fifteen.tool_calls[0].ok
+    first = next(r for call in recording.calls for r in call if r.session == "t/fifteen_frames")
+    assert len(first.images[0]) == 16 and first.images[0][15] is first.images[0][14]
+    assert fifteen.images[1].frame == 16
+    assert np.array_equal(np.asarray(fifteen.pixels[1]), np.asarray(FRAMES[14].resize((308, 252), Image.Resampling.BICUBIC)))
+    nine = trajs["nine_frames"].tool_calls[0]
+    assert nine.error == ("Execution Error: There are 10 frames numbered in range [1,10]. Your selection "
+                          "`target_frames=[11]` is out of range.")

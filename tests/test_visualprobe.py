@@ -127,7 +127,7 @@ def test_normalize():
 
 def one_turn(text: str) -> Trajectory:
     traj = Trajectory(task="pr_visualprobe_easy", sample_id="s", question="q", target=None,
-                      protocol="pixel-reasoner-v2", fingerprint="0" * 16, stop_reason="answered",
+                      protocol="pixel-reasoner-v3", fingerprint="0" * 16, stop_reason="answered",
                       messages=[{"role": "assistant", "content": [{"type": "text", "text": text}]}])
     return trajectory_from_response(traj.to_json(), {}, "pr_visualprobe_easy")
 

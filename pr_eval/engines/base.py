@@ -113,12 +113,14 @@ def media_in_order(request: GenerationRequest) -> tuple[list, list]:
     return images, videos
 
 
-def video_input(frames) -> tuple:
+def video_input(frames, fps: float) -> tuple:
     """Frames already chosen by the protocol, as the engines take a decoded video: the array and the
-    metadata that tells its processor not to sample frames again."""
+    metadata that tells its processor not to sample frames again. `fps` (the protocol's
+    `video_fps`) is the frame rate the processor is told, which sets the time step of the video's
+    M-RoPE positions: seconds per temporal grid step = temporal_patch_size / fps."""
     import numpy as np
 
     n = len(frames)
-    metadata = {"total_num_frames": n, "fps": 1.0, "duration": float(n), "video_backend": "pr_eval",
+    metadata = {"total_num_frames": n, "fps": float(fps), "duration": n / float(fps), "video_backend": "pr_eval",
                 "frames_indices": list(range(n)), "do_sample_frames": False}
     return np.stack([np.asarray(f.convert("RGB")) for f in frames]), metadata

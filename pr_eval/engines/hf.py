@@ -93,6 +93,7 @@ class HFEngine:
             raise EngineError("transformers and torch are needed for --engine hf: run `make setup`") from exc
         self.model_path = model_path
         self.protocol = protocol
+        self.media_route = {"pixel_bounds": "processor size", "video_fps": protocol.video_fps}
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise EngineError(f"device {self.device!r} was asked for but torch sees no CUDA GPU")
@@ -149,7 +150,7 @@ class HFEngine:
         if videos:
             from transformers.video_utils import VideoMetadata
 
-            arrays, metadata = zip(*(video_input(frames) for frames in videos))
+            arrays, metadata = zip(*(video_input(frames, self.protocol.video_fps) for frames in videos))
             kwargs.update(videos=list(arrays), videos_kwargs={
                 "size": dict(self._size), "do_sample_frames": False,
                 # vLLM's default; transformers would warn about the unset value on every video

@@ -176,6 +176,8 @@ class VLLMEngine:
         args.update({k: v for k, v in engine_args.items() if v is not None})
         self.model_path = model_path
         self.engine_args = args
+        self.video_fps = protocol.video_fps
+        self.media_route = {"pixel_bounds": "engine mm_processor_kwargs", "video_fps": self.video_fps}
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         # vLLM's engine processes must not outlive a killed run (pr_eval.reaper says why)
         self._watcher = reaper.guard()
@@ -229,7 +231,7 @@ class VLLMEngine:
         if images:
             data["image"] = images
         if videos:
-            data["video"] = [video_input(frames) for frames in videos]
+            data["video"] = [video_input(frames, self.video_fps) for frames in videos]
         if data:
             prompt["multi_modal_data"] = data
         return prompt
