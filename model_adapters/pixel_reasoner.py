@@ -62,7 +62,7 @@ class PixelReasoner(lmms):
                  api_model: str | None = None, max_concurrency: int | str | None = None,
                  schedule: str | None = None, store: RunStore | None = None,
                  request_timeout: float | str | None = None, retries: int | str | None = None,
-                 routing: str | None = None, media_dir: str | None = None,
+                 routing: str | None = None, media_dir: str | None = None, pixel_check: bool | str = True,
                  engine_factory: Callable[[], object] | None = None,
                  samples_per_question: int | str | None = None, seed: int | str | None = 0, **unused):
         super().__init__()
@@ -90,7 +90,8 @@ class PixelReasoner(lmms):
                                     max_model_len=_int(max_model_len), tensor_parallel_size=_int(tensor_parallel_size),
                                     gpu_memory_utilization=_float(gpu_memory_utilization),
                                     request_timeout=_float(request_timeout), retries=_int(retries),
-                                    routing=routing or None, media_dir=media_dir or None)
+                                    routing=routing or None, media_dir=media_dir or None,
+                                    pixel_check=_bool(pixel_check))
 
             engine = None
         self._engine = engine
@@ -123,6 +124,8 @@ class PixelReasoner(lmms):
                          len(answers), len(runs), len(runs) - len(answers))
         todo = [s for s in runs if sample_key(s.task, s.meta["doc_id"], s.rollout) not in answers]
         engine = self.engine if todo else None  # built before the progress bar starts counting
+        if engine is not None and self.store is not None:
+            self.store.record_media_route(getattr(engine, "media_route", None))
         progress = tqdm(total=len(todo), desc="pixel_reasoner", unit="rollout" if self.protocol.sampling else "sample")
 
         def finished(traj: Trajectory) -> None:
@@ -197,6 +200,18 @@ class PixelReasoner(lmms):
 def _int(value) -> int | None:
     """lmms-eval passes model_args as strings (or already parsed numbers)."""
     return None if value is None or value == "" else int(value)
+
+
+def _bool(value) -> bool:
+    """As `_int`, for on/off model_args (true/false, yes/no, 1/0)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
 def _float(value) -> float | None:

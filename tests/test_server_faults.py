@@ -107,7 +107,7 @@ def _pr_eval(*args, timeout=300):
 def test_poison_turns_and_odd_replies_are_recorded_per_sample_and_the_run_finishes(stub_server, tmp_path):
     url, script, question_of, behaviour_of = stub_server
     args = ["--model", "stub", "--engine", "openai", "--base-url", url, "--tasks", "vstar", "--data", "samples",
-            "--request-timeout", "1", "--retries", "1", "--output", str(tmp_path)]
+            "--request-timeout", "1", "--retries", "1", "--no-pixel-check", "--output", str(tmp_path)]
     started = time.monotonic()
     result = _pr_eval(*args)
     assert result.returncode == 0, result.stderr[-3000:]

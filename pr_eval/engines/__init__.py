@@ -18,15 +18,16 @@ def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: 
                  tensor_parallel_size: int | None = None, gpu_memory_utilization: float | None = None,
                  request_timeout: float | None = None, retries: int | None = None,
                  mm_cache_gb: float | None = None, routing: str | None = None,
-                 media_dir: str | None = None) -> Engine:
+                 media_dir: str | None = None, pixel_check: bool = True) -> Engine:
     """The engine `kind` names, the one place that chooses: `pr-eval --engine`, lmms-eval's
     `engine=` model_arg and `runner.evaluate` all come here.
 
     `model` is a loadable checkpoint for vllm and hf, and the default served name for openai
     (which loads nothing itself; `api_model` overrides the name). `request_timeout` (seconds per
     request), `retries` (further attempts after a transient failure) and `routing` (how turns
-    are spread over several servers: sticky by trajectory, or round-robin) and `media_dir` (images
-    as files in a folder the server reads, instead of inline) apply to openai;
+    are spread over several servers: sticky by trajectory, or round-robin), `media_dir` (images
+    as files in a folder the server reads, instead of inline) and `pixel_check` (refuse a server
+    that does not show images at the protocol's pixel bounds, pr_eval.engines.served) apply to openai;
     `mm_cache_gb` (vLLM's processed-image cache per process, 4 GiB by default) to vllm."""
     if kind == "vllm":
         from .vllm import VLLMEngine
@@ -47,7 +48,8 @@ def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: 
         # as the offline engine batches one turn of the whole batch
         limits = {k: v for k, v in (("timeout", request_timeout), ("retries", retries), ("routing", routing),
                                     ("media_dir", media_dir)) if v is not None}
-        return OpenAIEngine(base_urls, api_model or model, max_concurrency=max_concurrency, **limits)
+        return OpenAIEngine(base_urls, api_model or model, max_concurrency=max_concurrency, protocol=protocol,
+                            pixel_check=pixel_check, **limits)
     raise EngineError(f"unknown engine {kind!r}; choose one of: {', '.join(ENGINES)}")
 
 

@@ -11,9 +11,14 @@ Against a vLLM server the model sees what the offline engine gives it:
 - a video travels as ONE `video_url` whose data URL is `data:video/jpeg;base64,<f1>,<f2>,...`.
   vLLM reads that form as a list of already-extracted frames (`VideoMediaIO.load_base64`): it
   decodes each with PIL (which reads the PNG bytes we send whatever the label says) and gives
-  the processor the metadata fps=1, frames_indices=0..n-1, do_sample_frames=False, the same the
-  offline engine passes, so the frames are neither re-sampled nor re-encoded. (The server keeps at
+  the processor the metadata fps (from `media_io_kwargs`: the protocol's `video_fps`),
+  frames_indices=0..n-1, do_sample_frames=False, the same the offline engine passes, so the
+  frames are neither re-sampled nor re-encoded and their time steps are the offline engine's. (The server keeps at
   most `--media-io-kwargs '{"video": {"num_frames": N}}'` frames, 32 by default; 16 fit.)
+- the protocol's pixel bounds and video frame rate are sent with every request (vLLM's
+  per-request `mm_processor_kwargs` and `media_io_kwargs`), and checked once per server before
+  the first question by the prompt tokens of known images and a video (pr_eval.engines.served):
+  a server that shows them otherwise is refused, naming the flag to start it with;
 - every sampling setting is sent explicitly. A vLLM server fills a missing one from the
   checkpoint's generation_config.json (`--generation-config auto`; Qwen checkpoints typically set
   repetition_penalty and top_k there), which the offline engine, given full SamplingParams, never
@@ -38,7 +43,8 @@ from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from ..chat import IM_END
-from ..protocol import Decoding
+from ..protocol import Decoding, Protocol
+from . import served
 from .base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, EngineError, GenerationRequest, GenerationResult
 from .media import EncodedImages, SharedFolder, image_data_url, to_openai_messages, video_data_url  # noqa: F401 (re-exported)
 
@@ -81,7 +87,9 @@ class OpenAIEngine:
     skip_special_tokens, structured outputs); turn it off for servers that reject unknown fields,
     such as OpenAI's. `extra_body` is merged into every request last (e.g. chat_template_kwargs).
     `media_dir`: send images as files written there (see pr_eval.engines.media.SharedFolder)
-    instead of inline."""
+    instead of inline. `protocol`: send its pixel bounds and video frame rate with every request
+    and, with `pixel_check`, refuse a server that does not show images at those bounds
+    (pr_eval.engines.served); None sends neither (a bare transport, as the judge uses)."""
 
     name = "openai"
 
@@ -89,7 +97,8 @@ class OpenAIEngine:
                  max_concurrency: int = 16, retries: int = DEFAULT_RETRIES, backoff: float = 1.0,
                  timeout: float = DEFAULT_TIMEOUT_S,
                  vllm_params: bool = True, extra_body: dict | None = None, check: bool = True,
-                 routing: str = "sticky", media_dir: str | None = None):
+                 routing: str = "sticky", media_dir: str | None = None, protocol: Protocol | None = None,
+                 pixel_check: bool = True):
         try:
             import openai
         except ImportError as exc:
@@ -120,13 +129,27 @@ class OpenAIEngine:
         self._next = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="openai-engine")
-        if check:
-            try:
-                for url in self.base_urls:
+        self.protocol = protocol
+        # The protocol's bounds and frame rate go with every request to a vLLM server (which takes
+        # them when started with --trust-request-mm-kwargs); without the check nothing is sent and
+        # the server's own settings decide what the model sees.
+        checked = protocol is not None and pixel_check
+        self.media_kwargs = served.request_kwargs(protocol) if checked and vllm_params else {}
+        # How the protocol's pixels reach the model, and what each server's check found (run.json)
+        self.media_route: dict = {
+            "pixel_bounds": ("sent with every request (mm_processor_kwargs, media_io_kwargs)" if self.media_kwargs
+                             else "the server's own settings"),
+            **({"video_fps": protocol.video_fps} if self.media_kwargs else {}),
+            "check": {} if checked else ("off (--no-pixel-check)" if protocol is not None else "off")}
+        try:
+            for url in self.base_urls:
+                if check:
                     self._check_server(url)
-            except BaseException:
-                self.close()
-                raise
+                if protocol is not None and pixel_check:
+                    self.media_route["check"][url] = self._check_pixels(url, protocol)
+        except BaseException:
+            self.close()
+            raise
 
     # --- set-up ------------------------------------------------------------------------------
     def _check_server(self, url: str) -> None:
@@ -146,6 +169,48 @@ class OpenAIEngine:
         if names and self.model not in names:
             raise EngineError(f"model {self.model!r} is not served at {url}; it serves "
                               f"{', '.join(map(repr, names))}: pass one of them as the model name")
+
+    def _check_pixels(self, url: str, protocol: Protocol) -> dict:
+        """Refuse `url` (EngineError) unless it shows the probes' images and video at the
+        protocol's engine pixel bounds; the prompt token counts it reported, when it does."""
+        from .media import EncodedImages, SharedFolder
+
+        bounds = protocol.engine_pixels
+        # the run's own transport for files; flat probe pictures travel inline as tiny PNGs
+        media = self.images if isinstance(self.images, SharedFolder) else EncodedImages("png")
+        counts = {}
+        for probe in served.PROBES:
+            kind = "video" if probe.frames else "image"
+            request = GenerationRequest([{"role": "user", "content": [{"type": kind, kind: 1},
+                                                                      {"type": "text", "text": "."}]}],
+                                        [served.probe_images(probe)])
+            body = dict(model=self.model, messages=to_openai_messages(request, media), max_tokens=1,
+                        temperature=0.0, n=1, stream=False)
+            if self.media_kwargs:
+                body["extra_body"] = dict(self.media_kwargs)
+            try:
+                response = self._call(lambda client: client.chat.completions.create(**body), url=url,
+                                      retries=min(self.retries, 2))
+            except Exception as exc:  # _Failed, or a 404 on a pinned call
+                reason = exc.reason if isinstance(exc, _Failed) else _describe(exc)
+                if "trust-request-mm-kwargs" in reason:  # vLLM's refusal of per-request settings
+                    raise EngineError(f"{url} refuses the protocol's per-request pixel bounds and video frame "
+                                      f"rate: start vllm serve with --trust-request-mm-kwargs") from None
+                raise EngineError(f"{url} failed the pixel check (a {probe.size[0]}x{probe.size[1]} {kind}): "
+                                  f"{reason}; {self._pixel_fix(protocol)}") from None
+            usage = getattr(response, "usage", None)
+            counts[probe.name] = getattr(usage, "prompt_tokens", None)
+        problem = served.verdict(counts, bounds)
+        if problem is not None:
+            raise EngineError(f"{url} does not show images at the protocol's pixel bounds "
+                              f"[{bounds.min_pixels}, {bounds.max_pixels}]: {problem}; {self._pixel_fix(protocol)}")
+        return {"prompt_tokens": counts, "at_bounds": served.expected(bounds)}
+
+    def _pixel_fix(self, protocol: Protocol) -> str:
+        flags = served.start_flags(protocol)
+        first = ("start vllm serve with --trust-request-mm-kwargs (pr-eval sends the bounds with each request), "
+                 f"or with {flags}" if self.media_kwargs else f"start the server with {flags}")
+        return first + "; --no-pixel-check runs anyway, unchecked (for a model that is not Qwen2.5-VL)"
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -167,6 +232,7 @@ class OpenAIEngine:
                          include_stop_str_in_output=True)
             if request.constraint:
                 extra["structured_outputs"] = {"regex": request.constraint}
+            extra.update(self.media_kwargs)
         extra.update(self.extra_body)
         body = dict(model=self.model, messages=to_openai_messages(request, self.images), temperature=decoding.temperature,
                     top_p=decoding.top_p, max_tokens=decoding.max_new_tokens, seed=request.seed_or(decoding),
