@@ -124,8 +124,10 @@ class PixelReasoner(lmms):
                          len(answers), len(runs), len(runs) - len(answers))
         todo = [s for s in runs if sample_key(s.task, s.meta["doc_id"], s.rollout) not in answers]
         engine = self.engine if todo else None  # built before the progress bar starts counting
-        if engine is not None and self.store is not None:
-            self.store.record_media_route(getattr(engine, "media_route", None))
+        route = getattr(engine, "media_route", None)  # how the protocol's pixels reach the model
+        if route and self.store is not None and self.store.info.get("media_route") != route:
+            self.store.info["media_route"] = route
+            self.store.save_info()
         progress = tqdm(total=len(todo), desc="pixel_reasoner", unit="rollout" if self.protocol.sampling else "sample")
 
         def finished(traj: Trajectory) -> None:

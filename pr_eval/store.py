@@ -340,13 +340,6 @@ class RunStore:
         self.info["data"] = data
         self.save_info()
 
-    def record_media_route(self, route: dict | None) -> None:
-        """Note in run.json how the engine shows the protocol's pixels and video time step (and, for
-        served models, what each server's check found); a resumed run notes its latest engine's."""
-        if route and self.info.get("media_route") != route:
-            self.info["media_route"] = route
-            self.save_info()
-
     def check_sample(self, key: str, sample_id: str) -> None:
         """A journaled sample must still be the same question (same sample id) as when it ran."""
         saved = self.done[key].get("sample_id")

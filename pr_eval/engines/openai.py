@@ -171,46 +171,17 @@ class OpenAIEngine:
                               f"{', '.join(map(repr, names))}: pass one of them as the model name")
 
     def _check_pixels(self, url: str, protocol: Protocol) -> dict:
-        """Refuse `url` (EngineError) unless it shows the probes' images and video at the
-        protocol's engine pixel bounds; the prompt token counts it reported, when it does."""
-        from .media import EncodedImages, SharedFolder
-
-        bounds = protocol.engine_pixels
-        # the run's own transport for files; flat probe pictures travel inline as tiny PNGs
-        media = self.images if isinstance(self.images, SharedFolder) else EncodedImages("png")
-        counts = {}
-        for probe in served.PROBES:
-            kind = "video" if probe.frames else "image"
-            request = GenerationRequest([{"role": "user", "content": [{"type": kind, kind: 1},
-                                                                      {"type": "text", "text": "."}]}],
-                                        [served.probe_images(probe)])
-            body = dict(model=self.model, messages=to_openai_messages(request, media), max_tokens=1,
-                        temperature=0.0, n=1, stream=False)
-            if self.media_kwargs:
-                body["extra_body"] = dict(self.media_kwargs)
+        """Refuse `url` (EngineError) unless it shows images and videos at the protocol's engine
+        pixel bounds (pr_eval.engines.served); the prompt token counts it reported, when it does."""
+        def send(body: dict):
             try:
-                response = self._call(lambda client: client.chat.completions.create(**body), url=url,
-                                      retries=min(self.retries, 2))
+                return self._call(lambda client: client.chat.completions.create(**body), url=url,
+                                  retries=min(self.retries, 2))
             except Exception as exc:  # _Failed, or a 404 on a pinned call
-                reason = exc.reason if isinstance(exc, _Failed) else _describe(exc)
-                if "trust-request-mm-kwargs" in reason:  # vLLM's refusal of per-request settings
-                    raise EngineError(f"{url} refuses the protocol's per-request pixel bounds and video frame "
-                                      f"rate: start vllm serve with --trust-request-mm-kwargs") from None
-                raise EngineError(f"{url} failed the pixel check (a {probe.size[0]}x{probe.size[1]} {kind}): "
-                                  f"{reason}; {self._pixel_fix(protocol)}") from None
-            usage = getattr(response, "usage", None)
-            counts[probe.name] = getattr(usage, "prompt_tokens", None)
-        problem = served.verdict(counts, bounds)
-        if problem is not None:
-            raise EngineError(f"{url} does not show images at the protocol's pixel bounds "
-                              f"[{bounds.min_pixels}, {bounds.max_pixels}]: {problem}; {self._pixel_fix(protocol)}")
-        return {"prompt_tokens": counts, "at_bounds": served.expected(bounds)}
+                raise served.ProbeFailed(exc.reason if isinstance(exc, _Failed) else _describe(exc)) from None
 
-    def _pixel_fix(self, protocol: Protocol) -> str:
-        flags = served.start_flags(protocol)
-        first = ("start vllm serve with --trust-request-mm-kwargs (pr-eval sends the bounds with each request), "
-                 f"or with {flags}" if self.media_kwargs else f"start the server with {flags}")
-        return first + "; --no-pixel-check runs anyway, unchecked (for a model that is not Qwen2.5-VL)"
+        return served.check_pixels(url, send, protocol, model=self.model, transport=self.images,
+                                   per_request=self.media_kwargs)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

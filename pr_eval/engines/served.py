@@ -19,16 +19,19 @@ applied the bounds, whatever flags it was started with and whatever server it is
 Only differences between the three replies are compared (`verdict`), so the chat template's own
 tokens cancel out. The time step cannot be seen in a token count; it travels in
 `media_io_kwargs`, which vLLM refuses unless trusted (HTTP 400: the server is refused here too).
-Pure apart from `probe_images`, which draws the three pictures.
+`check_pixels` sends the probes through the caller's transport; the rest is pure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from PIL import Image
 
 from ..protocol import PixelBounds, Protocol
+from .base import EngineError, GenerationRequest
+from .media import EncodedImages, SharedFolder, to_openai_messages
 
 FACTOR = 28  # Qwen2.5-VL: one token per 28x28 pixels (14-pixel patches, merged 2x2)
 TEMPORAL_PATCH = 2  # frames per temporal step of a video
@@ -99,3 +102,48 @@ def start_flags(protocol: Protocol) -> str:
     b = protocol.engine_pixels
     return (f"--mm-processor-kwargs '{{\"min_pixels\": {b.min_pixels}, \"max_pixels\": {b.max_pixels}}}' "
             f"--media-io-kwargs '{{\"video\": {{\"fps\": {protocol.video_fps}}}}}'")
+
+
+class ProbeFailed(Exception):
+    """A probe request that failed; its text is the reason in one line."""
+
+
+def fix_text(protocol: Protocol, per_request: bool) -> str:
+    """How to start a server so that it passes the check."""
+    flags = start_flags(protocol)
+    first = ("start vllm serve with --trust-request-mm-kwargs (pr-eval sends the bounds with each request), "
+             f"or with {flags}" if per_request else f"start the server with {flags}")
+    return first + "; --no-pixel-check runs anyway, unchecked (for a model that is not Qwen2.5-VL)"
+
+
+def check_pixels(url: str, send: Callable[[dict], object], protocol: Protocol, *, model: str,
+                 transport, per_request: dict) -> dict:
+    """Send the probes to `url` (`send(body)` returns the chat completion or raises ProbeFailed)
+    with the `per_request` fields, and raise EngineError, in one line that names the fix, unless
+    the server counts them as the protocol's engine bounds; else {prompt_tokens, at_bounds}."""
+    bounds = protocol.engine_pixels
+    # the run's own transport for files; flat probe pictures travel inline as tiny PNGs
+    media = transport if isinstance(transport, SharedFolder) else EncodedImages("png")
+    counts = {}
+    for probe in PROBES:
+        kind = "video" if probe.frames else "image"
+        request = GenerationRequest([{"role": "user", "content": [{"type": kind, kind: 1},
+                                                                  {"type": "text", "text": "."}]}],
+                                    [probe_images(probe)])
+        body = dict(model=model, messages=to_openai_messages(request, media), max_tokens=1, temperature=0.0,
+                    n=1, stream=False, **({"extra_body": dict(per_request)} if per_request else {}))
+        try:
+            response = send(body)
+        except ProbeFailed as exc:
+            if "trust-request-mm-kwargs" in str(exc):  # vLLM's refusal of per-request settings
+                raise EngineError(f"{url} refuses the protocol's per-request pixel bounds and video frame "
+                                  f"rate: start vllm serve with --trust-request-mm-kwargs") from None
+            raise EngineError(f"{url} failed the pixel check (a {probe.size[0]}x{probe.size[1]} {kind}): "
+                              f"{exc}; {fix_text(protocol, bool(per_request))}") from None
+        counts[probe.name] = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+    problem = verdict(counts, bounds)
+    if problem is not None:
+        raise EngineError(f"{url} does not show images at the protocol's pixel bounds "
+                          f"[{bounds.min_pixels}, {bounds.max_pixels}]: {problem}; "
+                          f"{fix_text(protocol, bool(per_request))}")
+    return {"prompt_tokens": counts, "at_bounds": expected(bounds)}
