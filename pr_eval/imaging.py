@@ -76,6 +76,8 @@ def load_image(path, name: str | None = None) -> Image.Image:
     """Open an image (a path, or a file object named `name`) fully into memory as RGB, or raise
     DataError saying why it cannot be used (a truncated file is one: it is never scored with
     made-up pixels)."""
+    if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isfile(path):
+        raise DataError(f"not a regular file: {path} (a folder, pipe or device cannot be an image)")
     try:
         with Image.open(path) as img, _STRICT:
             lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
@@ -88,3 +90,13 @@ def load_image(path, name: str | None = None) -> Image.Image:
         raise DataError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"unreadable image {name or path}: {exc}") from None
+    except MemoryError:
+        raise DataError(f"unreadable image {name or path}: too large to decode in memory") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder's own failure (SyntaxError, NotImplementedError,
+        # struct.error, ...) is this file's problem: one line, never the run's end
+        raise DataError(f"unreadable image {name or path}: {type(exc).__name__}: {_line(exc)}") from None
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else "no message"

@@ -89,8 +89,10 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
             shown = pad_frames(shown)
         stored = [list(image.size) for image in loaded]
         del loaded  # only the shown images are kept: nothing is cut from the full-resolution files
-    except DataError as exc:
-        traj.stop_reason, traj.error = DATA_ERROR, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the one boundary around a sample's data: whatever its
+        # loader raises (a DataError saying why, or a decoder's own exception) is this sample's error
+        traj.stop_reason = DATA_ERROR
+        traj.error = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"[:500]
         traj.messages.append({"role": "user", "content": [text]})
         return traj
     if sample.is_video:

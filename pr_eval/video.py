@@ -74,12 +74,14 @@ def _read_video_file(path: Path, num_frames: int, start: float | None, end: floa
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         total, fps = len(reader), float(reader.get_avg_fps())
-    except (RuntimeError, OSError, ValueError) as exc:  # decord's errors are RuntimeErrors
+    except Exception as exc:  # noqa: BLE001 - decord raises RuntimeError, DECORDError (not one), ...
         raise DataError(f"unreadable video {path}: {_first_line(exc)}") from None
+    if not (total > 0 and math.isfinite(fps) and fps > 0):
+        raise DataError(f"unreadable video {path}: {total} frames at {fps} fps")
     indices = frame_indices(total, fps, num_frames, start, end)
     try:
         batch = reader.get_batch(indices).asnumpy()
-    except (RuntimeError, IndexError, ValueError) as exc:  # frames listed but not decodable
+    except Exception as exc:  # noqa: BLE001 - frames listed but not decodable
         raise DataError(f"cannot decode frames {indices[0]}..{indices[-1]} of {path} "
                         f"(truncated or corrupt?): {_first_line(exc)}") from None
     if len(batch) != num_frames:
@@ -107,4 +109,6 @@ def _seconds(value: float | None, default: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    kind = type(exc).__name__
+    return (text[0][:300] if kind in ("RuntimeError", "OSError", "ValueError") else f"{kind}: {text[0][:300]}") \
+        if text else kind

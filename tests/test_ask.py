@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pr_eval import ask as asking
 from pr_eval import lmms_task, loop
@@ -287,7 +288,18 @@ def test_bad_input_is_one_line_before_any_engine(tmp_path, capsys, no_engine):
     truncated.write_bytes(Path(image).read_bytes()[:600])
     bad_video = tmp_path / "clip.mp4"
     bad_video.write_bytes(os.urandom(2048))
+    from test_loader_fuzz import png_with_garbled_second_idat
+
+    garbled = tmp_path / "garbled.png"  # opens, then a SyntaxError while decoding
+    garbled.write_bytes(png_with_garbled_second_idat())
+    gif_video = tmp_path / "gif.mp4"  # decord's DECORDError, which is not a RuntimeError
+    Image.new("RGB", (32, 32)).save(gif_video, format="GIF")
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
     cases = {
+        "unreadable image  ": ["--image", str(garbled), "q"],
+        "unreadable video ": ["--video", str(gif_video), "q"],
+        "not a regular file": ["--image", str(pipe), "q"],
         "image file not found": ["--image", str(tmp_path / "missing.png"), "q"],
         "unreadable image": ["--image", str(garbage), "q"],
         "unreadable image ": ["--image", image, "--image", str(truncated), "q"],
