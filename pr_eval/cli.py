@@ -266,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             raise UsageError(f"--samples-per-question: {exc}") from None
         resume = resume_folder(args, model_path, protocol, tasks)
+        if judge is not None:  # a judge that cannot be used is found now, not after every sample ran
+            from .judge import check_judge
+
+            try:
+                check_judge(judge)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
     except UsageError as exc:
         print(f"pr-eval: error: {exc}", file=sys.stderr)
         return 2

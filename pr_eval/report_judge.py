@@ -1,6 +1,6 @@
 """The report's "Judge and rules" section: what the optional LLM judge said, next to the rules.
 
-    results.json "judge" {"settings": JudgeSettings.record(), "tasks": {task: judge.summarize(...)}}
+    results.json "judge" {"settings": JudgeSettings.record(), "tasks": {task: judge_run.summarize(...)}}
         + the samples of the disagreeing keys (question, answer, gold)
         -> [HTML here] -> the page (pr_eval.report, after the tool sections, before the viewer)
 

@@ -33,7 +33,7 @@ class LenientJudge(JsonHandler):
             self.server.requests += 1
         if self.server.down:
             return self.send_json(500, {"error": {"message": "judge is down"}})
-        answer = re.search(r"The model's final answer:\n(.*?)\n", user).group(1).strip()
+        answer = re.search(r"\n<<<ANSWER>>>\n(.*?)\n<<<ANSWER>>>", user, re.S).group(1).strip()
         reply = "CORRECT" if answer == "A" else "INCORRECT"
         self.send_json(200, chat_completion(reply, body["model"], prompt_tokens=9, completion_tokens=1))
 
