@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .answers import extract_answer
+from .engines import deadline
 from .engines.openai import _describe, _server_message, normalize_base_url  # the engine's error wording
 from .protocol import fingerprint_of
 from .trajectory import DATA_ERROR, ENGINE_ERROR, Trajectory
@@ -234,7 +235,8 @@ class Judge:
         self.settings = settings
         self.backoff_s = backoff_s
         self._client = openai.OpenAI(base_url=settings.base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
-                                     max_retries=0, timeout=settings.timeout_s)
+                                     max_retries=0, timeout=settings.timeout_s,
+                                     http_client=deadline.client(settings.timeout_s))  # bounds the whole request
         self._lock = threading.Lock()
 
     def close(self) -> None:

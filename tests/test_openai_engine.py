@@ -801,3 +801,49 @@ def test_a_plain_vllm_serve_gives_the_offline_prompt_token_counts_sample_by_samp
     tokens = [[(t.sample_id, [g.prompt_tokens for g in t.generations]) for t in run] for run in runs]
     assert tokens[0] == tokens[1]
     assert all(len(turns) == 2 and turns[0] > 500 for _, turns in tokens[0])
+
+
+# --- a timeout bounds the whole request -------------------------------------------------------------
+
+class Trickle(JsonHandler):
+    """Sends a whole reply's headers at once, then its body one byte every 0.2 s (about 20 s)."""
+
+    def do_GET(self):
+        self.send_json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+
+    def do_POST(self):
+        self.read_json()
+        data = json.dumps(chat_completion(ANSWER)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            for k in range(len(data)):
+                self.wfile.write(data[k:k + 1])
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client gave up, as it should
+            pass
+
+
+def test_a_server_that_trickles_its_reply_is_timed_out_by_the_whole_request():
+    """--request-timeout 1 --retries 0 against a reply that arrives a byte every 0.2 s: each read is
+    quick, the whole is not; the request is lost in about a second, not in the ~20 s it would take."""
+    from pr_eval.judge import Judge, JudgeItem, JudgeSettings
+
+    httpd = start_server(Trickle)
+    try:
+        engine = OpenAIEngine(httpd.root + "/v1", "stub", retries=0, timeout=1.0)
+        started = time.monotonic()
+        [result] = engine.generate([text_request()], P.decoding)
+        assert time.monotonic() - started < 5
+        assert result.error is not None and "timed out" in result.error
+        engine.close()
+        judge = Judge(JudgeSettings(base_url=httpd.root, model="stub", timeout_s=1.0, retries=0))
+        started = time.monotonic()
+        got = judge.judge([JudgeItem("t/0", "Which?", "B", "B")])
+        assert time.monotonic() - started < 5 and got["t/0"].error == "timeout"
+        judge.close()
+    finally:
+        stop_server(httpd)

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from ..chat import IM_END
 from ..protocol import Decoding, Protocol
-from . import served
+from . import deadline, served
 from .base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, EngineError, GenerationRequest, GenerationResult
 from .media import EncodedImages, SharedFolder, image_data_url, to_openai_messages, video_data_url  # noqa: F401 (re-exported)
 
@@ -123,8 +123,9 @@ class OpenAIEngine:
         self.images = SharedFolder(media_dir) if media_dir is not None else EncodedImages("bmp" if vllm_params else "png")
         api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers started without --api-key
         # The library's own retries are off: ours log, back off, and move to another server.
-        self._clients = {url: openai.OpenAI(base_url=url, api_key=api_key, max_retries=0, timeout=timeout)
-                         for url in self.base_urls}
+        # `timeout` bounds each whole request (pr_eval.engines.deadline), not each read of it
+        self._clients = {url: openai.OpenAI(base_url=url, api_key=api_key, max_retries=0, timeout=timeout,
+                                            http_client=deadline.client(timeout)) for url in self.base_urls}
         self._in_flight = {url: 0 for url in self.base_urls}
         self._next = 0
         self._lock = threading.Lock()
