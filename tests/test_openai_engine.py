@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,7 +271,10 @@ COMPLETION = chat_completion(ANSWER, "stub", prompt_tokens=7, completion_tokens=
 
 class Stub(JsonHandler):
     """Answers as `self.server.behave(kind, n)` says: kind "models" or "chat", n = how many chat
-    requests came before; returns a status, "drop" (close without answering) or "sleep"."""
+    requests came before; returns a status, "drop" (close without answering) or "sleep". An
+    error's message is `Stub.message` when set."""
+
+    message = None
 
     def _answer(self, kind):
         body = self.read_json()
@@ -288,7 +292,7 @@ class Stub(JsonHandler):
             action = 200
         payload = {"object": "list", "data": [{"id": "stub", "object": "model"}]} if kind == "models" else COMPLETION
         if action != 200:
-            payload = {"error": {"message": f"stub says {action}", "type": "x", "code": action}}
+            payload = {"error": {"message": Stub.message or f"stub says {action}", "type": "x", "code": action}}
         self.send_json(action, payload)
 
     def do_GET(self):
@@ -545,7 +549,7 @@ def test_with_a_media_dir_each_image_is_written_once_and_sent_by_reference(stub,
     assert not any(os.path.exists(p) for p in paths) and len(engine.images) == 0  # gone with their images
     kept = noise_image(30, 20, seed=9)
     engine.generate([session_request("t", 1, [kept])], P.decoding)
-    assert len(list(folder.iterdir())) == 1
+    assert len([p for p in folder.iterdir() if p.name != "owner"]) == 1
     engine.close()
     assert not folder.exists() and list(tmp_path.iterdir()) == []
 
@@ -651,7 +655,7 @@ def test_an_unclosed_media_folder_goes_with_its_engine(stub, tmp_path):
     kept = noise_image(20, 20)
     engine.generate([session_request("s", 1, [kept])], P.decoding)
     folder = engine.images.folder
-    assert len(list(folder.iterdir())) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["00000001.bmp", "owner"]
     engine._pool.shutdown(wait=True)
     del engine
     gc.collect()
@@ -847,3 +851,62 @@ def test_a_server_that_trickles_its_reply_is_timed_out_by_the_whole_request():
         judge.close()
     finally:
         stop_server(httpd)
+
+
+# --- the machine's failures stop a --media-dir run, so that --resume runs what they cost -------------
+
+def test_a_full_media_folder_stops_the_run(stub, tmp_path, monkeypatch):
+    import errno
+
+    from pr_eval.engines import media
+
+    url, _httpd = stub(lambda kind, n: 200)
+    engine = OpenAIEngine(url, "stub", media_dir=str(tmp_path))
+
+    def full(image, target, fmt):
+        Path(target).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(media, "save_lossless", full)
+    with pytest.raises(EngineError, match=r"cannot write images to the media folder .*: No space left on device; "
+                                          r"free space there or choose a larger --media-dir, then run again with "
+                                          r"--resume"):
+        engine.generate([session_request("s", 1, [noise_image(20, 20)])], P.decoding)
+    assert [p.name for p in engine.images.folder.iterdir()] == ["owner"]  # the partial file went
+    engine.close()
+
+
+@pytest.mark.parametrize("message", [
+    "Cannot load local files without `--allowed-local-media-path`.",
+    "[Errno 2] No such file or directory: '{folder}/00000001.bmp'",
+])
+def test_a_server_that_cannot_read_the_media_folder_stops_the_run(stub, tmp_path, message):
+    holder = {}
+    url, _httpd = stub(lambda kind, n: 400 if kind == "chat" else 200)
+    engine = OpenAIEngine(url, "stub", media_dir=str(tmp_path), retries=0)
+    holder["folder"] = engine.images.folder
+    Stub.message = message.format(folder=engine.images.folder)
+    try:
+        with pytest.raises(EngineError, match=r"cannot read the images in .*: HTTP 400: .*start the server with "
+                                              r"--allowed-local-media-path .* then run again with --resume"):
+            engine.generate([session_request("s", 1, [noise_image(20, 20)])], P.decoding)
+    finally:
+        Stub.message = None
+        engine.close()
+
+
+def test_media_folders_left_by_a_killed_run_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live, old = tmp_path / "pr-eval-dead", tmp_path / "pr-eval-live", tmp_path / "pr-eval-old"
+    for folder, owner in ((stale, dead.pid), (live, os.getpid()), (old, None)):
+        folder.mkdir()
+        (folder / "00000001.bmp").write_bytes(b"x")
+        if owner is not None:
+            (folder / "owner").write_text(str(owner))
+    files = SharedFolder(tmp_path)
+    try:
+        assert not stale.exists() and live.exists() and old.exists()  # only a dead owner's folder goes
+        assert (files.folder / "owner").read_text() == str(os.getpid())
+    finally:
+        files.close()

@@ -155,7 +155,11 @@ class SharedFolder(ImageMemo):
     """Images as lossless files in a folder the server reads too, sent as `file://` URLs.
 
     Each engine writes under its own new subfolder of `folder` (`pr-eval-XXXX/`, removed by
-    `close`); a file is removed when its image is gone. Videos go inline (`frames`)."""
+    `close`), with an `owner` file holding its process id; a file is removed when its image is
+    gone. Subfolders left by a killed run (their owner process is gone) are removed when the next
+    one starts: on /dev/shm they are RAM. Videos go inline (`frames`). A failure to write that
+    is the machine's, not one image's (a full disk, the folder gone) stops the run (EngineError)
+    so that --resume runs the samples it would have cost."""
 
     def __init__(self, folder: str | os.PathLike, fmt: str = "bmp"):
         root = Path(folder).expanduser().resolve()
@@ -164,9 +168,11 @@ class SharedFolder(ImageMemo):
                               f"--allowed-local-media-path {root}")
         super().__init__()
         self.fmt = fmt
+        remove_stale(root)
         try:
             self.folder = Path(tempfile.mkdtemp(prefix="pr-eval-", dir=root))
             os.chmod(self.folder, 0o755)  # a server running as another user reads it too
+            (self.folder / OWNER).write_text(str(os.getpid()))
         except OSError as exc:
             raise EngineError(f"media folder {root}: cannot write there ({exc.strerror or exc})") from None
         # the folder goes even when nobody closes the engine (lmms-eval's own command line)
@@ -178,12 +184,16 @@ class SharedFolder(ImageMemo):
         path = self.folder / f"{next(self._numbers):08d}.{_format(image, self.fmt)}"
         try:
             save_lossless(image, path, self.fmt)
-        except (FileNotFoundError, PermissionError) as exc:
+        except OSError as exc:
             if not self.folder.is_dir():  # no request can go any more: stop the run, say why
                 raise EngineError(f"the media folder {self.folder} is gone (removed while the run used it); "
                                   "run again with --resume") from None
-            raise OSError(f"cannot write the image to the media folder {self.folder}: "
-                          f"{exc.strerror or exc}") from None
+            # a full disk (a 64 MB /dev/shm fills fast), a read-only or forbidden folder: the
+            # machine's failure, which every later sample would meet too
+            path.unlink(missing_ok=True)
+            raise EngineError(f"cannot write images to the media folder {self.folder.parent}: "
+                              f"{exc.strerror or exc}; free space there or choose a larger --media-dir, "
+                              "then run again with --resume") from None
         return path.as_uri()
 
     def dropped(self, value: str) -> None:
@@ -200,6 +210,30 @@ class SharedFolder(ImageMemo):
 
     def close(self) -> None:
         self._cleanup()
+
+
+OWNER = "owner"  # a media subfolder's file naming the process that writes there
+
+
+def remove_stale(root: Path) -> list[Path]:
+    """Remove the `pr-eval-*` subfolders of `root` whose owner process is gone (a run killed
+    before it could clean up); the removed ones. Folders of live processes, of other users, and
+    without an owner file (written by an older pr-eval, or being made) are left alone."""
+    removed = []
+    for folder in root.glob("pr-eval-*"):
+        try:
+            pid = int((folder / OWNER).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or alive under another user: PermissionError below)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except OSError:
+            continue
+    return removed
 
 
 def image_data_url(image: Image.Image, fmt: str = "png") -> str:

@@ -250,6 +250,13 @@ class OpenAIEngine:
         try:
             response = self._call(lambda client: client.chat.completions.create(**body), session=request.session)
         except _Failed as exc:
+            if isinstance(self.images, SharedFolder) and (
+                    str(self.images.folder.parent) in exc.reason or "allowed-local-media-path" in exc.reason):
+                # not allowed, not mounted, files deleted: every later sample would be lost alike
+                raise EngineError(f"{exc.url} cannot read the images in {self.images.folder}: {exc.reason[:300]}; "
+                                  "start the server with --allowed-local-media-path on that folder, where it sees "
+                                  "it at the same path, and leave the folder alone while pr-eval runs; then run "
+                                  "again with --resume") from None
             return GenerationResult(text="", error=str(exc))
         try:
             return read_reply(response, decoding.stop_tokens)
