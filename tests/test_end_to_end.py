@@ -190,7 +190,7 @@ def _run(cmd, env_extra=None, timeout=300):
     (["--model", "tiny", "--tasks", "vstar", "--max-images", "0"], "--max-images must be at least 1"),
     (["--model", "tiny", "--tasks", "vstar", "--mm-cache-gb", "-1"], "--mm-cache-gb goes with --engine vllm"),
     (["--model", "tiny", "--tasks", "treebench,nope"], "unknown task 'nope'; choose from: vstar"),
-    (["--model", "tiny", "--tasks", "vstar", "--media-dir", "/tmp"], "--media-dir go with --engine openai"),
+    (["--model", "tiny", "--tasks", "vstar", "--media-dir", "/tmp"], "--media-dir and --no-pixel-check go with --engine openai"),
     (["--model", "tiny", "--tasks", "vstar", "--engine", "openai", "--base-url", "http://x:1/v1", "--media-dir",
       "/no/such/dir"], "--media-dir /no/such/dir: no such folder"),
 ])
