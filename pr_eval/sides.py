@@ -122,6 +122,31 @@ def index_samples(records: list[dict], task: str, source: str = "") -> dict[tupl
     return indexed
 
 
+def check_rollouts(records: list[dict], task: str, rollouts, run_seed, source: str) -> None:
+    """A sampled run's records must hold, for every question, exactly its protocol's K rollouts
+    (0..K-1), each with the seed the run's seed rule gives it (`sampling.rollout_seed`): a run cut
+    down to its lucky rollouts, or with rollouts from another seed, is refused, naming questions."""
+    from .sampling import rollout_seed
+
+    if not isinstance(rollouts, int) or isinstance(rollouts, bool) or rollouts < 1:
+        raise InputError(f"{source}: the protocol record of this sampled run has no rollout count")
+    held: dict[str, list] = {}
+    wrong_seed = []
+    for record in records:
+        sample_id, rollout = str(record.get("sample_id")), record.get("rollout")
+        held.setdefault(sample_id, []).append(rollout)
+        if isinstance(rollout, int) and record.get("seed") != rollout_seed(run_seed, task, sample_id, rollout):
+            wrong_seed.append(f"{sample_id}#{rollout}")
+    short = [f"{q} ({len(r)} of {rollouts})" for q, r in held.items()
+             if sorted(r, key=lambda x: (not isinstance(x, int), str(x))) != list(range(rollouts))]
+    if short:
+        raise InputError(f"{source}: a sampled run must hold rollouts 0..{rollouts - 1} of every question; "
+                         f"{len(short)} do not: {', '.join(short[:5])}{' ...' if len(short) > 5 else ''}")
+    if wrong_seed:
+        raise InputError(f"{source}: {len(wrong_seed)} rollouts do not carry the seed the run's seed rule gives "
+                         f"them (seed {run_seed}): {', '.join(wrong_seed[:5])}{' ...' if len(wrong_seed) > 5 else ''}")
+
+
 def rollout_means(per_rollout: list[dict]) -> dict:
     """A question's metrics from its rollouts': each numeric metric's mean over the rollouts that
     have a number for it."""
@@ -151,12 +176,17 @@ def read_run(folder: Path, summary: dict | None = None) -> Side:
         tasks = run_tasks(folder, summary)
     except RunError as exc:
         raise InputError(str(exc)) from None
+    sampling = (protocol.get("settings") or {}).get("sampling") if isinstance(protocol, dict) else None
     for task in tasks:
         name = run.benchmarks.get(task) or (data.get(task) or {}).get("benchmark") or benchmark_of_task(task)
         bench = benchmarks.setdefault(name, Benchmark(name))
         bench.tasks.append(task)
         path = folder / f"samples_{task}.jsonl"
-        bench.samples.update(index_samples(read_records(path), task, str(path)))
+        records = read_records(path)
+        if isinstance(sampling, dict):
+            check_rollouts(records, task, sampling.get("rollouts"), (summary.get("run") or {}).get("seed") or 0,
+                           str(path))
+        bench.samples.update(index_samples(records, task, str(path)))
     for bench in benchmarks.values():
         # the benchmark's row: its task's, or the group's whose tasks are exactly its tasks (pr_mvbench)
         row = next((values for name, values in run.metrics.items()

@@ -246,6 +246,31 @@ def test_compare_pairs_sampled_runs_by_question(sampled_run, capsys):
     assert status == 0 and rows[0]["n"] == QUESTIONS and rows[0]["delta"] == 0.0
 
 
+def test_a_sampled_run_cut_to_its_lucky_rollouts_or_reseeded_is_refused(sampled_run, tmp_path, capsys):
+    """Every question must carry exactly its K rollouts with the seeds the run's rule gives them:
+    a copy keeping only the correct rollouts, or with a rollout from another seed, is refused by
+    compare and check, naming the questions."""
+    import shutil
+
+    from pr_eval import gate
+
+    rows = records(sampled_run.folder)
+    for name, edit in (("cut", lambda rs: [r for r in rs if r["metrics"]["accuracy"] == 1.0]),
+                       ("reseeded", lambda rs: [dict(r, seed=r["seed"] + 1) if i == 0 else r for i, r in enumerate(rs)])):
+        folder = tmp_path / name
+        shutil.copytree(sampled_run.folder, folder)
+        edited = edit([dict(r) for r in rows])
+        assert edited != rows
+        (folder / "samples_pr_zoom.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
+        status = gate.compare_main([str(sampled_run.folder), str(folder)])
+        err = capsys.readouterr().err
+        assert status == 2, err
+        if name == "cut":
+            assert f"must hold rollouts 0..{K - 1} of every question" in err and f"of {K})" in err
+        else:
+            assert "1 rollouts do not carry the seed the run's seed rule gives them (seed 0)" in err
+
+
 def test_a_sigkilled_sampled_run_resumes_rollout_by_rollout(sampled_run, demo_engine, tmp_path):
     """The CLI, killed in the middle of writing its 11th journal line, then resumed (in this
     process, on the session's engine: one engine start less): the same rollouts and numbers as the
