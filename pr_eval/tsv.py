@@ -110,7 +110,7 @@ def _scan(path: Path, digest) -> tuple[list[str], list[dict], dict[str, tuple[in
             if "index" not in columns:
                 raise DataError(f"{path} has no 'index' column (columns: {', '.join(columns[:12])})")
             position = {name: i for i, name in enumerate(columns)}
-            for offset, fields in records:
+            for offset, fields in _named_errors(records, path, rows):
                 if not any(fields):
                     continue  # a blank line
                 row = {name: fields[i] if i < len(fields) else None for name, i in position.items() if name != "image"}
@@ -129,6 +129,17 @@ def _scan(path: Path, digest) -> tuple[list[str], list[dict], dict[str, tuple[in
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     return [c for c in columns if c != "image"], rows, holders
+
+
+def _named_errors(records, path: Path, rows: list[dict]):
+    """`records`, with csv's own error (a lone carriage return in an unquoted field, ...) as a
+    DataError in one line that names the row after which the file stops being a TSV."""
+    try:
+        yield from records
+    except csv.Error as exc:
+        after = f"after the row with index {rows[-1].get('index')!r}" if rows else "in the first row after the header"
+        raise DataError(f"{path}: the record {after} (data row {len(rows) + 1}) is not valid TSV: {exc}; "
+                        "fix the file (a field with a line break or a quote must be quoted)") from None
 
 
 def read_payload(path: Path, offset: int, k: int = 0) -> bytes:

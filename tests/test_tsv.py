@@ -93,3 +93,16 @@ def test_files_without_rows_or_index_are_refused_or_empty(tmp_path, text):
     path.write_text("question\timage\nq\tabc\n")
     with pytest.raises(DataError, match="no 'index' column"):
         tsv.index_tsv(path)
+
+
+def test_a_lone_carriage_return_is_one_line_naming_the_row(tmp_path):
+    """csv refuses a carriage return inside an unquoted field; the file is refused (it is not a
+    TSV pandas would write) in one line that says where, not with csv's traceback."""
+    path = tmp_path / "cr.tsv"
+    image = "x" * 100
+    path.write_bytes(f"index\tquestion\tanswer\timage\n7\tfine?\tA\t{image}\n8\tbro\rken?\tB\t{image}\n".encode())
+    with pytest.raises(DataError) as refused:
+        tsv.index_tsv(path)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: the record after the row with index '7' (data row 2) is not valid TSV: ")
