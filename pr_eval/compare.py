@@ -19,7 +19,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from . import benchmarks
-from .sides import Benchmark, InputError, Side, sample_mean
+from .sides import Benchmark, InputError, Side, is_grouped, sample_mean
 from .stats import (
     DEFAULT_ALPHA,
     DEFAULT_RESAMPLES,
@@ -147,7 +147,8 @@ def _paired(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, seed) -> Row
     keys, only_a, only_b = pair(a.samples, b.samples)
     row.only_a, row.only_b = len(only_a), len(only_b)
     xs, ys = _values(a, keys, row.metric), _values(b, keys, row.metric)
-    kept = [(x, y) for x, y in zip(xs, ys) if isinstance(x, (int, float)) and isinstance(y, (int, float))]
+    both = [(k, x, y) for k, x, y in zip(keys, xs, ys) if isinstance(x, (int, float)) and isinstance(y, (int, float))]
+    kept = [(x, y) for _, x, y in both]
     row.unscored = len(keys) - len(kept)
     row.n = len(kept)
     if not kept:
@@ -155,11 +156,23 @@ def _paired(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, seed) -> Row
         return row
     x = np.array([k[0] for k in kept], dtype=float)
     y = np.array([k[1] for k in kept], dtype=float)
-    row.a, row.b = float(x.mean()), float(y.mean())
+    common = [k for k, _, _ in both]
+    if is_grouped(a, row.metric, common) and is_grouped(b, row.metric, common):
+        # a mean of group means (HR-Bench's cycles): the figures, and an interval that resamples
+        # whole groups (a question's rotations are not independent samples)
+        row.a, row.b = sample_mean(a, row.metric, common), sample_mean(b, row.metric, common)
+        by_group: dict[str, list[float]] = {}
+        for (key, xv, yv) in both:
+            by_group.setdefault(a.groups[key], []).append(yv - xv)
+        differences = np.array([np.mean(d) for d in by_group.values()], dtype=float)
+        row.interval = "paired bootstrap over groups"
+    else:
+        row.a, row.b = float(x.mean()), float(y.mean())
+        differences = y - x
+        row.interval = "paired bootstrap"
     row.delta = row.b - row.a
-    means = bootstrap_means(y - x, resamples, seed)
+    means = bootstrap_means(differences, resamples, seed)
     row.ci = percentile_ci(means, alpha)
-    row.interval = "paired bootstrap"
     row.paired = True
     if is_binary(row.metric, np.concatenate([x, y])):
         a_only, b_only = discordant(x, y)
@@ -189,7 +202,7 @@ def _against_reference(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, s
     values = np.array([v[row.metric] for v in values], dtype=float)
     row.n = len(values)
     row.unscored = len(run.samples) - row.n
-    run_score = float(values.mean()) if row.n else None
+    run_score = sample_mean(run, row.metric) if row.n else None  # a grouped metric: its mean of group means
     row.a, row.b = (run_score, ref_value) if run is a else (ref_value, run_score)
     if ref_value is None:
         row.status = "no value"
@@ -199,7 +212,18 @@ def _against_reference(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, s
         row.status = "no samples"
         return row
     row.delta = sign * (run_score - ref_value)
-    if is_binary(row.metric, values):
+    if is_grouped(run, row.metric, list(run.samples)):  # resample whole groups, as the figure averages them
+        by_group: dict[str, list[float]] = {}
+        for key, metrics in run.samples.items():
+            if isinstance(metrics.get(row.metric), (int, float)):
+                by_group.setdefault(run.groups[key], []).append(float(metrics[row.metric]))
+        means = bootstrap_means(np.array([np.mean(v) for v in by_group.values()]), resamples, seed)
+        run_ci = percentile_ci(means, alpha)
+        row.test = "bootstrap"
+        row.interval = "bootstrap over groups (run's own)"
+        bound = np.quantile(means, 1 - alpha if run is b else alpha)
+        row.upper = float(sign * (bound - ref_value))
+    elif is_binary(row.metric, values):
         successes = int(values.sum())
         interval = binomtest(successes, row.n).proportion_ci(confidence_level=1 - alpha, method="exact")
         run_ci = (float(interval.low), float(interval.high))

@@ -203,9 +203,15 @@ def mean_of_subset(items: list[dict]) -> float:
 def mean_over_groups(items: list[dict]) -> float:
     """The mean over groups of each group's mean (HR-Bench's cycle rule: a question's rotations
     form a group); NaN over no sample."""
+    return grouped_mean((float(item["value"]), str(item.get("group", ""))) for item in items)
+
+
+def grouped_mean(pairs) -> float:
+    """The mean over groups of each group's mean of (value, group) pairs; NaN over none. The one
+    grouped rule: lmms-eval's aggregation, the run reader, compare and submissions all use it."""
     groups: dict[str, list[float]] = {}
-    for item in items:
-        groups.setdefault(str(item.get("group", "")), []).append(float(item["value"]))
+    for value, group in pairs:
+        groups.setdefault(group, []).append(value)
     return mean(mean(values) for values in groups.values())
 
 

@@ -287,6 +287,8 @@ def sample_records(entry: dict, metric_names: list[str], benchmark: str | None) 
             values = sample_metrics(traj, doc, benchmark) if benchmark else {}
             record["answer"] = extract_answer(traj.answer_text)
         record["metrics"] = {k: plain_value(values[k]) for k in metric_names if k in values}
+        if doc.get("group"):  # what a grouped metric (HR-Bench's cycles) averages over first
+            record["group"] = str(doc["group"])
         records.append(record)
     return records
 

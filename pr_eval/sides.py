@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import benchmarks
+from .metrics import grouped_mean
 from .runs import RunError, leaf_tasks, load_run, read_jsonl, read_summary, run_tasks
 
 REFERENCE_SCHEMA = "pr-eval-reference/1"
@@ -42,6 +43,7 @@ class Benchmark:
     name: str
     tasks: list[str] = field(default_factory=list)
     samples: dict[tuple[str, str], dict] = field(default_factory=dict)  # (task, sample_id) -> metrics
+    groups: dict[tuple[str, str], str] = field(default_factory=dict)    # (task, sample_id) -> its group, if any
     reported: dict[str, float | None] = field(default_factory=dict)
     metric: str | None = None   # the metric a reference's number is (None: the benchmark's main)
     size: int | None = None     # a reference's question count (None: unknown)
@@ -89,13 +91,15 @@ def read_records(path: Path) -> list[dict]:
     return [record for _, record in lines.records]
 
 
-def index_samples(records: list[dict], task: str, source: str = "") -> dict[tuple[str, str], dict]:
+def index_samples(records: list[dict], task: str, source: str = "",
+                  groups: dict | None = None) -> dict[tuple[str, str], dict]:
     """(task, sample_id) -> the record's metrics. Order does not matter; a repeated sample_id does
     (pairing by id would be ambiguous), and so does a record without one.
 
     A sampled run's records are rollouts (each with a "rollout" index): a question's metrics are
     then the means over its rollouts (accuracy: its share of correct rollouts), so two sampled
-    runs are paired question by question, and a mean over questions is Avg@K."""
+    runs are paired question by question, and a mean over questions is Avg@K. A record's
+    "group" (HR-Bench's cycle) goes into `groups` when one is given."""
     indexed: dict[tuple[str, str], dict] = {}
     rollouts: dict[tuple[str, str], dict[int, dict]] = {}
     for number, record in enumerate(records, 1):
@@ -104,6 +108,8 @@ def index_samples(records: list[dict], task: str, source: str = "") -> dict[tupl
             raise InputError(f"{source or task}: record {number} has no sample_id, so it cannot be paired")
         key = (task, str(sample_id))
         metrics = record.get("metrics") or record.get("scores") or {}
+        if groups is not None and isinstance(record.get("group"), str):
+            groups[key] = record["group"]
         rollout = record.get("rollout")
         if isinstance(rollout, int) and not isinstance(rollout, bool):
             if rollout in rollouts.setdefault(key, {}):
@@ -186,7 +192,7 @@ def read_run(folder: Path, summary: dict | None = None) -> Side:
         if isinstance(sampling, dict):
             check_rollouts(records, task, sampling.get("rollouts"), (summary.get("run") or {}).get("seed") or 0,
                            str(path))
-        bench.samples.update(index_samples(records, task, str(path)))
+        bench.samples.update(index_samples(records, task, str(path), bench.groups))
     for bench in benchmarks.values():
         # the benchmark's row: its task's, or the group's whose tasks are exactly its tasks (pr_mvbench)
         row = next((values for name, values in run.metrics.items()
@@ -198,19 +204,35 @@ def read_run(folder: Path, summary: dict | None = None) -> Side:
                 benchmarks=benchmarks, data={t: d for t, d in data.items() if isinstance(d, dict)})
 
 
-def sample_mean(bench: Benchmark, metric: str) -> float | None:
-    """The mean of the metric over the samples that have a number for it (None: none have)."""
-    values = [m.get(metric) for m in bench.samples.values()]
-    values = [v for v in values if isinstance(v, (int, float))]
-    return float(np.mean(values)) if values else None
+def sample_mean(bench: Benchmark, metric: str, keys=None) -> float | None:
+    """The benchmark's figure of the metric over the samples (of `keys`, default all) that have a
+    number for it (None: none have): their mean, or for a grouped metric (HR-Bench's
+    cycle_accuracy) whose samples all carry their group, the mean of the group means."""
+    keys = list(bench.samples) if keys is None else list(keys)
+    pairs = [(bench.samples[k].get(metric), k) for k in keys]
+    pairs = [(float(v), k) for v, k in pairs if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not pairs:
+        return None
+    if is_grouped(bench, metric, [k for _, k in pairs]):
+        return grouped_mean((v, bench.groups[k]) for v, k in pairs)
+    return float(np.mean([v for v, _ in pairs]))
+
+
+def is_grouped(bench: Benchmark, metric: str, keys) -> bool:
+    """Whether the metric is its benchmark's grouped headline and every one of `keys` has a group
+    (runs written before records kept their group have none: their figure cannot be redone)."""
+    known = benchmarks.find(bench.name)
+    return (known is not None and known.main_by_group and metric == known.main
+            and all(k in bench.groups for k in keys))
 
 
 def check_consistent(folder: Path, bench: Benchmark) -> None:
     """results.json must agree with the per-sample records on the metrics that are gated."""
     known = benchmarks.find(bench.name)
     for metric in dict.fromkeys(["accuracy", benchmarks.main_metric(bench.name)]):
-        if known is not None and known.main_by_group and metric == known.main:
-            continue  # a mean of group means (HR-Bench's cycles): the records keep no group to redo it
+        if known is not None and known.main_by_group and metric == known.main and not is_grouped(
+                bench, metric, bench.samples):
+            continue  # a mean of group means whose records keep no group (written before they did)
         reported = bench.reported.get(metric)
         computed = sample_mean(bench, metric)
         if isinstance(reported, (int, float)) and computed is not None and abs(reported - computed) > CONSISTENCY:

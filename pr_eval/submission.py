@@ -34,7 +34,8 @@ from pathlib import Path
 
 from . import __version__, benchmarks
 from .answers import extract_answer
-from .metrics import TOOL_STATS
+from .benchmarks import find as find_benchmark
+from .metrics import TOOL_STATS, grouped_mean
 from .protocol import fingerprint_of
 from .runs import RunError, Unreadable, read_json, read_summary
 from .sides import Benchmark, InputError, Side, read_records, read_run, schema_problems
@@ -89,6 +90,7 @@ def prediction(record: dict, task: str, benchmark: str) -> dict:
         "tool_calls": len(record.get("tool_calls") or []),
         "scores": {name: metrics.get(name) for name in dict.fromkeys(["accuracy", main])},
         "record_sha256": sha256(record),
+        **({"group": record["group"]} if isinstance(record.get("group"), str) else {}),
     }
 
 
@@ -215,13 +217,17 @@ def consistency_problems(benchmarks: dict, predictions: list[dict]) -> list[str]
         if entry["score"] != entry["scores"].get(entry["metric"]):
             found.append(f"benchmarks/{name}/score is {entry['score']} but scores/{entry['metric']} is "
                          f"{entry['scores'].get(entry['metric'])}")
+        known = find_benchmark(name)
         for metric in dict.fromkeys(["accuracy", entry["metric"]]):
-            values = [p["scores"].get(metric) for p in mine]
-            values = [v for v in values if v is not None]
+            scored = [p for p in mine if p["scores"].get(metric) is not None]
+            values = [p["scores"][metric] for p in scored]
             stated = entry["scores"].get(metric)
             if not values or stated is None:
                 continue
-            mean = sum(values) / len(values)
+            grouped = (known is not None and known.main_by_group and metric == known.main
+                       and all(isinstance(p.get("group"), str) for p in scored))
+            mean = (grouped_mean((p["scores"][metric], p["group"]) for p in scored) if grouped
+                    else sum(values) / len(values))
             if abs(mean - stated) > TOLERANCE * max(1.0, abs(mean)) + 1e-12:
                 found.append(f"benchmarks/{name}/scores/{metric} is {stated} but the mean over its "
                              f"{len(values)} predictions is {mean}")

@@ -16,7 +16,7 @@ from lmms_eval.tasks import TaskManager
 from PIL import Image
 from test_tasks import ScriptedModel
 
-from pr_eval import grounding
+from pr_eval import data, grounding
 from pr_eval.benchmarks.hrbench import write_samples
 from pr_eval.metrics import mean_over_groups
 from pr_eval.runner import TASKS_DIR, collect
@@ -193,3 +193,36 @@ def test_the_report_draws_the_targets_where_they_are_on_the_shown_image():
     svg = target_overlay(traj, 250, 200)  # displayed at a quarter of the stored size
     assert '<rect class="target" x="25.0" y="50.0" width="50.0" height="50.0"/>' in svg
     assert target_overlay(Trajectory("t", "s", "q", None, "p", "f", images=traj.images), 250, 200) == ""
+
+
+def test_a_grouped_score_is_redone_from_the_records_everywhere(engine, tiny_model, tmp_path, monkeypatch, capsys):
+    """HR-Bench with --limit 6: cycle 0 in 4 rotations (one right), cycle 1 in 2 (none right). The
+    run's cycle_accuracy is (1/4 + 0) / 2 = 12.5%, the plain mean 1/6 = 16.7%. Each record keeps its
+    group, so a submission validates, compare shows the run's 12.5, and an edited figure is refused."""
+    from conftest import scripted
+
+    from pr_eval import gate, runner, submission
+    from pr_eval.sides import InputError, read_run
+
+    monkeypatch.setenv("PR_EVAL_DATA", "samples")
+    _, samples = data.load_samples("hrbench4k", "samples", limit=6)
+    script = {s.sample_id: ["\\boxed{%s}" % (s.answer if s.sample_id == "hrbench4k-0" else "Z")] for s in samples}
+    run = runner.evaluate("tiny", tiny_model, ["pr_hrbench4k"], limit=6, output=tmp_path, engine=engine,
+                          guide=scripted(script))
+    assert run.metrics["pr_hrbench4k"]["cycle_accuracy"] == pytest.approx(0.125)
+    records = [json.loads(x) for x in (run.folder / "samples_pr_hrbench4k.jsonl").read_text().splitlines()]
+    assert [r["group"] for r in records] == ["0", "0", "0", "0", "1", "1"]
+    document = submission.build(run.folder)
+    assert submission.validate(document) == [] and document["benchmarks"]["hrbench4k"]["score"] == pytest.approx(0.125)
+    assert read_run(run.folder).benchmarks["hrbench4k"].groups
+    capsys.readouterr()
+    assert gate.compare_main([str(run.folder), str(run.folder), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["rows"]
+    assert row["metric"] == "cycle_accuracy" and row["a"] == row["b"] == pytest.approx(0.125)
+    assert row["interval"] == "paired bootstrap over groups"
+    summary = json.loads((run.folder / "results.json").read_text())
+    summary["metrics"]["pr_hrbench4k"]["cycle_accuracy"] = 0.9
+    (run.folder / "results.json").write_text(json.dumps(summary))
+    with pytest.raises(InputError, match="results.json gives hrbench4k cycle_accuracy 0.900000 but the per-sample "
+                                         "records .* give 0.125000"):
+        read_run(run.folder)
