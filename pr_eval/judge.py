@@ -86,6 +86,7 @@ NO_ANSWER = "(no answer)"
 MAX_BACKOFF_S = 5.0
 MAX_REPLY_CHARS = 64     # a verdict is one word: a longer reply is not one (and is stored cut to STORED_REPLY_CHARS)
 STORED_REPLY_CHARS = 200
+MAX_REPLY_BYTES = 1 << 20  # a one-word verdict's reply is a few hundred bytes: no more is read
 MAX_ANSWER_CHARS = 4000  # what of the model's answer the judge is shown
 _EDGE = string.punctuation + "\u201c\u201d\u2018\u2019\u00ab\u00bb\u2026"
 _VERDICTS = {"CORRECT": 1.0, "INCORRECT": 0.0}
@@ -236,7 +237,8 @@ class Judge:
         self.backoff_s = backoff_s
         self._client = openai.OpenAI(base_url=settings.base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
                                      max_retries=0, timeout=settings.timeout_s,
-                                     http_client=deadline.client(settings.timeout_s))  # bounds the whole request
+                                     # bounds the whole request, and what of a reply is read
+                                     http_client=deadline.client(settings.timeout_s, MAX_REPLY_BYTES))
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ from pr_eval.trajectory import Trajectory
 
 SLOW_S = 1.5
 MARKERS = ("JUDGE-CORRECT", "JUDGE-WRONG", "JUDGE-500", "JUDGE-FLAKY", "JUDGE-SLOW", "JUDGE-GARBAGE",
-           "JUDGE-400", "JUDGE-DROP", "JUDGE-CHOICES5", "JUDGE-CHOICESMAP", "JUDGE-HUGE", "JUDGE-OBEY")
+           "JUDGE-400", "JUDGE-DROP", "JUDGE-CHOICES5", "JUDGE-CHOICESMAP", "JUDGE-HUGE", "JUDGE-OBEY", "JUDGE-LONG")
 
 
 class ScriptedJudge(JsonHandler):
@@ -76,7 +76,7 @@ class ScriptedJudge(JsonHandler):
                 reply = "CORRECT" if "answer CORRECT" in outside else "INCORRECT"
                 return self.send_json(200, chat_completion(reply, body.get("model")))
             reply = {"JUDGE-WRONG": "INCORRECT", "JUDGE-GARBAGE": "maybe?",
-                     "JUDGE-HUGE": "CORRECT " + "x" * 2_000_000}.get(marker, "CORRECT")
+                     "JUDGE-HUGE": "CORRECT " + "x" * 2_000_000, "JUDGE-LONG": "CORRECT " + "x" * 500}.get(marker, "CORRECT")
             self.send_json(200, chat_completion(reply, body.get("model"), prompt_tokens=50, completion_tokens=1))
         finally:
             with server.lock:
@@ -178,14 +178,18 @@ def test_failures_are_lost_judgements_never_wrong_answers(server, make_judge):
 
 
 def test_replies_that_are_not_verdicts_are_lost_and_bounded(server, make_judge):
-    """200 with `choices` 5 or a map, and a 2 MB "CORRECT ..." reply: lost judgements, never a crash
-    or a verdict; at most STORED_REPLY_CHARS of a reply are kept."""
-    judge = make_judge(server)
-    got = judge.judge([item("t/0", "JUDGE-CHOICES5"), item("t/1", "JUDGE-CHOICESMAP"), item("t/2", "JUDGE-HUGE")])
+    """200 with `choices` 5 or a map, a 2 MB and a 508-character "CORRECT ..." reply: lost
+    judgements, never a crash or a verdict; at most MAX_REPLY_BYTES of a reply are read and
+    STORED_REPLY_CHARS kept."""
+    judge = make_judge(server, retries=0)
+    got = judge.judge([item("t/0", "JUDGE-CHOICES5"), item("t/1", "JUDGE-CHOICESMAP"), item("t/2", "JUDGE-HUGE"),
+                       item("t/3", "JUDGE-LONG")])
     assert all(j.verdict is None for j in got.values())
     assert got["t/0"].error == got["t/1"].error == "unparsable reply: the reply holds no text"
-    assert got["t/2"].error == "unparsable reply: 2000008 characters, not one word"
-    assert len(got["t/2"].reply) == judge_module.STORED_REPLY_CHARS
+    # 2 MB: not read past MAX_REPLY_BYTES (1 MB), so lost as a broken connection, nothing stored
+    assert got["t/2"].error.startswith("connection: ") and got["t/2"].reply is None
+    assert got["t/3"].error == "unparsable reply: 508 characters, not one word"
+    assert len(got["t/3"].reply) == judge_module.STORED_REPLY_CHARS
 
 
 def test_an_answer_cannot_instruct_the_judge(server, make_judge):
