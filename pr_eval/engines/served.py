@@ -2,14 +2,14 @@
 
 The offline engine gives vLLM the protocol's `engine_pixels` as its `mm_processor_kwargs` and a
 video's frame rate in the video's metadata. A `vllm serve` knows neither unless told: started
-plainly, it shows images and video frames at the checkpoint's own bounds (on the demo model a 320x240-source MVBench video
-costs 1,144 tokens instead of 4,368, a selected frame 99 instead of 546) and reads a frame list at
-1 fps. So the
-OpenAI engine sends both with every request (`request_kwargs`: vLLM's per-request
-`mm_processor_kwargs` and `media_io_kwargs`, which vLLM 0.32 takes from a server started with
-`--trust-request-mm-kwargs`), and before the first question asks each server to
-count the prompt tokens of known images and a video (`PROBES`), which tells whether the server
-applied the bounds, whatever flags it was started with and whatever server it is:
+plainly, it shows images and video frames at the checkpoint's own bounds (on the demo model a
+320x240-source MVBench video costs 1,144 tokens instead of 4,368, a selected frame 99 instead of
+546) and reads a frame list at 1 fps. So the OpenAI engine sends both with every request
+(`request_kwargs`: vLLM's per-request `mm_processor_kwargs` and `media_io_kwargs`, which vLLM
+0.32 takes from a server started with `--trust-request-mm-kwargs`), and before the first
+question asks each server to count the prompt tokens of known images and a video (`PROBES`),
+which tells whether the server applied the bounds, whatever flags it was started with and
+whatever server it is:
 
 - `small`: a 56x56 image, which the protocol's lower bound enlarges (529 tokens; 4 at a Qwen
   checkpoint's default bounds);
