@@ -674,7 +674,7 @@ class CountingServer(JsonHandler):
         self.send_json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
 
     def do_POST(self):
-        from pr_eval.engines import served as srv
+        from pr_eval.imaging import reference_size
         from pr_eval.protocol import PixelBounds
 
         body = self.read_json()
@@ -693,7 +693,7 @@ class CountingServer(JsonHandler):
                 url = part[part["type"]]["url"].split(",", 1)[1]
                 frames = url.split(",") if part["type"] == "video_url" else [url]
                 size = Image.open(io.BytesIO(base64.b64decode(frames[0]))).size
-                w, h = srv.shown_size(*size, bounds)
+                w, h = reference_size(*size, bounds)
                 tokens += -(-len(frames) // 2) * (w // 28) * (h // 28)
         self.send_json(200, chat_completion(ANSWER, prompt_tokens=tokens))
 
@@ -881,10 +881,8 @@ def test_a_full_media_folder_stops_the_run(stub, tmp_path, monkeypatch):
     "[Errno 2] No such file or directory: '{folder}/00000001.bmp'",
 ])
 def test_a_server_that_cannot_read_the_media_folder_stops_the_run(stub, tmp_path, message):
-    holder = {}
     url, _httpd = stub(lambda kind, n: 400 if kind == "chat" else 200)
     engine = OpenAIEngine(url, "stub", media_dir=str(tmp_path), retries=0)
-    holder["folder"] = engine.images.folder
     Stub.message = message.format(folder=engine.images.folder)
     try:
         with pytest.raises(EngineError, match=r"cannot read the images in .*: HTTP 400: .*start the server with "

@@ -130,7 +130,6 @@ class OpenAIEngine:
         self._next = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="openai-engine")
-        self.protocol = protocol
         # The protocol's bounds and frame rate go with every request to a vLLM server (which takes
         # them when started with --trust-request-mm-kwargs); without the check nothing is sent and
         # the server's own settings decide what the model sees.
@@ -146,7 +145,7 @@ class OpenAIEngine:
             for url in self.base_urls:
                 if check:
                     self._check_server(url)
-                if protocol is not None and pixel_check:
+                if checked:
                     self.media_route["check"][url] = self._check_pixels(url, protocol)
         except BaseException:
             self.close()

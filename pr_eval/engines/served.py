@@ -29,11 +29,11 @@ from typing import Callable
 
 from PIL import Image
 
+from ..imaging import FACTOR, reference_size
 from ..protocol import PixelBounds, Protocol
 from .base import EngineError, GenerationRequest
 from .media import EncodedImages, SharedFolder, to_openai_messages
 
-FACTOR = 28  # Qwen2.5-VL: one token per 28x28 pixels (14-pixel patches, merged 2x2)
 TEMPORAL_PATCH = 2  # frames per temporal step of a video
 
 
@@ -56,17 +56,10 @@ def request_kwargs(protocol: Protocol) -> dict:
             "media_io_kwargs": {"video": {"fps": protocol.video_fps}}}
 
 
-def shown_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
-    """(width, height) a Qwen2.5-VL processor resizes an image or frame to within `bounds`."""
-    from qwen_vl_utils import smart_resize
-
-    h, w = smart_resize(height, width, factor=FACTOR, min_pixels=bounds.min_pixels, max_pixels=bounds.max_pixels)
-    return w, h
-
-
 def tokens(probe: Probe, bounds: PixelBounds) -> int:
-    """The prompt tokens the probe's image or video costs at `bounds`."""
-    w, h = shown_size(*probe.size, bounds)
+    """The prompt tokens the probe's image or video costs at `bounds` (one per FACTOR x FACTOR
+    pixels of the size the processor resizes it to: the same smart_resize as the inputs')."""
+    w, h = reference_size(*probe.size, bounds)
     steps = -(-probe.frames // TEMPORAL_PATCH) if probe.frames else 1
     return steps * (w // FACTOR) * (h // FACTOR)
 
