@@ -130,6 +130,15 @@ def _score(bench: Benchmark, metric: str) -> float | None:
     return sample_mean(bench, metric) if bench.paired else bench.reported.get(metric)
 
 
+def _group_means(bench: Benchmark, keyed: list) -> np.ndarray:
+    """The mean of each group's values, from (key, value) pairs: what a bootstrap over whole
+    groups resamples (a question's rotations are not independent samples)."""
+    by_group: dict[str, list[float]] = {}
+    for key, value in keyed:
+        by_group.setdefault(bench.groups[key], []).append(value)
+    return np.array([np.mean(values) for values in by_group.values()], dtype=float)
+
+
 def _values(bench: Benchmark, keys, metric: str) -> list:
     return [bench.samples[k].get(metric) for k in keys]
 
@@ -161,10 +170,7 @@ def _paired(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, seed) -> Row
         # a mean of group means (HR-Bench's cycles): the figures, and an interval that resamples
         # whole groups (a question's rotations are not independent samples)
         row.a, row.b = sample_mean(a, row.metric, common), sample_mean(b, row.metric, common)
-        by_group: dict[str, list[float]] = {}
-        for (key, xv, yv) in both:
-            by_group.setdefault(a.groups[key], []).append(yv - xv)
-        differences = np.array([np.mean(d) for d in by_group.values()], dtype=float)
+        differences = _group_means(a, [(key, yv - xv) for key, xv, yv in both])
         row.interval = "paired bootstrap over groups"
     else:
         row.a, row.b = float(x.mean()), float(y.mean())
@@ -213,11 +219,9 @@ def _against_reference(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, s
         return row
     row.delta = sign * (run_score - ref_value)
     if is_grouped(run, row.metric, list(run.samples)):  # resample whole groups, as the figure averages them
-        by_group: dict[str, list[float]] = {}
-        for key, metrics in run.samples.items():
-            if isinstance(metrics.get(row.metric), (int, float)):
-                by_group.setdefault(run.groups[key], []).append(float(metrics[row.metric]))
-        means = bootstrap_means(np.array([np.mean(v) for v in by_group.values()]), resamples, seed)
+        scored = [(key, float(m[row.metric])) for key, m in run.samples.items()
+                  if isinstance(m.get(row.metric), (int, float))]
+        means = bootstrap_means(_group_means(run, scored), resamples, seed)
         run_ci = percentile_ci(means, alpha)
         row.test = "bootstrap"
         row.interval = "bootstrap over groups (run's own)"

@@ -221,17 +221,13 @@ def sample_mean(bench: Benchmark, metric: str, keys=None) -> float | None:
 def is_grouped(bench: Benchmark, metric: str, keys) -> bool:
     """Whether the metric is its benchmark's grouped headline and every one of `keys` has a group
     (runs written before records kept their group have none: their figure cannot be redone)."""
-    known = benchmarks.find(bench.name)
-    return (known is not None and known.main_by_group and metric == known.main
-            and all(k in bench.groups for k in keys))
+    return metric == benchmarks.grouped_metric(bench.name) and all(k in bench.groups for k in keys)
 
 
 def check_consistent(folder: Path, bench: Benchmark) -> None:
     """results.json must agree with the per-sample records on the metrics that are gated."""
-    known = benchmarks.find(bench.name)
     for metric in dict.fromkeys(["accuracy", benchmarks.main_metric(bench.name)]):
-        if known is not None and known.main_by_group and metric == known.main and not is_grouped(
-                bench, metric, bench.samples):
+        if metric == benchmarks.grouped_metric(bench.name) and not is_grouped(bench, metric, bench.samples):
             continue  # a mean of group means whose records keep no group (written before they did)
         reported = bench.reported.get(metric)
         computed = sample_mean(bench, metric)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import __version__, benchmarks
 from .answers import extract_answer
-from .benchmarks import find as find_benchmark
+from .benchmarks import grouped_metric
 from .metrics import TOOL_STATS, grouped_mean
 from .protocol import fingerprint_of
 from .runs import RunError, Unreadable, read_json, read_summary
@@ -217,15 +217,13 @@ def consistency_problems(benchmarks: dict, predictions: list[dict]) -> list[str]
         if entry["score"] != entry["scores"].get(entry["metric"]):
             found.append(f"benchmarks/{name}/score is {entry['score']} but scores/{entry['metric']} is "
                          f"{entry['scores'].get(entry['metric'])}")
-        known = find_benchmark(name)
         for metric in dict.fromkeys(["accuracy", entry["metric"]]):
             scored = [p for p in mine if p["scores"].get(metric) is not None]
             values = [p["scores"][metric] for p in scored]
             stated = entry["scores"].get(metric)
             if not values or stated is None:
                 continue
-            grouped = (known is not None and known.main_by_group and metric == known.main
-                       and all(isinstance(p.get("group"), str) for p in scored))
+            grouped = (metric == grouped_metric(name) and all(isinstance(p.get("group"), str) for p in scored))
             mean = (grouped_mean((p["scores"][metric], p["group"]) for p in scored) if grouped
                     else sum(values) / len(values))
             if abs(mean - stated) > TOLERANCE * max(1.0, abs(mean)) + 1e-12:

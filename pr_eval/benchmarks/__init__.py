@@ -72,6 +72,13 @@ def of_task(task: str) -> Benchmark | None:
     return next((b for b in BENCHMARKS.values() if b.owns_task(task)), None)
 
 
+def grouped_metric(name: str | None) -> str | None:
+    """The benchmark's headline metric when it is a mean of group means (HR-Bench's
+    cycle_accuracy), else None."""
+    found = find(name)
+    return found.main if found is not None and found.main_by_group else None
+
+
 def main_metric(name: str | None) -> str:
     """The benchmark's own headline metric, else the paper's accuracy."""
     found = find(name)
