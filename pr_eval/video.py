@@ -108,7 +108,10 @@ def _seconds(value: float | None, default: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """The first line of the message (300 characters at most), after the exception's type unless
+    that is one of decord's usual kinds; the type alone when there is no message."""
+    lines = str(exc).strip().splitlines()
     kind = type(exc).__name__
-    return (text[0][:300] if kind in ("RuntimeError", "OSError", "ValueError") else f"{kind}: {text[0][:300]}") \
-        if text else kind
+    if not lines:
+        return kind
+    return lines[0][:300] if kind in ("RuntimeError", "OSError", "ValueError") else f"{kind}: {lines[0][:300]}"
