@@ -183,7 +183,9 @@ def normalize_row(record: dict, index: int = 0) -> dict:
         row["video_start"] = _seconds(row.get("video_start"))
         row["video_end"] = _seconds(row.get("video_end"))
     if row.get("_error"):
-        errors.insert(0, str(row["_error"]))  # set by a converter
+        # Set by a converter, which knows the real problem: a field it left empty because of it
+        # (a row whose image names no row keeps no question) is not a second problem.
+        errors = [str(row["_error"])] + [e for e in errors if not e.startswith(("missing field", "no image path"))]
     if errors:
         row["_error"] = "; ".join(errors)
     return row

@@ -82,12 +82,15 @@ def index_tsv(path: Path, cache: Path | None = None) -> tuple[list[str], list[di
         return saved["columns"], saved["rows"], saved["sha256"]
     digest = hashlib.sha256()
     columns, rows, holders = _scan(path, digest)
+    indexes = {str(row.get("index")) for row in rows}
     for row in rows:
         target = row.pop("_image_of", None)
         if target is not None:
             holder = holders.get(target)
             if holder is None:
-                row["_error"] = f"its image names row {target!r}, which holds no image"
+                row["_error"] = (f"its image names row {target!r}, which holds no image itself" if target in indexes else
+                                 f"its image field {target!r} (short, so the index of the row holding its image) "
+                                 "names no row of the file")
                 row["image"] = []
             else:
                 row["image"] = [image_ref(path.name, holder[0], k) for k in range(holder[1])]

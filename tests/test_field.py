@@ -226,3 +226,18 @@ def test_a_grouped_score_is_redone_from_the_records_everywhere(engine, tiny_mode
     with pytest.raises(InputError, match="results.json gives hrbench4k cycle_accuracy 0.900000 but the per-sample "
                                          "records .* give 0.125000"):
         read_run(run.folder)
+
+
+@pytest.mark.parametrize("image, problem", [
+    ("999", "its image field '999' (short, so the index of the row holding its image) names no row of the file"),
+    ("2", "its image names row '2', which holds no image itself"),
+])
+def test_a_row_whose_image_names_a_wrong_row_says_only_that(tmp_path, image, problem):
+    """Not also "missing field 'question'" for a row that has one (issue 25)."""
+    write_samples(tmp_path / "tsv", "4k", questions=2)
+    path = tmp_path / "tsv" / "hr_bench_4k.tsv"
+    frame = pd.read_csv(path, sep="\t", dtype=str)
+    frame.loc[1, "image"] = image
+    frame.to_csv(path, sep="\t", index=False)
+    rows = data.read_rows(data.resolve("hrbench4k", str(tmp_path / "tsv"), cache_dir=tmp_path / "c"))
+    assert rows[1]["_error"] == problem and "_error" not in rows[0] and "_error" not in rows[2]

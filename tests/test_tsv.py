@@ -32,6 +32,7 @@ def table(tmp_path):
         {"index": 12, "question": "two images", "image": str([_png((0, 255, 0)), _png((0, 0, 255), (20, 10))])},
         {"index": 13, "question": "corrupt", "image": "!!" + "A" * 100},                      # not base64
         {"index": 14, "question": "dangling", "image": "99"},                                # names no row
+        {"index": 17, "question": "chained", "image": "11"},                                 # a row without its own
         {"index": 15, "question": "no image", "image": ""},
         {"index": 16, "question": "not an image", "image": base64.b64encode(b"x" * 90).decode()},
     ]
@@ -40,12 +41,14 @@ def table(tmp_path):
 
 def test_rows_are_indexed_with_the_record_that_holds_their_image(table, tmp_path):
     columns, rows, sha256 = tsv.index_tsv(table)
-    assert columns == ["index", "question"] and len(rows) == 7 and len(sha256) == 64
+    assert columns == ["index", "question"] and len(rows) == 8 and len(sha256) == 64
     by = {row["index"]: row for row in rows}
     assert by["11"]["question"] == 'a "quoted"\ttab and a\nnewline'  # quoting and newlines survive
     assert by["11"]["image"] == by["10"]["image"] and by["10"]["image"][0].startswith("bench.tsv#")
     assert [tsv.parse_ref(r)[2] for r in by["12"]["image"]] == [0, 1]
-    assert by["14"]["_error"] == "its image names row '99', which holds no image" and by["14"]["image"] == []
+    assert by["14"]["_error"] == ("its image field '99' (short, so the index of the row holding its image) names "
+                                  "no row of the file") and by["14"]["image"] == []
+    assert by["17"]["_error"] == "its image names row '11', which holds no image itself"  # one level, as VLMEvalKit
     assert by["15"]["_error"] == "the row holds no image"
     assert "image" not in columns and all("iVBOR" not in str(row) for row in rows)  # no pixels kept
 
