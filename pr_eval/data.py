@@ -50,7 +50,8 @@ def benchmark_info(benchmark: str) -> Benchmark:
         raise DataError(str(exc)) from None
 
 
-def resolve(benchmark: str, spec: str | None = None, cache_dir: str | os.PathLike | None = None) -> DataSource:
+def resolve(benchmark: str, spec: str | None = None, cache_dir: str | os.PathLike | None = None,
+            limit: int | None = None) -> DataSource:
     """Find a benchmark's parquet file and image folder, downloading or unpacking as needed.
 
     spec: "hub" (default; the benchmark's hub id), "samples" (the small generated set bundled in
@@ -58,7 +59,8 @@ def resolve(benchmark: str, spec: str | None = None, cache_dir: str | os.PathLik
     (optionally "@revision"), or a local folder; a folder holding a `<benchmark>/` subfolder stands for that subfolder. "official" reads the
     benchmark's own release instead: "official" (its hub repo), "official:DIR" (a local copy),
     "official:owner/name[@revision]" (a mirror), each optionally ending in ",seed=N" (the seed
-    that shuffles V*'s options; default 0). See `official.py`."""
+    that shuffles V*'s options; default 0). See `official.py`.
+    limit: only the first `limit` rows are wanted (`--limit`): a release may be read only that far."""
     info = benchmark_info(benchmark)
     spec = source_spec(spec)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -66,15 +68,16 @@ def resolve(benchmark: str, spec: str | None = None, cache_dir: str | os.PathLik
         raise DataError(f"the {benchmark!r} benchmark is generated ({info.samples}) and has no hub copy or "
                         f"official release (data source {spec!r}); use --data samples")
     if spec == "official" or spec.startswith(("official:", "official,")):
-        return official.resolve(benchmark, spec, cache)
+        return official.resolve(benchmark, spec, cache, limit=limit)
     if not info.hub_id and info.release is not None:
         # Known only by its own release (the field's benchmarks): the hub copy is the release,
         # and the bundled samples and a local folder hold copies of its files.
         if spec == "hub":
-            return official.resolve(benchmark, "official", cache, kind="hub")
+            return official.resolve(benchmark, "official", cache, kind="hub", limit=limit)
         if spec == "samples":
-            return official.resolve(benchmark, f"official:{_samples_folder(benchmark)}", cache, kind="samples")
-        return official.resolve(benchmark, f"official:{spec}", cache, kind="local")
+            return official.resolve(benchmark, f"official:{_samples_folder(benchmark)}", cache, kind="samples",
+                                    limit=limit)
+        return official.resolve(benchmark, f"official:{spec}", cache, kind="local", limit=limit)
     if spec == "hub":
         return from_hub(benchmark, info.hub_id, None, cache)
     if spec == "samples":
@@ -105,28 +108,45 @@ def _samples_folder(benchmark: str) -> Path:
 
 # --- Rows ---------------------------------------------------------------------------------------
 
-def read_rows(source: DataSource) -> list[dict]:
-    """The source's rows as plain Python dicts, normalized (see `normalize_row`).
+def read_rows(source: DataSource, limit: int | None = None) -> list[dict]:
+    """The source's rows as plain Python dicts, normalized (see `normalize_row`); with `limit`,
+    the first `limit` of them (the source then records `limit` and the rows it read).
 
     A row missing a required value keeps its place, marked `_error` with the reason, so the run
     records it as a data error instead of stopping."""
     if source.records is not None:  # an official source, converted when it was resolved
-        rows = [normalize_row(record, index) for index, record in enumerate(source.records)]
-        source.rows = len(rows)
-        return _unique_ids(rows, source)
-    import pandas as pd
-
-    try:
-        frame = pd.read_parquet(source.parquet)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {source.parquet}: {exc}") from None
-    missing = [name for name in REQUIRED_FIELDS if name not in frame.columns]
-    if missing:
-        raise DataError(f"{source.parquet} lacks the column(s) {', '.join(missing)}; "
-                        f"columns present: {', '.join(map(str, frame.columns))}")
-    rows = [normalize_row(record, index) for index, record in enumerate(frame.to_dict("records"))]
+        records = source.records
+    else:
+        records = _parquet_records(source, limit)
+    if limit is not None:
+        records = records[:limit]
+        source.details["limit"] = limit
+    rows = [normalize_row(record, index) for index, record in enumerate(records)]
     source.rows = len(rows)
     return _unique_ids(rows, source)
+
+
+def _parquet_records(source: DataSource, limit: int | None) -> list[dict]:
+    """The records of the source's parquet file (the first `limit`, read only that far)."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source.parquet)
+        names = parquet.schema_arrow.names
+        missing = [name for name in REQUIRED_FIELDS if name not in names]
+        if missing:
+            raise DataError(f"{source.parquet} lacks the column(s) {', '.join(missing)}; "
+                            f"columns present: {', '.join(map(str, names))}")
+        if limit is None:
+            return parquet.read().to_pandas().to_dict("records")
+        records: list[dict] = []
+        for batch in parquet.iter_batches(batch_size=max(1, min(limit, 1024))):
+            records += batch.to_pandas().to_dict("records")
+            if len(records) >= limit:
+                break
+        return records[:limit]
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"cannot read {source.parquet}: {exc}") from None
 
 
 def _unique_ids(rows: list[dict], source: DataSource) -> list[dict]:
@@ -285,8 +305,6 @@ def to_sample(task: str, row: dict, root: str | os.PathLike) -> Sample:
 def load_samples(benchmark: str, spec: str | None = None, limit: int | None = None,
                  cache_dir: str | os.PathLike | None = None) -> tuple[DataSource, list[Sample]]:
     """Resolve a benchmark's data and return its first `limit` (default all) rows as Samples."""
-    source = resolve(benchmark, spec, cache_dir=cache_dir)
-    rows = read_rows(source)
-    if limit is not None:
-        rows = rows[:limit]
+    source = resolve(benchmark, spec, cache_dir=cache_dir, limit=limit)
+    rows = read_rows(source, limit)
     return source, [to_sample(benchmark, row, source.root) for row in rows]

@@ -41,6 +41,7 @@ from lmms_eval.api.task import ConfigurableTask
 
 from . import benchmarks, data, metrics
 from .benchmarks import Benchmark
+from .sources import row_limit
 
 
 class PixelReasonerTask(ConfigurableTask):
@@ -61,7 +62,7 @@ class PixelReasonerTask(ConfigurableTask):
 
     def download(self, dataset_kwargs=None) -> None:
         metadata = dict(self.config.metadata or {})
-        source, docs = _documents(metadata["benchmark"], data.source_spec())
+        source, docs = _documents(metadata["benchmark"], data.source_spec(), _limit(metadata))
         split = self.config.test_split or "test"
         self.dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(docs)})
         if self.config.process_docs is not None:  # as lmms-eval's own download does
@@ -93,16 +94,23 @@ def process_results(doc: dict, results: list, benchmark: str) -> dict:
     return metrics.question_metrics(trajs, doc, benchmark)
 
 
-_LOADED: dict[tuple[str, str], tuple] = {}
+_LOADED: dict[tuple[str, str, int | None], tuple] = {}
 
 
-def _documents(benchmark: str, spec: str) -> tuple:
-    """(source, documents) of a benchmark, loaded once per process: MVBench's 20 subtask tasks
-    share one load instead of resolving (and, for official sources, converting) 20 times."""
-    key = (benchmark, spec)
+def _limit(metadata: dict) -> int | None:
+    """The run's row limit (`sources.row_limit`), where the first rows of the data are the first
+    documents of the task: not for a subtask, whose documents lmms-eval picks out of all rows."""
+    return None if metadata.get("subtask") else row_limit()
+
+
+def _documents(benchmark: str, spec: str, limit: int | None = None) -> tuple:
+    """(source, documents) of a benchmark (its first `limit` rows), loaded once per process:
+    MVBench's 20 subtask tasks share one load instead of resolving (and, for official sources,
+    converting) 20 times."""
+    key = (benchmark, spec, limit)
     if key not in _LOADED:
-        source = data.resolve(benchmark, spec)
-        _LOADED[key] = (source, [_doc(row, source) for row in data.read_rows(source)])
+        source = data.resolve(benchmark, spec, limit=limit)
+        _LOADED[key] = (source, [_doc(row, source) for row in data.read_rows(source, limit)])
     return _LOADED[key]
 
 

@@ -37,14 +37,16 @@ def parse_spec(spec: str) -> tuple[str | None, int]:
     return match.group("target"), seed
 
 
-def resolve(benchmark: str, spec: str, cache: Path, kind: str = "official") -> DataSource:
+def resolve(benchmark: str, spec: str, cache: Path, kind: str = "official", limit: int | None = None) -> DataSource:
     """The benchmark's official release, located (downloaded if needed) and converted. `kind`
     names the source in the run's record (a benchmark known only by its release also reads its
-    bundled samples and local copies through here)."""
+    bundled samples and local copies through here). limit: only the first `limit` rows are
+    wanted; the converter may read only that far."""
     release = release_of(benchmark)
     target, seed = parse_spec(spec)
     folder, origin, commit = locate(benchmark, target)
-    converted = rebase_snapshot(release.convert(folder, cache / "official", commit or _files_key(folder), seed))
+    converted = rebase_snapshot(release.convert(folder, cache / "official", commit or _files_key(folder), seed,
+                                                     limit))
     details = {"source": "official", **converted.details}
     return DataSource(benchmark=benchmark, kind=kind, root=converted.root, parquet=None,
                       revision=commit or converted.revision, rows=len(converted.rows), origin=origin,

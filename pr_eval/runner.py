@@ -22,7 +22,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, faults, quiet, report, sampling
+from . import __version__, faults, quiet, report, sampling, sources
 from .answers import extract_answer
 from .judge import JudgeSettings
 from .judge_run import judge_records
@@ -132,7 +132,7 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
         lm = PixelReasoner(engine=engine, engine_factory=factory, protocol=proto, batch_size=batch_size,
                            guide=guide, store=store, schedule=schedule, seed=seed or 0)
         try:
-            with quiet.lmms_eval_bars_hidden():
+            with quiet.lmms_eval_bars_hidden(), sources.limited(limit):
                 results = simple_evaluate(model=lm, tasks=list(tasks), limit=limit, log_samples=True,
                                           task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
                                           verbosity=os.environ.get("PR_EVAL_LMMS_VERBOSITY", "WARNING"))

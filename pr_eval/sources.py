@@ -13,6 +13,7 @@ a benchmark (`pr_eval.benchmarks` does): these are the file and network edges.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 from .errors import DataError
 
 DATA_ENV = "PR_EVAL_DATA"          # the data source spec when none is given
+LIMIT_ENV = "PR_EVAL_LIMIT"        # the run's --limit, so tasks read only the rows it uses
 ZIP_NAME = "images.zip"
 IMAGES_DIR = "images"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?$")  # owner/name[@revision]
@@ -44,6 +46,28 @@ def source_spec(spec: str | None = None) -> str:
 def use_source(spec: str) -> None:
     """Make `spec` the data source of the tasks this process (and its children) loads."""
     os.environ[DATA_ENV] = spec
+
+
+def row_limit() -> int | None:
+    """The `--limit` of the run this process is doing ($PR_EVAL_LIMIT), or None: lmms-eval cuts a
+    task's documents to its limit only after loading them all, so the task class reads only that
+    many rows where it can (a 4.6 GB TSV is then read only as far as needed)."""
+    value = os.environ.get(LIMIT_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+@contextlib.contextmanager
+def limited(limit: int | None):
+    """`row_limit` reports `limit` (None: none) inside the block."""
+    before = os.environ.pop(LIMIT_ENV, None)
+    if limit is not None:
+        os.environ[LIMIT_ENV] = str(int(limit))
+    try:
+        yield
+    finally:
+        os.environ.pop(LIMIT_ENV, None)
+        if before is not None:
+            os.environ[LIMIT_ENV] = before
 
 
 @dataclass

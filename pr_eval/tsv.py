@@ -70,19 +70,51 @@ def _image_count(value: str) -> int:
     return max(1, len(_LISTED.findall(value))) if value.startswith("[") else 1
 
 
-def index_tsv(path: Path, cache: Path | None = None) -> tuple[list[str], list[dict], str]:
+def index_tsv(path: Path, cache: Path | None = None, limit: int | None = None) -> tuple[list[str], list[dict], str]:
     """(the columns, every row without its image, the file's sha256): each row's `image` is a
     list of references ("FILE.tsv#OFFSET:K", FILE relative to the TSV's folder) to the record
-    holding its image."""
+    holding its image.
+
+    limit: only the first `limit` rows, exactly as the whole index would give them. The file is
+    read only as far as those rows and the rows holding their images; the digest of the whole
+    file is taken without parsing it (once, then cached), so a run with `--limit` reports the same
+    data revision as a whole run."""
     stat = path.stat()
     key = hashlib.sha256(f"{INDEX_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     cached = cache / f"tsv-index-{key}.json" if cache is not None else None
+    if limit is not None:
+        columns, rows, holders, indexes = _scan(path, None, limit)
+        return columns, _link(path, rows, holders, indexes), file_sha256(path, cache, key)
     if cached is not None and cached.is_file():
         saved = json.loads(cached.read_text(encoding="utf-8"))
         return saved["columns"], saved["rows"], saved["sha256"]
     digest = hashlib.sha256()
-    columns, rows, holders = _scan(path, digest)
-    indexes = {str(row.get("index")) for row in rows}
+    columns, rows, holders, indexes = _scan(path, digest)
+    rows = _link(path, rows, holders, indexes)
+    if cached is not None:
+        write_atomic(cached, json.dumps({"columns": columns, "rows": rows, "sha256": digest.hexdigest()}),
+                     sync=False)
+        write_atomic(cache / f"tsv-sha256-{key}.txt", digest.hexdigest(), sync=False)
+    return columns, rows, digest.hexdigest()
+
+
+def file_sha256(path: Path, cache: Path | None = None, key: str | None = None) -> str:
+    """The sha256 of a file's bytes, kept in `cache` under `key` (the file's path, size and time)."""
+    saved = cache / f"tsv-sha256-{key}.txt" if cache is not None and key else None
+    if saved is not None and saved.is_file():
+        return saved.read_text(encoding="utf-8").strip()
+    try:
+        with open(path, "rb") as handle:
+            value = hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if saved is not None:
+        write_atomic(saved, value, sync=False)
+    return value
+
+
+def _link(path: Path, rows: list[dict], holders: dict, indexes: set[str]) -> list[dict]:
+    """The rows, each short image field replaced by references to the record it names."""
     for row in rows:
         target = row.pop("_image_of", None)
         if target is not None:
@@ -94,15 +126,16 @@ def index_tsv(path: Path, cache: Path | None = None) -> tuple[list[str], list[di
                 row["image"] = []
             else:
                 row["image"] = [image_ref(path.name, holder[0], k) for k in range(holder[1])]
-    if cached is not None:
-        write_atomic(cached, json.dumps({"columns": columns, "rows": rows, "sha256": digest.hexdigest()}),
-                     sync=False)
-    return columns, rows, digest.hexdigest()
+    return rows
 
 
-def _scan(path: Path, digest) -> tuple[list[str], list[dict], dict[str, tuple[int, int]]]:
-    """One pass over the file: rows without images, and where each row's own image is."""
-    rows, holders = [], {}
+def _scan(path: Path, digest, limit: int | None = None):
+    """One pass over the file: (columns, rows without images, where each row's own image is
+    {index: (offset, count)}, every index seen). With `limit`, the pass stops once it has that
+    many rows and has found the record of every image they name (a later row's, at worst the
+    whole file); rows after the limit are read for their image only."""
+    rows, holders, indexes = [], {}, set()
+    wanted: set[str] = set()  # images named by the kept rows, not yet found
     try:
         with open(path, "rb") as handle:
             records = _records(handle, digest=digest)
@@ -116,8 +149,18 @@ def _scan(path: Path, digest) -> tuple[list[str], list[dict], dict[str, tuple[in
             for offset, fields in _named_errors(records, path, rows):
                 if not any(fields):
                     continue  # a blank line
+                full = limit is None or len(rows) < limit
                 row = {name: fields[i] if i < len(fields) else None for name, i in position.items() if name != "image"}
                 value = fields[position["image"]] if "image" in position and position["image"] < len(fields) else ""
+                index = str(row["index"])
+                indexes.add(index)
+                if value and len(value) > REFERENCE_MAX:
+                    holders[index] = (offset, _image_count(value))
+                    wanted.discard(index)
+                if not full:
+                    if not wanted:
+                        break
+                    continue  # read past the limit only for the images the kept rows name
                 if len(fields) != len(columns):
                     row["_error"] = f"the record has {len(fields)} fields, the header {len(columns)}"
                 if not value:
@@ -125,13 +168,16 @@ def _scan(path: Path, digest) -> tuple[list[str], list[dict], dict[str, tuple[in
                     row["image"] = []
                 elif len(value) <= REFERENCE_MAX:
                     row["_image_of"] = value.strip()
+                    if row["_image_of"] not in holders:
+                        wanted.add(row["_image_of"])
                 else:
-                    holders[str(row["index"])] = (offset, _image_count(value))
                     row["image"] = [image_ref(path.name, offset, k) for k in range(_image_count(value))]
                 rows.append(row)
+                if limit is not None and len(rows) >= limit and not wanted:
+                    break  # the next record is not even parsed
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    return [c for c in columns if c != "image"], rows, holders
+    return [c for c in columns if c != "image"], rows, holders, indexes
 
 
 def _named_errors(records, path: Path, rows: list[dict]):

@@ -18,6 +18,7 @@ from test_tasks import ScriptedModel
 
 from pr_eval import data, grounding
 from pr_eval.benchmarks.hrbench import write_samples
+from pr_eval.errors import DataError
 from pr_eval.metrics import mean_over_groups
 from pr_eval.runner import TASKS_DIR, collect
 from pr_eval.trajectory import ImageInfo, ToolCall, Trajectory
@@ -210,6 +211,8 @@ def test_a_grouped_score_is_redone_from_the_records_everywhere(engine, tiny_mode
     run = runner.evaluate("tiny", tiny_model, ["pr_hrbench4k"], limit=6, output=tmp_path, engine=engine,
                           guide=scripted(script))
     assert run.metrics["pr_hrbench4k"]["cycle_accuracy"] == pytest.approx(0.125)
+    read = json.loads((run.folder / "run.json").read_text())["data"]["pr_hrbench4k"]
+    assert read["limit"] == 6 and read["rows"] == 6  # the task read only the rows the run used
     records = [json.loads(x) for x in (run.folder / "samples_pr_hrbench4k.jsonl").read_text().splitlines()]
     assert [r["group"] for r in records] == ["0", "0", "0", "0", "1", "1"]
     document = submission.build(run.folder)
@@ -241,3 +244,26 @@ def test_a_row_whose_image_names_a_wrong_row_says_only_that(tmp_path, image, pro
     frame.to_csv(path, sep="\t", index=False)
     rows = data.read_rows(data.resolve("hrbench4k", str(tmp_path / "tsv"), cache_dir=tmp_path / "c"))
     assert rows[1]["_error"] == problem and "_error" not in rows[0] and "_error" not in rows[2]
+
+
+def test_limit_reads_only_the_rows_it_runs(tmp_path, monkeypatch):
+    """`--limit 2` on a TSV whose later rows are not even TSV: lmms-eval cuts documents only after
+    the task has loaded them, so the task reads the first rows itself (issue 25: a 1M-row TSV
+    took minutes and GBs with --limit 3). The data record says the run read 2 rows of a limit 2."""
+    from pr_eval import sources
+
+    folder = tmp_path / "data" / "hrbench4k"
+    write_samples(folder, "4k", questions=1)
+    path = folder / "hr_bench_4k.tsv"
+    path.write_bytes(path.read_bytes() + b"99\tbro\rken\n")
+    monkeypatch.setenv("PR_EVAL_DATA", str(tmp_path / "data"))
+    script = {f"hrbench4k-{i}": turn("\\boxed{A}") for i in range(4)}
+    with sources.limited(2):
+        results = simple_evaluate(model=ScriptedModel(script), tasks=["pr_hrbench4k"], log_samples=True, limit=2,
+                                  verbosity="WARNING",
+                                  task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False))
+    assert [s["doc"]["qid"] for s in results["samples"]["pr_hrbench4k"]] == ["hrbench4k-0", "hrbench4k-1"]
+    record = results["configs"]["pr_hrbench4k"]["metadata"]["data"]
+    assert record["rows"] == 2 and record["limit"] == 2
+    with pytest.raises(DataError, match="not valid TSV"):
+        data.read_rows(data.resolve("hrbench4k", str(tmp_path / "data"), cache_dir=tmp_path / "c"))

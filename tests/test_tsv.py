@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from pr_eval import data, tsv
@@ -109,3 +112,47 @@ def test_a_lone_carriage_return_is_one_line_naming_the_row(tmp_path):
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: the record after the row with index '7' (data row 2) is not valid TSV: ")
+
+
+# --- --limit: read only as far as the rows used -------------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from(["own", "earlier", "later", "none", "dangling", "blank"]), min_size=1, max_size=12),
+       limit=st.integers(min_value=1, max_value=14))
+def test_a_limited_index_is_the_start_of_the_whole_one(tmp_path_factory, kinds, limit):
+    """Rows that hold their image, name an earlier or a later row's, hold none or name no row,
+    with blank lines between: the first `limit` rows come out as the whole index gives them,
+    with the same file digest."""
+    path = tmp_path_factory.mktemp("limited") / "bench.tsv"
+    lines = ["index\tquestion\timage"]
+    n = len(kinds)
+    for i, kind in enumerate(kinds):
+        if kind == "blank":
+            lines.append("")
+            continue
+        image = {"own": "i" * 80 + str(i), "earlier": str(max(i - 1, 0)), "later": str(n - 1),
+                 "none": "", "dangling": "999"}[kind]
+        lines.append(f"{i}\tq{i}\t{image}")
+    path.write_text("\n".join(lines) + "\n")
+    columns, rows, digest = tsv.index_tsv(path)
+    assert tsv.index_tsv(path, limit=limit) == (columns, rows[:limit], digest)
+
+
+def test_a_limited_index_stops_reading_where_its_rows_end(tmp_path):
+    """The rows after the limit (here: not even TSV) are never parsed, unless a kept row names a
+    later row's image; the file's digest is taken from its bytes once and then kept."""
+    path = tmp_path / "long.tsv"
+    image = _png((255, 0, 0))
+    head = f"index\tquestion\timage\n1\tfirst\t{image}\n2\tsecond\t1\n3\tthird\t{image}\n"
+    path.write_bytes(head.encode() + b"4\tbro\rken\t" + image.encode() + b"\n")
+    with pytest.raises(DataError, match="not valid TSV"):
+        tsv.index_tsv(path)
+    columns, rows, digest = tsv.index_tsv(path, tmp_path / "cache", limit=2)
+    assert [row["question"] for row in rows] == ["first", "second"] and rows[1]["image"] == rows[0]["image"]
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert tsv.index_tsv(path, tmp_path / "cache", limit=3)[2] == digest
+    path.write_bytes(head.replace("\t1\n", "\t3\n").encode() + b"4\tbro\rken\t" + image.encode() + b"\n")
+    assert [row["question"] for row in tsv.index_tsv(path, limit=2)[1]] == ["first", "second"]  # row 3, then stop
+    path.write_bytes(head.replace("\t1\n", "\t9\n").encode() + b"4\tbro\rken\t" + image.encode() + b"\n")
+    with pytest.raises(DataError, match="not valid TSV"):  # row 9 could be anywhere after
+        tsv.index_tsv(path, limit=2)

@@ -44,7 +44,7 @@ def files_for(size: str) -> str:
 def converter(size: str):
     """The converter of one of HR-Bench's two files ("4k" or "8k")."""
 
-    def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+    def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
         path = folder / files_for(size)
         parquets = sorted(folder.glob(f"**/hrbench_{size}*.parquet"))
         if not path.is_file() and parquets:
@@ -54,7 +54,7 @@ def converter(size: str):
             raise DataError(f"no {path.name} (or lmms-eval's hrbench_{size}-*.parquet) in {folder} (TSV files "
                             f"there: {', '.join(present) or 'none'}); download it from the hub ({HUB_ID}) or pass "
                             f"the folder that holds it")
-        columns, records, sha256 = index_tsv(path, cache)
+        columns, records, sha256 = index_tsv(path, cache, limit)
         missing = [c for c in COLUMNS if c != "image" and c not in columns]
         if missing:
             raise DataError(f"{path} lacks the column(s) {', '.join(missing)} (columns: {', '.join(columns)})")

@@ -28,7 +28,7 @@ LAYOUT = "InfographicVQA/validation-*.parquet (or validation-*.parquet)"
 INFOVQA_COLUMNS = ("questionId", "question", "answers", "image")
 
 
-def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
     files = infovqa_files(folder)
     dest = cache / f"infovqa-{key}"
     rows, revision = embedded_rows(files, dest, INFOVQA_COLUMNS, INFOVQA_COLUMNS, _row, batch_size=16)

@@ -178,10 +178,10 @@ def converter(lite: bool):
     holds one, else the parquet files of lmms-eval's copy."""
     name = _name(lite)
 
-    def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+    def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
         tsv = next((folder / f for f in TSV_FILES[lite] if (folder / f).is_file()), None)
         if tsv is not None:
-            return convert_tsv(name, tsv, cache)
+            return convert_tsv(name, tsv, cache, limit)
         parquets = parquet_files(folder)
         if parquets:
             return convert_parquet(name, parquets, cache / f"{name}-{key}")
@@ -192,8 +192,8 @@ def converter(lite: bool):
     return convert
 
 
-def convert_tsv(name: str, path: Path, cache: Path) -> Converted:
-    columns, records, sha256 = index_tsv(path, cache)
+def convert_tsv(name: str, path: Path, cache: Path, limit: int | None = None) -> Converted:
+    columns, records, sha256 = index_tsv(path, cache, limit)
     absent = [c for c in COLUMNS if c not in columns and not (c == OPTIONS and set(ANSWERS) <= set(columns))]
     if absent:
         raise DataError(f"{path} lacks the column(s) {', '.join(absent)} (columns: {', '.join(columns)})")

@@ -74,7 +74,7 @@ LEAK_MIN_QUESTIONS = 20   # a subtask this large ...
 LEAK_SHARE = 0.8          # ... whose answers sit at one position this often gives the answer away
 
 
-def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
     files = {name: folder / "json" / f"{name}.json" for name in MVBENCH
              if (folder / "json" / f"{name}.json").is_file()}
     if not files:

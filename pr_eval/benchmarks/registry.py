@@ -29,8 +29,10 @@ class Converted:
     revision: str | None = None
 
 
-# (release folder, cache folder, cache key of the folder, option-shuffle seed) -> rows
-Converter = Callable[[Path, Path, str, int], Converted]
+# (release folder, cache folder, cache key of the folder, option-shuffle seed, row limit) -> rows.
+# With a limit (`--limit`), a converter may stop reading after the first `limit` rows (a TSV
+# indexer does); the rows it returns must begin as the whole release's would.
+Converter = Callable[[Path, Path, str, int, "int | None"], Converted]
 
 
 @dataclass(frozen=True)

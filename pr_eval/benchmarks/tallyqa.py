@@ -21,7 +21,7 @@ LAYOUT = ("test.json from tallyqa.zip (github.com/manoja328/TallyQA_dataset) and
           "Visual Genome / COCO images it names (VG_100K/, VG_100K_2/, val2014/, ...)")
 
 
-def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
     path = folder / "test.json"
     if not path.is_file():
         raise DataError(f"no test.json in {folder}; expected {LAYOUT}")

@@ -75,13 +75,13 @@ def _options(record: dict) -> list[str]:
     return [option_text(option) for option in quoted if option]
 
 
-def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
     path = folder / FILE
     if not path.is_file():
         present = sorted(p.name for p in folder.glob("*.tsv"))
         raise DataError(f"no {FILE} in {folder} (TSV files there: {', '.join(present) or 'none'}); "
                         f"download it from the hub ({HUB_ID}) or pass the folder that holds it")
-    columns, records, sha256 = index_tsv(path, cache)
+    columns, records, sha256 = index_tsv(path, cache, limit)
     missing = [c for c in ("index", "question", "answer", "category") if c not in columns]
     if missing:
         raise DataError(f"{path} lacks the column(s) {', '.join(missing)} (columns: {', '.join(columns)})")

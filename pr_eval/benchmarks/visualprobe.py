@@ -74,7 +74,7 @@ def layout(difficulty: str) -> str:
 def converter(difficulty: str):
     """The converter of one difficulty's release folder."""
 
-    def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+    def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
         path = folder / ANNOTATION
         if not path.is_file():
             present = sorted(p.name for p in folder.glob("*.json"))

@@ -54,7 +54,7 @@ def category(row: dict) -> str:
     return {4: "attribute", 2: "spatial"}.get(len(options), "unknown")
 
 
-def convert(folder: Path, cache: Path, key: str, seed: int) -> Converted:
+def convert(folder: Path, cache: Path, key: str, seed: int, limit: int | None = None) -> Converted:
     files = [(name, path) for name in CATEGORIES for path in sorted((folder / name).glob("*.json"))]
     if not files:
         raise DataError(f"no V* annotation files in {folder}; expected {LAYOUT}")
