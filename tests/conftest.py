@@ -53,7 +53,7 @@ def demo_engine():
     from pr_eval.models import resolve_model
     from pr_eval.protocol import PIXEL_REASONER
 
-    engine = VLLMEngine(resolve_model("demo"), PIXEL_REASONER, gpu_memory_utilization=0.1)
+    engine = VLLMEngine(resolve_model("demo"), PIXEL_REASONER)  # its KV cache sized to the model
     yield engine
     engine.close()
 

