@@ -24,11 +24,15 @@ STOP_COLOURS = {"answered": "#2e7d32", "max_tool_calls": "#ef6c00", "max_images"
                 "unfinished": "#9e9e9e"}
 
 
+SCORE_NOTE = ("score: the benchmark's own metric, named under metric; accuracy: the paper's answer rule; "
+              "score, accuracy, RaPR and lost samples in %")
+
+
 def score_table(run: Run) -> str:
     """The run's table (`tables.run_table`) as HTML: a group's members indented under it, V*'s breakdowns
     under V*."""
     head = "".join(f"<th>{esc(h)}</th>" for h in ["task", "n", "metric"]) \
-        + "".join(f'<th class="num">{esc(h)}</th>' for _, h in tables.COLUMNS)
+        + "".join(f'<th class="num">{esc(tables.HTML_HEADERS.get(key, h))}</th>' for key, h in tables.COLUMNS)
     body = []
     for name, label, depth in run.layout():
         for i, row in enumerate(tables.score_rows(run, name, label, depth)):
@@ -39,7 +43,7 @@ def score_table(run: Run) -> str:
             cells += [f'<td class="num">{esc(cell)}</td>' for cell in row[3:]]
             body.append(f'<tr class="{kind}">{"".join(cells)}</tr>')
     return (f'<table class="scores"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-            f'<p class="note">{esc(_one_line(tables.FOOTNOTE))}</p>')
+            f'<p class="note">{esc(SCORE_NOTE)}</p>')
 
 
 def tool_table(run: Run) -> str:
@@ -57,7 +61,7 @@ def tool_table(run: Run) -> str:
 
 def sampled_table(run: Run) -> str:
     """A sampled run's Avg@K, its interval, pass@k, majority vote and agreement ("" for a greedy run)."""
-    rows = tables.sampled_rows(run)
+    rows = tables.sampled_rows(run, width=math.inf)  # every pass@k column: the page has room
     if not rows:
         return ""
     head = f"<th>{esc(rows[0][0])}</th>" + "".join(f'<th class="num">{esc(h)}</th>' for h in rows[0][1:])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import tables
-from .store import RESULTS_FILE, sample_key
+from .store import RESULTS_FILE, RUN_FILE, sample_key
 
 
 class RunError(Exception):
@@ -57,8 +57,17 @@ class Run:
         return [task for task in self.metrics if task not in self.members]
 
     def table(self) -> str:
-        """The score and tool-use tables as text (pr_eval.tables)."""
-        return tables.run_table(self)
+        """The score and tool-use tables as text (pr_eval.tables), each line at most 100 columns
+        where the task names allow; a run of the demo model says its zeros are expected."""
+        return tables.run_table(self, model=self.model())
+
+    def model(self) -> str | None:
+        """The model the run evaluated, as its run.json names it (None where there is none)."""
+        try:
+            info = read_json(Path(self.folder) / RUN_FILE)
+        except Unreadable:
+            return None
+        return info.get("model") if isinstance(info, dict) else None
 
     def layout(self):
         """(name, label, depth) in table order: each group's row, then its members' rows."""
