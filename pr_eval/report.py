@@ -2,16 +2,18 @@
 files beside it (images are inlined), so it can be mailed, archived or opened years later.
 
     run folder (results.json, samples_<task>.jsonl, trajectories.jsonl, images/)
-        -> RunView (pr_eval.report_view: what the page shows) -> HTML: header (here), score table,
-           breakdowns, tool use (pr_eval.charts), trajectory viewer (pr_eval.report_viewer, with
-           pr_eval.report_pictures) -> report.html (`write_report`, `pr-eval report`)
+        -> RunView (pr_eval.report_view: what the page shows) -> HTML: title (here), score table
+           (pr_eval.charts), what was run and its data (here), breakdowns, tool use (charts),
+           trajectory viewer (pr_eval.report_viewer, with pr_eval.report_pictures)
+        -> report.html (`write_report`, `pr-eval report`)
 
 Everything that came from a model or a dataset is escaped on the server side (pr_eval.escape), and
 the page's only script toggles CSS classes; a Content-Security-Policy lets nothing else run or
 load, so a model answer that contains markup shows as text.
 
-An unfinished run (run.json and the journal only) gets a banner and no score table; its samples
-are scored with the paper's answer rule, marked provisional.
+The scores come first; what was run (model, protocol, command, data sources) follows them. An
+unfinished run (run.json and the journal only) gets a banner with the exact command that resumes
+it and no score table; its samples are scored with the paper's answer rule, marked provisional.
 """
 
 from __future__ import annotations
@@ -22,17 +24,26 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
-from . import __version__
-from .charts import breakdowns, grounding_table, sampled_table, score_table, tool_charts, tool_table
+from . import __version__, benchmarks
+from .charts import (
+    breakdowns,
+    grounding_table,
+    sampled_table,
+    score_table,
+    tool_charts,
+    tool_table,
+)
 from .escape import DOT, esc
 from .report_judge import view_section as judge_section
 from .report_pictures import BOX_COLOUR
 from .report_view import ReportError, RunView, load_view
 from .report_viewer import viewer
 from .store import write_atomic
+from .tables import DEMO_FOOTNOTE, DEMO_MODEL
 
 REPORT_NAME = "report.html"
 DEFAULT_MAX_SAMPLES = 200
@@ -70,6 +81,7 @@ h3{font-size:15px;margin:0 0 8px}h4{font-size:12px;margin:0 0 4px;color:var(--mu
 .n{color:var(--mute);font-weight:400;font-size:12px}
 .note{color:var(--mute);font-size:12px;white-space:pre-wrap;margin:6px 0}
 .banner{background:#fff4e5;border:1px solid #f5b971;color:#7a4100;padding:10px 14px;border-radius:6px;font-weight:600;margin:12px 0}
+.banner code.command{display:inline-block;margin-top:4px;font:12px "DejaVu Sans Mono",monospace;font-weight:400;color:var(--ink);background:#fff;padding:3px 6px;border-radius:4px;overflow-wrap:anywhere;user-select:all}
 .problems{background:#fdecea;border:1px solid #f5c2c0;padding:8px 14px;border-radius:6px;font-size:12px}
 .subtitle{color:var(--mute);margin:0 0 10px}
 .meta{display:grid;grid-template-columns:110px 1fr;gap:2px 14px;margin:10px 0 14px;font-size:13px}
@@ -131,9 +143,20 @@ footer{margin-top:30px;color:var(--mute);font-size:12px}
 """
 
 
-def header(view: RunView) -> str:
-    """Title, what was run (model, protocol and fingerprint, tasks, caps, versions, command) and
-    the data sources."""
+def heading(view: RunView) -> str:
+    """The page's title and one line: protocol, when it started, finished or not."""
+    info = view.info
+    protocol = info.get("protocol") or {}
+    state = "finished" if view.finished else "unfinished"
+    subtitle = DOT.join([f"protocol {protocol.get('name', '?')} {protocol.get('fingerprint', '')}".strip(),
+                         f"started {_when(info.get('started'))}", state])
+    return (f'<h1>pr-eval report: {esc(info.get("model") or view.folder.name)}</h1>'
+            f'<p class="subtitle">{esc(subtitle)}</p>')
+
+
+def run_details(view: RunView) -> str:
+    """What was run (model, protocol and fingerprint, tasks, caps, versions, command) and the data
+    sources, under the scores."""
     info = view.info
     protocol = info.get("protocol") or {}
     caps = (protocol.get("settings") or {}).get("caps") or {}
@@ -149,18 +172,40 @@ def header(view: RunView) -> str:
         ("started", _when(info.get("started"))), ("resumed", ", ".join(map(_when, info.get("resumed") or [])) or None),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
         ("git", f"{git.get('revision', '?')}{' (uncommitted changes)' if git.get('dirty') else ''}" if git else None),
-        ("command", " ".join(map(str, command)) if isinstance(command, list) else command),
+        ("command", shlex.join(map(str, command)) if isinstance(command, list) else command),
         ("folder", str(view.folder)),
     ]
     meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts if v not in (None, ""))
     settings = json.dumps(protocol, indent=2, ensure_ascii=False, default=str)
-    state = "finished" if view.finished else "unfinished"
-    subtitle = DOT.join([f"protocol {protocol.get('name', '?')} {protocol.get('fingerprint', '')}".strip(),
-                         f"started {_when(info.get('started'))}", state])
-    return (f'<h1>pr-eval report: {esc(info.get("model") or view.folder.name)}</h1>'
-            f'<p class="subtitle">{esc(subtitle)}</p><dl class="meta">{meta}</dl>{data_sources(info)}'
+    return (f'<h2 id="run">Run</h2><dl class="meta">{meta}</dl>{data_sources(info)}'
             f'<details><summary class="note">protocol record (every setting)</summary>'
             f'<div class="text model">{esc(settings)}</div></details>')
+
+
+def resume_command(info: dict, folder: Path) -> str:
+    """The command that finishes the run: run.json's exact command with `--resume FOLDER` (any
+    --resume it had left out), shell-quoted; without a recorded command, its outline."""
+    command = info.get("command")
+    if not isinstance(command, list) or not command:
+        return f"pr-eval ... --resume {shlex.quote(str(folder))}"
+    kept, args = [], [str(a) for a in command]
+    skip = False
+    for k, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg == "--resume":  # with or without its folder
+            skip = k + 1 < len(args) and not args[k + 1].startswith("-")
+        elif not arg.startswith("--resume="):
+            kept.append(arg)
+    return shlex.join([*kept, "--resume", str(folder)])
+
+
+def demo_note(view: RunView) -> str:
+    """The demo model's run of the paper's benchmarks: a line that its zeros are expected."""
+    names = set((view.run.benchmarks if view.run else {}).values())
+    if view.info.get("model") != DEMO_MODEL or not names - {"zoom"}:
+        return ""
+    return f'<p class="note">{esc(DEMO_FOOTNOTE.strip("()"))}.</p>'
 
 
 def _when(value) -> str:
@@ -174,40 +219,60 @@ def _when(value) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo is not None else "")
 
 
+SOURCE_KEYS = ("benchmark", "kind", "origin", "revision", "rows")  # what names a data source
+
+
 def data_sources(info: dict) -> str:
-    """One row per distinct data source (MVBench's 20 subtasks share one)."""
-    grouped: dict[str, list[str]] = {}
-    records = {}
+    """One row per data source: a benchmark's tasks that read the same data are one row (MVBench's
+    20 subtasks, each an lmms-eval task of its own), with the samples they evaluated added up."""
+    grouped: dict[str, list[tuple[str, dict]]] = {}
     for task, record in (info.get("data") or {}).items():
-        key = json.dumps(record, sort_keys=True, default=str)
-        grouped.setdefault(key, []).append(task)
-        records[key] = record if isinstance(record, dict) else {"origin": record}
+        record = record if isinstance(record, dict) else {"origin": record}
+        key = json.dumps([record.get(k) for k in SOURCE_KEYS], default=str)
+        grouped.setdefault(key, []).append((task, record))
     if not grouped:
         return ""
     rows = []
-    for key, tasks in grouped.items():
-        r = records[key]
-        names = tasks[0] if len(tasks) == 1 else f"{tasks[0]} \u2026 ({len(tasks)} tasks)"
+    for members in grouped.values():
+        tasks, r = [t for t, _ in members], members[0][1]
+        own = benchmarks.find(str(r.get("benchmark") or ""))
+        if len(tasks) == 1:
+            names = tasks[0]
+        elif own is not None and all(t.startswith(own.task + "_") for t in tasks):
+            names = f"{own.task} ({len(tasks)} subtasks)"
+        else:
+            names = f"{tasks[0]} \u2026 ({len(tasks)} tasks)"
+        counts = [m.get("samples") for _, m in members]
+        evaluated = sum(counts) if all(isinstance(c, int) for c in counts) else ""
         rows.append("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in (
-            r.get("benchmark", ""), names, r.get("kind", ""), r.get("origin", ""), str(r.get("revision") or "")[:16],
-            r.get("rows", ""))) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("benchmark", "tasks", "source", "origin", "revision", "rows"))
-    return f'<div class="scroll"><table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            r.get("benchmark", ""), names, r.get("kind", ""), r.get("origin", ""), str(r.get("revision") or "")[:16]))
+            + "".join(f'<td class="num">{esc(v)}</td>' for v in (r.get("rows", ""), evaluated)) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("benchmark", "tasks", "source", "origin", "revision")) \
+        + '<th class="num">rows</th><th class="num">in this run</th>'
+    return (f'<div class="scroll"><table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            f'</table></div><p class="note">rows: the data set\'s; in this run: the samples the run takes from it</p>')
 
 
 def render(view: RunView, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
     """The whole page."""
     trajectories = viewer(view, max_samples)  # first: a damaged record adds to the problems
-    sections = [header(view)]
+    sections = [heading(view)]
+    if not view.finished:
+        count = sum(len(v) for v in view.samples.values())
+        sections.append(f'<div class="banner">unfinished: {count} samples so far. No scores until the run '
+                        f'finishes; resume it with<br><code class="command">'
+                        f'{esc(resume_command(view.info, view.folder))}</code></div>')
     if view.problems:
         items = "".join(f"<li>{esc(p)}</li>" for p in view.problems[:50])
         more = f"<li>\u2026 and {len(view.problems) - 50} more</li>" if len(view.problems) > 50 else ""
         sections.append(f'<div class="problems"><b>Problems reading the run folder</b><ul>{items}{more}</ul></div>')
     if view.finished:
-        sections.append(f'<h2 id="scores">Scores</h2><div class="scroll">{score_table(view.run)}</div>')
+        sections.append(f'<h2 id="scores">Scores</h2>{demo_note(view)}<div class="scroll">{score_table(view.run)}</div>')
         sampled = sampled_table(view.run)
         if sampled:
             sections.append(f'<h2 id="sampled">Sampled rollouts</h2><div class="scroll">{sampled}</div>')
+    sections.append(run_details(view))
+    if view.finished:
         parts = breakdowns(view)
         if parts:
             sections.append(f'<h2 id="breakdowns">Breakdowns</h2><div class="cards">{parts}</div>')
@@ -216,9 +281,6 @@ def render(view: RunView, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
         if grounded:
             sections.append(f'<h2 id="grounding">Crop grounding</h2><div class="scroll">{grounded}</div>')
     else:
-        count = sum(len(v) for v in view.samples.values())
-        sections.insert(0, f'<div class="banner">unfinished: {count} samples so far. No scores until the run '
-                           f'finishes (resume it with pr-eval ... --resume {esc(view.folder)}).</div>')
         sections.append('<h2 id="tools">Tool use</h2>')
     sections.append(tool_charts(view))
     sections.append(judge_section(view))  # "" when the run had no judge
