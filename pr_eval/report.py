@@ -105,6 +105,8 @@ svg.chart .bar{fill:var(--accent)}svg.chart .track{fill:#eef1f7}svg.chart .base{
 .filters button.on{background:var(--accent);border-color:var(--accent);color:#fff}
 #viewer.f-correct .sample:not(.s-correct),#viewer.f-wrong .sample:not(.s-wrong),#viewer.f-tool .sample:not(.s-tool),
 #viewer.f-notool .sample:not(.s-notool),#viewer.f-error .sample:not(.s-error){display:none}
+#viewer.f-correct section.task:not(.has-correct),#viewer.f-wrong section.task:not(.has-wrong),#viewer.f-tool section.task:not(.has-tool),
+#viewer.f-notool section.task:not(.has-notool),#viewer.f-error section.task:not(.has-error){display:none}
 section.task{margin:14px 0}
 details.sample{background:#fff;border:1px solid var(--line);border-radius:8px;margin:6px 0}
 details.sample>summary{cursor:pointer;padding:7px 12px;display:flex;gap:10px;align-items:baseline;list-style:none}
@@ -113,6 +115,7 @@ details.sample[open]>summary{border-bottom:1px solid var(--line)}
 .sid{font-family:"DejaVu Sans Mono",monospace;font-size:12px;white-space:nowrap}
 .q{flex:1;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:var(--mute)}
 .info{font-size:12px;white-space:nowrap;color:var(--mute)}
+.ans{font-size:12px;white-space:nowrap}.ans .k{color:var(--mute)}.ans b{font-family:"DejaVu Sans Mono",monospace;font-weight:600;margin-right:6px}
 .badge{border-radius:10px;padding:1px 8px;font-size:11px;font-weight:700;color:#fff;white-space:nowrap}
 .badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}.badge.none{background:#9e9e9e}
 .body{padding:10px 14px}

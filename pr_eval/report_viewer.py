@@ -3,9 +3,12 @@
     RunView's samples (pr_eval.report_view) -> [cards here: facts, turns, tool calls, pictures]
         -> the page's "Trajectories" section, filtered by CSS classes (no script of its own)
 
-Each card shows the question, target and final answer, the scores, then the prompt with its
-images, each assistant turn with its parsed tool call (or why it failed) and the feedback turn
-with the images the tool added. A record too damaged to show becomes a notice, not an error.
+Each card's one line shows the verdict, the question, the gold answer and the prediction (the
+answer marked in the final turn) and the sample's wall-clock time; opened, it shows the question,
+target, final and extracted answer, the scores, then the prompt with its images, each assistant
+turn with its parsed tool call (or why it failed) and the feedback turn with the images the tool
+added. A filter hides a task's section whole when none of its cards pass. A record too damaged
+to show becomes a notice, not an error.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from .answers import extract_answer
 from .escape import DOT, clip, esc, shown
 from .report_pictures import images_html
 from .report_view import RunView, SampleView
@@ -31,6 +35,16 @@ def sample_classes(sample: SampleView) -> list[str]:
     return classes
 
 
+WALL = ("wall-clock seconds from the sample's start to its finish, waiting in the batch for the engine "
+        "included (not the engine's time on this sample alone)")
+
+
+def prediction(sample: SampleView) -> str | None:
+    """The answer the model gave, as read from its final turn (`answers.extract_answer`: the last
+    \\boxed{}, <answer> or "Answer:"); None when it marked none."""
+    return extract_answer(sample.traj.answer_text) if sample.traj.finished else None
+
+
 def sample_card(view: RunView, sample: SampleView, number: int, open_: bool) -> str:
     traj = sample.traj
     correct = sample.correct
@@ -41,21 +55,29 @@ def sample_card(view: RunView, sample: SampleView, number: int, open_: bool) -> 
              traj.stop_reason or "unfinished"]
     if sample.failed_calls:
         facts.append(f"{sample.failed_calls} failed")
-    if sample.seconds is not None:
-        facts.append(f"{sample.seconds:.1f} s")
     if traj.rollout is not None:
         facts.insert(0, f"rollout {traj.rollout + 1}")
+    wall = (f"<span class='info' title='{esc(WALL)}'>{sample.seconds:.1f} s wall</span>"
+            if sample.seconds is not None else "")
+    predicted = prediction(sample)
+    answers = (f"<span class='ans'><span class='k'>gold</span> <b class='gold'>{esc(clip(shown(traj.target), 28))}</b>"
+               f" <span class='k'>pred</span> <b class='pred'>"
+               f"{esc(clip(predicted, 28)) if predicted is not None else '<i>none</i>'}</b></span>")
     first_line = traj.question.strip().splitlines()[0] if traj.question.strip() else ""
     classes = " ".join("s-" + c for c in sample_classes(sample))
     summary = (f"<summary>{badge}<span class='sid'>{esc(traj.sample_id)}</span>"
-               f"<span class='q'>{esc(clip(first_line, 90))}</span><span class='info'>{esc(DOT.join(facts))}</span></summary>")
+               f"<span class='q'>{esc(clip(first_line, 90))}</span>{answers}"
+               f"<span class='info'>{esc(DOT.join(facts))}</span>{wall}</summary>")
     return (f'<details class="sample {classes}" id="sample-{number}"{" open" if open_ else ""}>{summary}'
             f'<div class="body">{_facts_table(sample)}{_turns(view, sample)}</div></details>')
 
 
 def _facts_table(sample: SampleView) -> str:
     traj = sample.traj
-    rows = [("question", traj.question), ("target", shown(traj.target)), ("final answer", traj.answer_text)]
+    predicted = prediction(sample)
+    rows = [("question", traj.question), ("target", shown(traj.target)), ("final answer", traj.answer_text),
+            ("extracted answer", predicted if predicted is not None else
+             "none (no \\boxed{}, <answer> or Answer: in the final turn)")]
     if traj.error:
         rows.append(("error", traj.error))
     metrics = sample.metrics or {}
@@ -63,6 +85,8 @@ def _facts_table(sample: SampleView) -> str:
     if own:
         rows.append(("scores" + (" (provisional)" if sample.provisional else ""),
                      DOT.join(f"{k} {metrics[k]:g}" for k in own)))
+    if sample.seconds is not None:
+        rows.append(("time", f"{sample.seconds:.1f} s: {WALL}"))
     rows.append(("sample", f"{sample.task} doc {sample.doc_id} \u00b7 protocol {traj.protocol} {traj.fingerprint}"))
     cells = "".join(f'<tr><th>{esc(k)}</th><td><div class="text">{esc(v)}</div></td></tr>' for k, v in rows)
     return f'<table class="facts">{cells}</table>'
@@ -141,18 +165,23 @@ def viewer(view: RunView, max_samples: int) -> str:
         if not chosen:
             continue
         opened = next((s for s in chosen if any(i.kind == "crop" for i in s.traj.images)), chosen[0])
-        cards = []
+        cards, present = [], set()
         for sample in chosen:
+            present.update(sample_classes(sample))
             totals.update(sample_classes(sample) + ["all"])
             cards.append(_card_or_notice(view, sample, totals["all"], sample is opened))
         cap = (f'<p class="note">showing {len(chosen)} of {everything} samples (the first {max_samples}; '
                f'pr-eval report --max-samples N shows more)</p>' if everything > len(chosen) else "")
-        blocks.append(f'<section class="task"><h3>{esc(name)} <span class="n">{everything} samples</span></h3>'
+        # has-<filter>: the section has a card the filter shows; a filter hides the other sections whole
+        has = " ".join(f"has-{key}" for key, _ in FILTERS[1:] if key in present)
+        blocks.append(f'<section class="task {has}"><h3>{esc(name)} <span class="n">{everything} samples</span></h3>'
                       f'{cap}{"".join(cards)}</section>')
     buttons = "".join(f'<button type="button" data-filter="{key}"{" class=on" if key == "all" else ""}>'
                       f'{label} <b>{totals[key]}</b></button>' for key, label in FILTERS)
     rule = ("correct/wrong: the paper's answer rule (accuracy)" if view.finished
             else "correct/wrong: scored by this report with the paper's answer rule, provisional until the run finishes")
+    rule += ("; gold: the target, pred: the answer marked in the final turn (\\boxed{}, <answer>, Answer:); "
+             "s wall: from the sample's start to its finish, waiting in the batch included")
     return (f'<div class="filters">{buttons}<button type="button" data-expand="1">expand all</button>'
             f'<button type="button" data-expand="0">collapse all</button></div>'
             f'<p class="note">{esc(rule)}; error: a lost sample or a failed tool call; at most {max_samples} samples per task shown</p>'
