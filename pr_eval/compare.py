@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import binomtest
 
 from . import benchmarks
 from .sides import Benchmark, InputError, Side, is_grouped, sample_mean
@@ -24,6 +23,7 @@ from .stats import (
     DEFAULT_ALPHA,
     DEFAULT_RESAMPLES,
     binomial_vs_reference,
+    binomtest,
     bootstrap_means,
     discordant,
     is_binary,
@@ -251,16 +251,17 @@ def _against_reference(row: Row, a: Benchmark, b: Benchmark, alpha, resamples, s
     return row
 
 
-def protocol_problem(a: Side, b: Side) -> str | None:
-    """Why the two sides ran under different protocols (None when they did not). A side without
-    a fingerprint (a published number) is matched by protocol name."""
+def protocol_problem(a: Side, b: Side, names: tuple[str, str] = ("A", "B")) -> str | None:
+    """Why the two sides ran under different protocols (None when they did not), calling them
+    `names` (compare's A and B; check's baseline and run). A side without a fingerprint (a
+    published number) is matched by protocol name."""
     if a.fingerprint and b.fingerprint:
         if a.fingerprint == b.fingerprint:
             return None
     elif a.protocol == b.protocol:
         return None
-    return (f"the protocols differ: A ran {a.protocol} ({a.fingerprint or 'no fingerprint'}), "
-            f"B ran {b.protocol} ({b.fingerprint or 'no fingerprint'}); scores under different prompts, "
+    return (f"the protocols differ: {names[0]} ran {a.protocol} ({a.fingerprint or 'no fingerprint'}), "
+            f"{names[1]} ran {b.protocol} ({b.fingerprint or 'no fingerprint'}); scores under different prompts, "
             "tool rules, caps or decoding are not comparable")
 
 
@@ -324,3 +325,4 @@ def comparison_text(a: Side, b: Side, rows: list[Row], alpha: float, resamples: 
     if notes:
         text += ["", "notes:"] + notes
     return "\n".join(text)
+

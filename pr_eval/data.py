@@ -29,6 +29,7 @@ from .imaging import DataError, load_image, resolve_inside
 from .sources import (
     HUB_ID,
     DataSource,
+    data_option,
     default_cache_dir,
     from_folder,
     from_hub,
@@ -66,7 +67,7 @@ def resolve(benchmark: str, spec: str | None = None, cache_dir: str | os.PathLik
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if info.synthetic and spec != "samples" and not Path(spec).expanduser().is_dir():
         raise DataError(f"the {benchmark!r} benchmark is generated ({info.samples}) and has no hub copy or "
-                        f"official release (data source {spec!r}); use --data samples")
+                        f"official release (data source {spec!r}); use {data_option('samples')}")
     if spec == "official" or spec.startswith(("official:", "official,")):
         return official.resolve(benchmark, spec, cache, limit=limit)
     if not info.hub_id and info.release is not None:

@@ -191,7 +191,7 @@ def check_main(argv: list[str]) -> int:
         if run.kind == "reference":
             raise InputError(f"{args.run} is a reference file; RUN must be a run folder or a submission")
         baseline = load_side(args.baseline, args.baseline_model)
-        problem = protocol_problem(baseline, run)
+        problem = protocol_problem(baseline, run, ("the baseline", "the run"))
         if problem and not args.allow_protocol_mismatch:
             raise InputError(problem + "; pass --allow-protocol-mismatch to check anyway")
         rows = compare_sides(baseline, run, args.metric, args.alpha, args.resamples, args.seed)

@@ -7,10 +7,6 @@ import threading
 from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
-from qwen_vl_utils import smart_resize as _qwen_smart_resize
-from qwen_vl_utils.vision_process import (
-    to_rgb,  # RGBA laid on white, as the reference's inputs
-)
 
 from .errors import DataError
 from .protocol import PixelBounds
@@ -23,7 +19,11 @@ def reference_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, i
     Raises smart_resize's own ValueError (e.g. for an aspect ratio above 200).
 
     qwen_vl_utils' implementation is used, as the reference resizes inputs and crops with it (the
-    engine's processor then applies transformers' copy of the same rule to the engine bounds)."""
+    engine's processor then applies transformers' copy of the same rule to the engine bounds).
+    Imported on first use: qwen_vl_utils imports torch, which a command that shows no image
+    (`--help`, a bad command line) should not wait for."""
+    from qwen_vl_utils import smart_resize as _qwen_smart_resize
+
     h, w = _qwen_smart_resize(height, width, factor=FACTOR, min_pixels=bounds.min_pixels,
                               max_pixels=bounds.max_pixels)
     return int(w), int(h)
@@ -35,6 +35,14 @@ def fit_size(width: int, height: int, bounds: PixelBounds) -> tuple[int, int]:
         return reference_size(width, height, bounds)
     except ValueError as exc:
         raise DataError(f"cannot resize a {width}x{height} image: {exc}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """qwen_vl_utils' `to_rgb` (RGBA laid on white, as the reference's inputs), imported on first
+    use as `reference_size` says."""
+    from qwen_vl_utils.vision_process import to_rgb as qwen_to_rgb
+
+    return qwen_to_rgb(image)
 
 
 def resize_into(image: Image.Image, bounds: PixelBounds) -> Image.Image:

@@ -34,7 +34,27 @@ def resolve_model(name: str) -> str:
     if looks_like_path or path.exists():
         raise ModelNotFound(f"checkpoint not found: {name} (pass a checkpoint folder, a hub id like "
                             f"TIGER-Lab/PixelReasoner-RL-v1, or one of: {', '.join(BUILT_IN)})")
-    return name  # a hub id: the engine downloads it or finds it in the Hugging Face cache
+    return hub_model(name)
+
+
+def hub_model(repo_id: str) -> str:
+    """A hub id: its folder in the Hugging Face cache where it is there whole, else the id (the
+    engine downloads it); offline (HF_HUB_OFFLINE) and not cached, ModelNotFound saying how to
+    get it, instead of the engine's warnings and a traceback."""
+    try:
+        import huggingface_hub
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return repo_id
+    try:
+        return huggingface_hub.snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelNotFound(f"{repo_id} is not in the Hugging Face cache and the hub is off (HF_HUB_OFFLINE); "
+                            f"download it where there is a network (hf download {repo_id} --local-dir DIR) "
+                            f"and pass --model DIR")
+    return repo_id  # the engine downloads it
 
 
 def demo_model_path(folder: Path = DEMO_MODEL_DIR) -> Path:

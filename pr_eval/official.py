@@ -20,7 +20,7 @@ from pathlib import Path
 from . import benchmarks
 from .benchmarks import Converted, Release
 from .errors import DataError
-from .sources import HUB_ID, DataSource, download
+from .sources import HUB_ID, DataSource, data_option, download
 
 DEFAULT_SEED = 0
 
@@ -81,7 +81,7 @@ def locate(benchmark: str, target: str | None) -> tuple[Path, str, str | None]:
     if target is None:
         if release.hub_id is None:
             raise DataError(f"{benchmark}'s official release is not on the hub; put {release.layout} "
-                            f"into a folder DIR and pass --data official:DIR")
+                            f"into a folder DIR and pass {data_option('official:DIR')}")
         return _from_hub(benchmark, release.hub_id, release.revision)
     path = Path(target).expanduser()
     if path.is_dir():
@@ -98,7 +98,7 @@ def _from_hub(benchmark: str, repo_id: str, revision: str | None) -> tuple[Path,
     release = release_of(benchmark)
     patterns = list(release.allow_patterns) if release.allow_patterns else None
     folder = download(repo_id, revision, patterns,
-                            fix=f"pass --data official:DIR (DIR holding {release.layout})")
+                            fix=f"pass {data_option('official:DIR')} (DIR holding {release.layout})")
     commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
     return folder, repo_id + (f"@{revision}" if revision else ""), commit
 
@@ -119,6 +119,7 @@ def release_of(benchmark: str) -> Release:
     except KeyError as exc:
         raise DataError(str(exc)) from None
     if found.release is None:
-        raise DataError(f"{benchmark!r} has no official release (it is generated: {found.samples}); use --data samples")
+        raise DataError(f"{benchmark!r} has no official release (it is generated: {found.samples}); "
+                        f"use {data_option('samples')}")
     return found.release
 

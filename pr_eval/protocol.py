@@ -339,9 +339,11 @@ def get_protocol(name: str) -> Protocol:
         return PROTOCOLS[name]
     except KeyError:
         if name in RETIRED:
-            old = RETIRED[name]
+            old, successor = RETIRED[name], RETIRED[name]["successor"]
+            while successor in RETIRED:  # v1 -> v2 (retired too) -> v3
+                successor = RETIRED[successor]["successor"]
             raise ValueError(f"protocol {name!r} was retired on {old['retired']}: {old['reason']}; "
-                             f"run under {old['successor']!r} instead") from None
+                             f"run under {successor!r} instead") from None
         raise ValueError(
             f"unknown protocol {name!r}; choose one of: {', '.join(sorted(PROTOCOLS))}"
         ) from None

@@ -29,6 +29,7 @@ from .errors import DataError
 
 DATA_ENV = "PR_EVAL_DATA"          # the data source spec when none is given
 LIMIT_ENV = "PR_EVAL_LIMIT"        # the run's --limit, so tasks read only the rows it uses
+FRONT_END_ENV = "PR_EVAL_FRONT_END"  # "pr-eval" under pr-eval's CLI: errors name its options
 ZIP_NAME = "images.zip"
 IMAGES_DIR = "images"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?$")  # owner/name[@revision]
@@ -46,6 +47,17 @@ def source_spec(spec: str | None = None) -> str:
 def use_source(spec: str) -> None:
     """Make `spec` the data source of the tasks this process (and its children) loads."""
     os.environ[DATA_ENV] = spec
+
+
+def data_option(spec: str) -> str:
+    """How to ask for the data source `spec` ("samples", "official:DIR", "DIR", ...) in the front
+    end that is running: pr-eval's options (the CLI sets PR_EVAL_FRONT_END=pr-eval), or, under
+    lmms-eval's own command line, the PR_EVAL_DATA variable."""
+    if os.environ.get(FRONT_END_ENV) != "pr-eval":
+        return f"PR_EVAL_DATA={spec}"
+    if spec.startswith("official:"):
+        return f"--data official --data-dir {spec.removeprefix('official:')}"
+    return f"--data {spec}" if spec in ("hub", "samples", "official") else f"--data-dir {spec}"
 
 
 def row_limit() -> int | None:
@@ -135,9 +147,10 @@ def _source(benchmark: str, kind: str, base: Path, parquet: Path, revision: str 
 
 
 def download(repo_id: str, revision: str | None, allow_patterns: list[str] | None = None,
-              fix: str = "pass --data-dir DIR, or use --data samples") -> Path:
+              fix: str | None = None) -> Path:
     """The local snapshot folder of a hub dataset (downloaded once, then from the hub's cache).
     `fix` ends the error message: how to go on without the download."""
+    fix = fix or f"pass {data_option('DIR')}, or use {data_option('samples')}"
     import huggingface_hub  # imported here: only the hub route needs it
     from huggingface_hub.errors import HfHubHTTPError
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binomtest
 
 from . import benchmarks
 
@@ -86,3 +85,11 @@ def binomial_vs_reference(successes: int, n: int, reference: float, alternative:
 def is_binary(metric: str, values) -> bool:
     """0/1 scores (McNemar, binomial), unless the metric is graded (ANLS)."""
     return metric not in GRADED and all(v in (0, 1) for v in values)
+
+
+def binomtest(*args, **kwargs):
+    """scipy's exact binomial test, imported on first use (scipy.stats takes a second to import,
+    which `pr-eval compare --help` should not wait for)."""
+    from scipy.stats import binomtest as exact_test
+
+    return exact_test(*args, **kwargs)

@@ -294,10 +294,27 @@ def validate_file(path: str | Path, run: str | Path | None = None) -> tuple[dict
         document = read_json(path)
     except Unreadable as exc:
         return None, [str(exc)]
+    other = other_kind(document)
+    if other:  # one line saying what the file is, not every schema rule it breaks
+        return document, [f"{path} is {other}, not a submission (`pr-eval submit RUN_DIR` writes one)"]
     problems = validate(document)
     if run is not None and not problems:
         problems = against_run(document, Path(run))
     return document, problems
+
+
+def other_kind(document) -> str | None:
+    """What a pr-eval file that is not a submission is (a check baseline, a run's results.json or
+    run.json), or None."""
+    if not isinstance(document, dict) or document.get("schema") == SCHEMA_NAME:
+        return None
+    if document.get("schema") == "pr-eval-reference/1":
+        return "a reference file of published numbers (for `pr-eval check --baseline`)"
+    if document.get("schema") == "pr-eval-run/1":
+        return "a run's run.json"
+    if "pr_eval" in document and "metrics" in document and "lmms_eval" in document:
+        return "a run's results.json"
+    return None
 
 
 # --- Command line ----------------------------------------------------------------------------------

@@ -251,11 +251,15 @@ def test_hub_offline_error_says_how_to_fix(monkeypatch, cache, error):
         raise error
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setenv("PR_EVAL_FRONT_END", "pr-eval")
     with pytest.raises(DataError) as info:
         resolve("vstar", "hub", cache_dir=cache)
     message = str(info.value)
     assert message.startswith("cannot download JasperHaozhe/VStar-EvalData-PixelReasoner (offline?)")
-    assert "--data-dir DIR" in message and "--data samples" in message
+    assert message.endswith("and pass --data-dir DIR, or use --data samples")
+    monkeypatch.delenv("PR_EVAL_FRONT_END")  # lmms-eval's own command line: the variable
+    with pytest.raises(DataError, match="and pass PR_EVAL_DATA=DIR, or use PR_EVAL_DATA=samples$"):
+        resolve("vstar", "hub", cache_dir=cache)
 
 
 # --- Rows ---------------------------------------------------------------------------------------

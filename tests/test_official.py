@@ -95,8 +95,16 @@ def test_bad_official_specs(spec, cache):
         resolve("vstar", spec, cache_dir=cache)
 
 
-def test_tallyqa_has_no_hub_release(cache):
-    with pytest.raises(DataError, match="not on the hub; put test.json .* and pass --data official:DIR"):
+@pytest.mark.parametrize("front_end, option", [(None, "PR_EVAL_DATA=official:DIR"),
+                                               ("pr-eval", "--data official --data-dir DIR")])
+def test_tallyqa_has_no_hub_release(cache, monkeypatch, front_end, option):
+    """The fix names what the running front end takes: pr-eval's options, or under lmms-eval's
+    own command line the PR_EVAL_DATA variable (issue 26: `--data official:DIR` fits neither)."""
+    if front_end:
+        monkeypatch.setenv("PR_EVAL_FRONT_END", front_end)
+    else:
+        monkeypatch.delenv("PR_EVAL_FRONT_END", raising=False)
+    with pytest.raises(DataError, match=f"not on the hub; put test.json .* and pass {option}$"):
         resolve("tallyqa", "official", cache_dir=cache)
 
 
@@ -184,12 +192,13 @@ def test_vstar_from_the_hub_cache(releases, cache, tmp_path, monkeypatch):
 
 
 def test_offline_official_download_says_how_to_fix(monkeypatch, cache):
+    monkeypatch.delenv("PR_EVAL_FRONT_END", raising=False)
     def offline(*args, **kwargs):
         raise huggingface_hub.errors.LocalEntryNotFoundError("outgoing traffic disabled")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(DataError, match=r"cannot download OpenGVLab/MVBench \(offline\?\).*--revision video.*"
-                                        r"pass --data official:DIR"):
+                                        r"pass PR_EVAL_DATA=official:DIR"):
         resolve("mvbench", "official", cache_dir=cache)
 
 

@@ -220,3 +220,13 @@ def test_a_changed_protocol_with_its_fingerprint_recomputed_is_rejected_against_
     err = capsys.readouterr().err
     assert (f"protocol fingerprint {forged['protocol']['fingerprint']} differs from {original}, the one the "
             "run's records carry") in err
+
+
+def test_validating_another_pr_eval_file_says_what_it_is(tmp_path):
+    """Issue 26: a check baseline given to `submit --validate` listed 13 schema errors."""
+    from pr_eval.submission import validate_file
+
+    reference = Path(__file__).resolve().parents[1] / "results" / "paper_table1.json"
+    _, problems = validate_file(reference)
+    assert problems == [f"{reference} is a reference file of published numbers (for `pr-eval check --baseline`), "
+                        "not a submission (`pr-eval submit RUN_DIR` writes one)"]

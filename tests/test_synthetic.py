@@ -146,8 +146,9 @@ def test_the_generator_writes_the_same_files_twice(tmp_path):
 
 
 @pytest.mark.parametrize("spec", ["hub", "official", "someone/zoom-copy"])
-def test_there_is_no_hub_copy(spec, tmp_path):
-    with pytest.raises(DataError, match="use --data samples"):
+def test_there_is_no_hub_copy(spec, tmp_path, monkeypatch):
+    monkeypatch.delenv("PR_EVAL_FRONT_END", raising=False)
+    with pytest.raises(DataError, match="use PR_EVAL_DATA=samples"):
         data.resolve("zoom", spec, cache_dir=tmp_path)
 
 
