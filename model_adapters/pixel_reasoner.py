@@ -128,7 +128,8 @@ class PixelReasoner(lmms):
         if route and self.store is not None and self.store.info.get("media_route") != route:
             self.store.info["media_route"] = route
             self.store.save_info()
-        progress = tqdm(total=len(todo), desc="pixel_reasoner", unit="rollout" if self.protocol.sampling else "sample")
+        unit = "rollout" if self.protocol.sampling else "question"
+        progress = tqdm(total=len(todo), desc=f"{unit}s", unit=unit)
 
         def finished(traj: Trajectory) -> None:
             progress.update(1)

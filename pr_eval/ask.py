@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -34,7 +35,9 @@ from pathlib import Path
 from . import loop, quiet
 from .answers import extract_answer
 from .chat import message_text
-from .cli import UsageError, check_environment
+from .checks import OneLineParser
+from .cli import check_environment
+from .errors import UsageError
 from .engines import ENGINES, EngineError
 from .escape import esc
 from .imaging import DataError, load_image
@@ -252,13 +255,8 @@ class _Unwritable(Exception):
     """--html or --json could not be written (the trajectory was printed)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse would print its usage first)
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pr-eval ask", description="One question through the evaluation loop, turn by turn: "
+    parser = OneLineParser(prog="pr-eval ask", description="One question through the evaluation loop, turn by turn: "
                      "each turn, tool call, crop box and the final answer as they happen.")
     parser.add_argument("question", nargs="?", default=None, help="the question (the protocol adds its guideline)")
     parser.add_argument("--model", required=True, help="checkpoint folder, hub id, 'demo' or 'tiny' (as in a run)")
@@ -377,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = [("model", args.model), ("checkpoint", model_path), ("engine", args.engine),
              ("protocol", f"{protocol.name} (fingerprint {protocol.fingerprint})"),
              ("seed", args.seed if protocol.sampling is not None else None),
-             ("files", ", ".join(args.image) or args.video), ("command", " ".join(["pr-eval", "ask", *argv]))]
+             ("files", ", ".join(args.image) or args.video), ("command", shlex.join(["pr-eval", "ask", *argv]))]
     say(f"pr-eval ask: {args.model} ({args.engine}), protocol {protocol.name} (fingerprint {protocol.fingerprint})")
     print(f"pr-eval ask: loading {args.model} ...", file=sys.stderr, flush=True)
     engine, began, written = None, time.monotonic(), []

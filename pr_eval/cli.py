@@ -19,17 +19,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from . import (  # quiet: imported first, so an engine process started by a quiet run is quiet too
     __version__,
     benchmarks,
     quiet,
+    runlog,
 )
+from .checks import OneLineParser, check_args, check_generated
+from .errors import UsageError
+from .interrupts import Terminated, resume_command, stop, stopped_by_sigterm, where_logged
 from .engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
-from .sources import source_spec, use_source
+from .sources import FRONT_END_ENV, source_spec, use_source
 
 # Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes),
 # from the benchmark registry: the paper's four, "suite" (all four), the other benchmarks, then the
@@ -49,10 +55,7 @@ SUBCOMMANDS = {"report": ("pr_eval.report", "main"), "compare": ("pr_eval.gate",
 
 
 NEWEST = "\0newest"  # --resume without a folder
-
-
-class UsageError(Exception):
-    """A bad command line: printed as one line, exit status 2."""
+AUTO = "auto"        # --resume auto: this command's unfinished run, else a new one
 
 
 def parse_tasks(text: str) -> list[str]:
@@ -77,8 +80,7 @@ def expand(name: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pr-eval", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="pr-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pr-eval {__version__}")
     parser.add_argument("--model", required=True,
                         help="checkpoint folder, hub id, or a built-in name ('demo': the trained tiny pixel "
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated: {', '.join(TASKS)} (suite = the paper's four benchmarks, field = the "
                              f"field's: HR-Bench, MME-RealWorld-Lite, TreeBench, VisualProbe; "
                              f"mvbench reports each of its 20 subtasks and the mean over all questions)")
-    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
+    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, metavar="{" + ",".join(sorted(PROTOCOLS)) + "}",
                         help="evaluation protocol (default: %(default)s, the paper's; no-tool: the "
                              "paper's baseline prompt; blind-tool, blind-tool-blank: crops return "
                              "the uncropped image or a blank one; pixel-reasoner-sampled: the paper's "
@@ -153,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how trajectories share the engine (default: %(default)s; see README)")
     parser.add_argument("--resume", nargs="?", const=NEWEST, default=None, metavar="RUN_DIR",
                         help="finish an interrupted run: its saved samples are kept, the rest run. Without "
-                             "RUN_DIR: the newest unfinished run under --output with the same model, "
-                             "protocol and tasks")
+                             "RUN_DIR: the unfinished run of this same command under --output with the most "
+                             "saved samples; 'auto': that run if there is one, else a new run (make demo)")
     judge = parser.add_argument_group("optional judge (docs/judge.md): its verdicts are recorded as judge_accuracy, "
                                       "beside the rule-based scores, never instead of them")
     judge.add_argument("--judge-base-url", default=None, metavar="URL",
@@ -169,42 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--judge-retries", type=int, default=2, help="further attempts per judgement (default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="show vLLM's and lmms-eval's logs")
     return parser
-
-
-def check_args(args) -> None:
-    if args.data in ("hub", "samples") and args.data_dir:
-        raise UsageError(f"--data {args.data} and --data-dir exclude each other "
-                         "(--data-dir goes with --data official, or alone)")
-    if args.data_dir and not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir {args.data_dir}: no such folder")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be a positive number of samples")
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    if args.mm_cache_gb is not None and (args.mm_cache_gb < 0 or args.engine != "vllm"):
-        raise UsageError("--mm-cache-gb goes with --engine vllm and must be 0 or more")
-    if args.engine == "openai" and not args.base_url:
-        raise UsageError("--engine openai needs --base-url (the server's API root, e.g. http://127.0.0.1:8000/v1)")
-    if args.engine != "openai" and (args.base_url or args.api_model):
-        raise UsageError("--base-url and --api-model go with --engine openai")
-    if args.engine != "openai" and (args.request_timeout is not None or args.retries is not None
-                                    or args.routing is not None or args.media_dir is not None
-                                    or not args.pixel_check):
-        raise UsageError("--request-timeout, --retries, --routing, --media-dir and --no-pixel-check go with "
-                         "--engine openai")
-    if args.media_dir is not None and not Path(args.media_dir).is_dir():
-        raise UsageError(f"--media-dir {args.media_dir}: no such folder (create it, and start the server with "
-                         "--allowed-local-media-path on it)")
-    if args.request_timeout is not None and not args.request_timeout > 0:
-        raise UsageError("--request-timeout must be a positive number of seconds")
-    if args.retries is not None and args.retries < 0:
-        raise UsageError("--retries must be 0 or more")
-    if args.samples_per_question is not None and args.samples_per_question < 1:
-        raise UsageError("--samples-per-question must be at least 1")
-    for flag in ("max_tool_calls", "max_images", "max_new_tokens"):
-        value = getattr(args, flag)
-        if value is not None and value < (0 if flag == "max_tool_calls" else 1):
-            raise UsageError(f"--{flag.replace('_', '-')} must be {'0 or more' if flag == 'max_tool_calls' else 'at least 1'}")
 
 
 def judge_settings(args):
@@ -245,13 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         module, function = SUBCOMMANDS[argv[0]]
         return getattr(importlib.import_module(module), function)(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if not argv:  # what pr-eval does, the commands on finished runs included
+        print(__doc__.strip() + "\n\nEvery option: pr-eval --help; each command's: pr-eval COMMAND --help")
+        return 2
+    os.environ[FRONT_END_ENV] = "pr-eval"  # data errors name pr-eval's options (sources.data_option)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        args = build_parser().parse_args(argv)
         check_args(args)
         tasks = parse_tasks(args.tasks)
+        check_generated(tasks, args)
         judge = judge_settings(args)
+        try:
+            base = get_protocol(args.protocol)
+        except ValueError as exc:  # unknown, or retired (which says why and what replaced it)
+            raise UsageError(f"--protocol: {exc}") from None
         check_environment()
         from .models import ModelNotFound, resolve_model
 
@@ -261,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         except ModelNotFound as exc:
             raise UsageError(str(exc)) from None
         try:
-            protocol = with_overrides(get_protocol(args.protocol), args.max_tool_calls, args.max_images,
-                                      args.max_new_tokens, args.samples_per_question)
+            protocol = with_overrides(base, args.max_tool_calls, args.max_images, args.max_new_tokens,
+                                      args.samples_per_question)
         except ValueError as exc:
             raise UsageError(f"--samples-per-question: {exc}") from None
         resume = resume_folder(args, model_path, protocol, tasks)
@@ -274,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
     except UsageError as exc:
-        print(f"pr-eval: error: {exc}", file=sys.stderr)
-        return 2
+        return stop(f"pr-eval: error: {exc}", 2, keep_log=False)
     if not args.verbose:
         quiet.enable()
     use_source(data_spec(args))
@@ -294,48 +267,74 @@ def main(argv: list[str] | None = None) -> int:
 
     def announce(store):
         stores.append(store)
+        runlog.adopt(store.folder)
         say_where(store)
 
+    if not args.verbose:  # vLLM's and the libraries' output go to the run's log (pr_eval.runlog)
+        runlog.open_log(args.output, ["pr-eval", *argv])
     try:
-        run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
-                       limit=args.limit, output=args.output, batch_size=args.batch_size, engine_kind=args.engine,
-                       engine_args=engine_args, resume=resume, schedule=args.schedule, seed=args.seed,
-                       command=["pr-eval", *argv], announce=announce, judge=judge)
-    except KeyboardInterrupt:
+        with stopped_by_sigterm():
+            run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
+                           limit=args.limit, output=args.output, batch_size=args.batch_size, engine_kind=args.engine,
+                           engine_args=engine_args, resume=resume, schedule=args.schedule, seed=args.seed,
+                           command=["pr-eval", *argv], announce=announce, judge=judge)
+    except (KeyboardInterrupt, Terminated) as exc:
+        status = 143 if isinstance(exc, Terminated) else 130
+        what = "terminated (SIGTERM)" if status == 143 else "interrupted"
         if not stores:
-            raise
-        print(f"\npr-eval: interrupted; {len(stores[0].done)} samples are saved in {stores[0].folder}: run the "
-              "same command with --resume to finish the run", file=sys.stderr)
-        return 130
+            return stop(f"\npr-eval: {what} before the run started; nothing was saved", status, keep_log=False)
+        store = stores[0]
+        return stop(f"\npr-eval: {what}; {len(store.done)} samples are saved in {store.folder}; to finish the run: "
+                    f"{resume_command(argv, store.folder)}", status)
     except ResumeRefused as exc:
-        print(f"pr-eval: error: {exc}", file=sys.stderr)
-        return 2
-    except (DataError, EngineError, RunError, StoreError) as exc:
-        print(f"pr-eval: error: {exc}", file=sys.stderr)
-        return 1
+        return stop(f"pr-eval: error: {exc}", 2, keep_log=False)
+    except EngineError as exc:
+        cause = runlog.diagnose(str(exc))
+        if cause is None:
+            return stop(f"pr-eval: error: {exc}{where_logged()}", 1)
+        after = (f"; to finish the run: {resume_command(argv, stores[0].folder)}" if stores else
+                 "; nothing was saved: run the command again")
+        return stop(f"pr-eval: error: {cause}{after}{where_logged()}", 1)
+    except (DataError, RunError, StoreError) as exc:
+        return stop(f"pr-eval: error: {exc}", 1, keep_log=bool(stores))
+    except Exception as exc:  # a bug of ours: one line here, the traceback in the log
+        runlog.write(traceback.format_exc())
+        if runlog.log_path() is None:
+            raise
+        return stop(f"pr-eval: internal error: {type(exc).__name__}: {exc}{where_logged()}", 1)
+    runlog.close()
     print(run.table())
     print(f"\nresults: {run.folder}")
     return 0
 
 
 def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | None:
-    """The run folder --resume names, or for a bare --resume the newest unfinished run under
-    --output of the same model, protocol and tasks; UsageError when there is none."""
+    """The run folder --resume names, or for a bare --resume (or `--resume auto`) the unfinished
+    run of this command under --output with the most saved samples (the others are named on
+    stderr). UsageError when there is none, except with `auto`, which then starts a new run."""
     from .store import find_unfinished
 
     if args.resume is None:
         return None
-    if args.resume != NEWEST:
+    if args.resume not in (NEWEST, AUTO):
         if not Path(args.resume).is_dir():
             raise UsageError(f"--resume {args.resume}: no such run folder")
         return args.resume
-    wanted = {"model": args.model, "model_path": model_path, "protocol": protocol.record(), "tasks": tasks}
+    wanted = {"model": args.model, "model_path": model_path, "protocol": protocol.record(), "tasks": tasks,
+              "limit": args.limit, "data_spec": data_spec(args)}
     found = find_unfinished(args.output, wanted)
-    if found is None:
+    if not found and args.resume == AUTO:
+        return None
+    if not found:
         raise UsageError(f"--resume: no unfinished run of {args.model} with protocol {protocol.name} "
                          f"(fingerprint {protocol.fingerprint}) and tasks {','.join(tasks)} under {args.output}; "
                          "name the run folder (--resume RUN_DIR) or leave out --resume to start a new run")
-    return str(found)
+    if len(found) > 1:
+        others = ", ".join(f"{folder.name} ({saved} saved)" for folder, saved in found[1:4])
+        more = f" and {len(found) - 4} more" if len(found) > 4 else ""
+        print(f"pr-eval: {len(found)} unfinished runs of this command; finishing the one with the most saved "
+              f"samples; the others: {others}{more} (--resume RUN_DIR picks one)", file=sys.stderr)
+    return str(found[0][0])
 
 
 def say_where(store) -> None:

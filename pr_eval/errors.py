@@ -1,4 +1,4 @@
-"""The data error every layer raises (kept free of heavy imports, so the CLI starts fast)."""
+"""The errors every layer raises (kept free of heavy imports, so the CLI starts fast)."""
 
 
 class DataError(Exception):
@@ -7,3 +7,7 @@ class DataError(Exception):
 
     The run records a sample's error with this message and goes on; a whole-data error stops the
     run before any engine starts."""
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line, exit status 2."""

@@ -114,6 +114,28 @@ def _documents(benchmark: str, spec: str, limit: int | None = None) -> tuple:
     return _LOADED[key]
 
 
+def preload(tasks: list[str], limit: int | None = None) -> None:
+    """Load the documents of `tasks` (lmms-eval names; a group stands for its members) now, as
+    their task classes will load them (same source, same limit, same cache): a run finds a data
+    problem before it starts an engine or creates its folder."""
+    spec = data.source_spec()
+    for bench in _benchmarks_of(tasks):
+        _documents(bench.name, spec, None if bench.subtasks else limit)
+
+
+def _benchmarks_of(tasks: list[str]) -> list[Benchmark]:
+    found: list[Benchmark] = []
+    for task in tasks:
+        group = next((g for g in benchmarks.GROUPS.values() if g.task == task), None)
+        if group is not None:
+            members = [benchmarks.GROUPS[m].task if m in benchmarks.GROUPS else
+                       next(b.task for b in benchmarks.BENCHMARKS.values() if b.short == m) for m in group.members]
+            found += _benchmarks_of(members)
+        elif (bench := benchmarks.of_task(task)) is not None:
+            found.append(bench)
+    return list({bench.name: bench for bench in found}.values())
+
+
 def loaded_source(root: str):
     """The data source this process loaded from `root` (a document's data_root), or None."""
     return next((source for source, _docs in _LOADED.values() if str(source.root) == root), None)

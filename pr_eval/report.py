@@ -28,7 +28,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import __version__, benchmarks
+from . import __version__, benchmarks, interrupts
 from .charts import (
     breakdowns,
     grounding_table,
@@ -191,16 +191,8 @@ def resume_command(info: dict, folder: Path) -> str:
     command = info.get("command")
     if not isinstance(command, list) or not command:
         return f"pr-eval ... --resume {shlex.quote(str(folder))}"
-    kept, args = [], [str(a) for a in command]
-    skip = False
-    for k, arg in enumerate(args):
-        if skip:
-            skip = False
-        elif arg == "--resume":  # with or without its folder
-            skip = k + 1 < len(args) and not args[k + 1].startswith("-")
-        elif not arg.startswith("--resume="):
-            kept.append(arg)
-    return shlex.join([*kept, "--resume", str(folder)])
+    args = [str(a) for a in command]
+    return interrupts.resume_command(args[1:], folder, program=args[0])
 
 
 def demo_note(view: RunView) -> str:

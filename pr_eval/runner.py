@@ -9,6 +9,7 @@ pr_eval.tables prints its tables."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.resources
 import itertools
@@ -96,8 +97,9 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
              resume: str | Path | None = None, schedule: str | None = None, seed: int | None = None,
              command: list[str] | None = None, announce: Callable[[RunStore], None] | None = None,
              judge: JudgeSettings | None = None) -> Run:
-    """Run `tasks` and write the run folder (see `pr_eval.store`): created at the start, each
-    sample saved as it finishes, samples_<task>.jsonl, results.json and report.html at the end.
+    """Run `tasks` and write the run folder (see `pr_eval.store`): created once the data is
+    loaded and the engine is ready (a run that cannot start leaves no folder), each sample saved
+    as it finishes, samples_<task>.jsonl, results.json and report.html at the end.
 
     engine: an engine to use (the caller closes it); without one, `engine_kind` is built from
     `engine_args` on first use and closed at the end. resume: a run folder to finish: its saved
@@ -111,10 +113,28 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
                     batch_size, schedule, seed, command, started)
     if judge is not None:
         info["judge"] = judge.record()
-    if resume is not None:  # refused before anything heavy is loaded
-        store = RunStore.resume(resume, info)
-    else:
-        store = create_run_store(output, model, proto, started, info)
+    with contextlib.ExitStack() as owned:
+        if resume is not None:  # refused before anything heavy is loaded
+            store = RunStore.resume(resume, info)
+        else:  # the data, then the engine, then the folder: a run that cannot start leaves none
+            from . import lmms_task
+
+            lmms_task.preload(list(tasks), limit)
+            if engine is None:
+                from .engines import build_engine
+
+                engine = build_engine(engine_kind, model_path, proto, **(engine_args or {}))
+                owned.callback(engine.close)
+            store = create_run_store(output, model, proto, started, info)
+        run = _run_in(store, tasks, limit, engine, engine_kind, model_path, proto, engine_args, guide, batch_size,
+                      schedule, seed, announce, judge)
+    write_report_safely(run.folder)
+    return run
+
+
+def _run_in(store, tasks, limit, engine, engine_kind, model_path, proto, engine_args, guide, batch_size, schedule,
+            seed, announce, judge) -> Run:
+    """The run itself, in its folder: lmms-eval with our model adapter, then the final files."""
     with store:
         from lmms_eval.evaluator import simple_evaluate
         from lmms_eval.tasks import TaskManager
@@ -145,9 +165,7 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
         if missing:
             raise RunError(f"lmms-eval returned no results for {', '.join(missing)} (see the log above)")
         faults.point(faults.BEFORE_RESULTS)  # test hook (pr_eval.faults)
-        run = finish(store, results, list(tasks), judge)
-    write_report_safely(run.folder)
-    return run
+        return finish(store, results, list(tasks), judge)
 
 
 def package_versions() -> dict:

@@ -9,8 +9,8 @@ OUT=${2:-results/demo}
 PR="$VENV/bin/pr-eval"
 newest() { ls -d "$1"/*/ | sort | tail -1; }
 
-"$PR" --model demo --tasks zoom,vstar,tallyqa,infovqa,mvbench --data samples --output "$OUT/pixel-reasoner-v3"
-"$PR" --model demo --tasks zoom --protocol blind-tool --data samples --output "$OUT/blind-tool"
+"$PR" --model demo --tasks zoom,vstar,tallyqa,infovqa,mvbench --data samples --output "$OUT/pixel-reasoner-v3" --resume auto
+"$PR" --model demo --tasks zoom --protocol blind-tool --data samples --output "$OUT/blind-tool" --resume auto
 echo
 echo "== zoom: blind-tool (A) against pixel-reasoner-v3 (B): what zooming buys =="
 # The protocols differ on purpose: compare's warning saying so is expected here, its errors are not.

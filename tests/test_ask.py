@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,9 @@ def test_the_command(asked, command):
     assert printed[-2:] == [f"wrote {page}", f"wrote {record}"]
     html = page.read_text()
     assert esc(doc["question"]) in html and "&#x27;s letter" in html
+    shown = shlex.join(["pr-eval", "ask", "--model", "demo", "--image", str(image_file(doc)), doc["question"],
+                        "--html", str(page), "--json", str(record)])
+    assert esc(shown) in html  # the command as a shell reads it: the question quoted (issue 26)
     assert html.count('src="data:image/jpeg;base64,') == 2  # the input and the crop, inlined
     assert "<rect class=\"box\"" in html and "crop_image_normalized" in html
     assert essence(Trajectory.from_record(json.loads(record.read_text()))) == essence(traj)

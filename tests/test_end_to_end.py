@@ -144,10 +144,9 @@ def test_duplicate_ids_and_an_unwritable_output_stop_the_run_before_any_engine_w
 
     result = _run([str(BIN / "pr-eval"), "--model", "tiny", "--tasks", "vstar", "--data", "samples",
                    "--output", "/dev/null/runs"], timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad command line, found before anything is loaded (issue 26)
     assert result.stderr.strip().splitlines() == [
-        "pr-eval: error: cannot create a run folder under /dev/null/runs: Not a directory (/dev/null/runs); "
-        "choose a writable --output"]
+        "pr-eval: error: --output /dev/null/runs: cannot write there (Not a directory); choose a writable folder"]
 
 
 def test_an_output_folder_that_becomes_unwritable_mid_run_ends_it_with_one_line_and_keeps_the_saved(

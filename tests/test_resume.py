@@ -327,5 +327,6 @@ def test_ctrl_c_says_where_the_samples_are_and_how_to_finish(runs, run_cli, monk
     (folder / RESULTS_FILE).unlink()
     status, _, err = run_cli(*CLI_ARGS, "--output", str(runs["base"]), "--resume", str(folder))
     assert status == 130
-    assert f"pr-eval: interrupted; {N} samples are saved in {folder}: run the same command with --resume" in err
+    assert (f"pr-eval: interrupted; {N} samples are saved in {folder}; to finish the run: pr-eval "
+            f"{' '.join(CLI_ARGS)} --output {runs['base']} --resume {folder}") in err
     assert not (folder / RESULTS_FILE).exists()

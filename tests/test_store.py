@@ -277,16 +277,24 @@ def test_resume_keeps_what_the_run_recorded_and_notes_the_resume(tmp_path):
     store.close()
 
 
-def test_find_unfinished_picks_the_newest_matching_run(tmp_path):
-    for name, changes in [("old", {"started": "2026-01-01"}), ("new", {"started": "2026-01-03"}),
-                          ("other-protocol", {"started": "2026-01-05", "protocol": {"name": "x", "fingerprint": "f9"}}),
-                          ("finished", {"started": "2026-01-06"})]:
-        RunStore.create(tmp_path / name, _info(**changes)).close()
+def test_find_unfinished_puts_the_most_saved_matching_run_first(tmp_path):
+    """Issue 26: a bare --resume picked the newest (empty) folder over one with 125 samples."""
+    for name, changes, saved in [("old", {"started": "2026-01-01"}, 2), ("new", {"started": "2026-01-03"}, 0),
+                                 ("newer", {"started": "2026-01-04"}, 0),
+                                 ("other-protocol", {"started": "2026-01-05",
+                                                     "protocol": {"name": "x", "fingerprint": "f9"}}, 5),
+                                 ("finished", {"started": "2026-01-06"}, 3)]:
+        store = RunStore.create(tmp_path / name, _info(**changes))
+        for k in range(saved):
+            store.append(_trajectory(k))
+        store.close()
     (tmp_path / "finished" / "results.json").write_text("{}")
     (tmp_path / "not-a-run").mkdir()
-    assert find_unfinished(tmp_path, _info()) == tmp_path / "new"
-    assert find_unfinished(tmp_path, _info(tasks=["pr_infovqa"])) is None
-    assert find_unfinished(tmp_path / "nowhere", _info()) is None
+    with open(tmp_path / "new" / "trajectories.jsonl", "a") as torn:
+        torn.write('{"key": "pr_vstar/9"')  # a line cut by a kill is not a saved sample
+    assert find_unfinished(tmp_path, _info()) == [(tmp_path / "old", 2), (tmp_path / "newer", 0), (tmp_path / "new", 0)]
+    assert find_unfinished(tmp_path, _info(tasks=["pr_infovqa"])) == []
+    assert find_unfinished(tmp_path / "nowhere", _info()) == []
 
 
 def test_a_failing_report_only_warns(tmp_path, monkeypatch, caplog):

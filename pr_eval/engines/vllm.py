@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
-from .. import quiet, reaper
+from .. import quiet, reaper, runlog
 from ..protocol import Decoding, Protocol
 from .base import (EngineError, GenerationRequest, GenerationResult, media_in_order, to_chat_messages,
                    video_input)
@@ -231,9 +231,13 @@ class VLLMEngine:
         # vLLM's engine processes must not outlive a killed run (pr_eval.reaper says why)
         self._watcher = reaper.guard()
         try:
-            self.llm = LLM(model=model_path, **args)
+            with runlog.engine_output():  # the engine's processes write to the run's log, if any
+                self.llm = LLM(model=model_path, **args)
         except Exception as exc:
             reaper.release(self._watcher)
+            cause = runlog.diagnose(f"{type(exc).__name__}: {exc}")
+            if cause is not None:
+                raise EngineError(cause) from exc
             raise EngineError(f"vLLM could not load {model_path!r}: {type(exc).__name__}: {exc}") from exc
         self.tokenizer = self.llm.get_tokenizer()
         if not getattr(self.tokenizer, "chat_template", None):

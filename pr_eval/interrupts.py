@@ -1,0 +1,76 @@
+"""How a run stops: SIGTERM as Ctrl-C, one last line, and the command that finishes the run.
+
+Ctrl-C and SIGTERM (what Slurm and Kubernetes send on pre-emption) end a run the same way: the
+engine is closed (its processes go; `pr_eval.reaper` ends any left behind), and one line says
+how many samples are saved and the exact command that finishes the run (exit 130 or 143).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import signal
+import sys
+
+from . import runlog
+
+
+class Terminated(BaseException):
+    """SIGTERM (Slurm's and Kubernetes' pre-emption) arrived: stopped as Ctrl-C stops a run."""
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm():
+    """SIGTERM raises Terminated in the main thread while the block runs (then as before)."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop(line: str, status: int, keep_log: bool = True) -> int:
+    """Print the run's last line; a log that holds nothing of use (no folder, no engine output)
+    is removed."""
+    path = runlog.log_path()
+    runlog.close()
+    if path is not None and not keep_log and path.name != runlog.LOG_NAME:
+        path.unlink(missing_ok=True)
+    print(one_line(line), file=sys.stderr)
+    return status
+
+
+def one_line(text: str) -> str:
+    """`text` on one line (a library's message may hold several), a leading newline kept (it
+    ends the progress bar's line)."""
+    return ("\n" if text.startswith("\n") else "") + " ".join(text.split())
+
+
+def where_logged() -> str:
+    path = runlog.log_path()
+    return f" (details in {path})" if path is not None else ""
+
+
+def resume_command(argv: list[str], folder, program: str = "pr-eval") -> str:
+    """The exact command that finishes the run in `folder`: `program` with `argv`, any --resume
+    of its own left out (with or without a folder), and --resume FOLDER; shell-quoted."""
+    kept, skip = [], False
+    for k, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":  # with or without its folder
+            nxt = argv[k + 1] if k + 1 < len(argv) else None
+            skip = nxt is not None and not nxt.startswith("-")
+            continue
+        if arg.startswith("--resume="):
+            continue
+        kept.append(arg)
+    return shlex.join([program, *kept, "--resume", str(folder)])
