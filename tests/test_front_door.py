@@ -236,3 +236,31 @@ def test_a_bad_command_line_is_one_line_before_any_heavy_import(argv, says):
     assert said[0].startswith(says), said
     if argv[0] == "--model" and "--protocol" in argv:
         assert said[0].endswith("run under 'pixel-reasoner-v3' instead")  # v1's successor v2 is retired too
+
+
+def test_resume_auto_finishes_this_commands_run_or_starts_one(tmp_path, capsys):
+    """`make demo` runs with --resume auto: the unfinished run of the same command with the most
+    saved samples (the others named), or a new run when there is none."""
+    from pr_eval import cli
+    from pr_eval.models import resolve_model
+    from pr_eval.protocol import PIXEL_REASONER
+    from pr_eval.store import RunStore
+    from test_store import _info, _trajectory
+
+    argv = ["--model", "tiny", "--tasks", "vstar", "--data", "samples", "--output", str(tmp_path), "--resume", "auto"]
+    args = cli.build_parser().parse_args(argv)
+    model_path, tasks = resolve_model("tiny"), cli.parse_tasks("vstar")
+    assert cli.resume_folder(args, model_path, PIXEL_REASONER, tasks) is None  # nothing to finish: a new run
+    same = {"model": "tiny", "model_path": model_path, "protocol": PIXEL_REASONER.record(), "tasks": tasks,
+            "limit": None, "data_spec": "samples"}
+    for name, saved in (("empty", 0), ("most", 2), ("some", 1)):
+        store = RunStore.create(tmp_path / name, _info(**same))
+        for k in range(saved):
+            store.append(_trajectory(k))
+        store.close()
+    RunStore.create(tmp_path / "other-limit", _info(**{**same, "limit": 3})).close()
+    capsys.readouterr()
+    assert cli.resume_folder(args, model_path, PIXEL_REASONER, tasks) == str(tmp_path / "most")
+    assert capsys.readouterr().err.strip() == ("pr-eval: 3 unfinished runs of this command; finishing the one with "
+                                               "the most saved samples; the others: some (1 saved), empty (0 saved) "
+                                               "(--resume RUN_DIR picks one)")
