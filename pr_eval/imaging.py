@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .errors import DataError
+from .errors import DataError, is_our_bug
 from .protocol import PixelBounds
 
 FACTOR = 28  # Qwen2.5-VL: 14 px patches merged 2x2
@@ -101,7 +101,9 @@ def load_image(path, name: str | None = None) -> Image.Image:
     except MemoryError:
         raise DataError(f"unreadable image {name or path}: too large to decode in memory") from None
     except Exception as exc:  # noqa: BLE001 - a decoder's own failure (SyntaxError, NotImplementedError,
-        # struct.error, ...) is this file's problem: one line, never the run's end
+        # struct.error, ...) is this file's problem: one line, never the run's end; ours is a bug
+        if is_our_bug(exc):
+            raise
         raise DataError(f"unreadable image {name or path}: {type(exc).__name__}: {_line(exc)}") from None
 
 

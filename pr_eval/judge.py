@@ -48,6 +48,7 @@ from pathlib import Path
 
 from .answers import extract_answer
 from .engines import deadline
+from .errors import is_our_bug
 from .engines.openai import _describe, _server_message, normalize_base_url  # the engine's error wording
 from .protocol import fingerprint_of
 from .trajectory import DATA_ERROR, ENGINE_ERROR, Trajectory
@@ -287,6 +288,8 @@ class Judge:
         try:
             return self._judge_item(item)
         except Exception as exc:  # noqa: BLE001 - the one boundary around a judgement: lost, never the run's end
+            if is_our_bug(exc):  # except for a bug of ours, which would lose every judgement
+                raise
             return Judgement(item.key, None, error=f"internal: {type(exc).__name__}: {str(exc)[:200]}")
 
     def _judge_item(self, item: JudgeItem) -> Judgement:

@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 from .engines import SCHEDULES
 from .engines.base import Engine, GenerationRequest, GenerationResult, can_submit
 from . import chat
+from .errors import is_our_bug
 from .imaging import DataError, fit_image
 from .protocol import Protocol
 from .sampling import turn_seed
@@ -90,7 +91,10 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
         stored = [list(image.size) for image in loaded]
         del loaded  # only the shown images are kept: nothing is cut from the full-resolution files
     except Exception as exc:  # noqa: BLE001 - the one boundary around a sample's data: whatever its
-        # loader raises (a DataError saying why, or a decoder's own exception) is this sample's error
+        # loader raises (a DataError saying why, or a decoder's own exception) is this sample's error;
+        # a bug of pr-eval's own code stops the run (errors.is_our_bug)
+        if is_our_bug(exc):
+            raise
         traj.stop_reason = DATA_ERROR
         traj.error = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"[:500]
         traj.messages.append({"role": "user", "content": [text]})

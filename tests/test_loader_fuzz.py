@@ -160,6 +160,30 @@ def test_a_run_records_them_per_sample_and_goes_on(tmp_path):
     assert trajs["ok"].stop_reason is None and trajs["ok"].error is None
 
 
+@pytest.mark.parametrize("error", ["NameError(\"name 'to_rgb' is not defined\")", "ImportError('no module x')"])
+def test_a_programming_error_of_our_own_stops_the_run(error):
+    """The boundary is for what files and decoders raise. A NameError raised in pr-eval's own
+    code is a bug that would lose every sample as bad data (it did once: a lazy import gone
+    wrong made every image 'unreadable'), so it is raised; the same error from a library's frame
+    is still the sample's data error, as is any other error of our code (a hostile input's)."""
+    import pr_eval
+
+    ours = compile(f"def load():\n    raise {error}\n", str(Path(pr_eval.__file__).parent / "imaging.py"), "exec")
+    theirs = compile(f"def load():\n    raise {error}\n", "/usr/lib/python3/dist-packages/PIL/Image.py", "exec")
+    namespaces = [{}, {}]
+    exec(ours, namespaces[0])  # noqa: S102 - the test's own code, compiled under a pr_eval file name
+    exec(theirs, namespaces[1])  # noqa: S102
+    with pytest.raises((NameError, ImportError)):
+        start(Sample("t", "bug", "q", "A", load_images=lambda: namespaces[0]["load"]()), P)
+    traj = start(Sample("t", "lib", "q", "A", load_images=lambda: namespaces[1]["load"]()), P)
+    assert traj.stop_reason == DATA_ERROR and traj.error.startswith(error.split("(")[0])
+
+    odd = compile("def load():\n    return None.size\n", str(Path(pr_eval.__file__).parent / "data.py"), "exec")
+    exec(odd, namespaces[0])  # noqa: S102 - an AttributeError in our code: hostile data can cause one
+    traj = start(Sample("t", "odd", "q", "A", load_images=lambda: namespaces[0]["load"]()), P)
+    assert traj.stop_reason == DATA_ERROR and traj.error.startswith("AttributeError: 'NoneType'")
+
+
 def test_mutated_videos_decode_or_fail_as_the_sample_s_data_error(tmp_path):
     make_samples = load_script("make_samples")
     frames = [np.asarray(noise_image(64, 48, seed=k)) for k in range(20)]
