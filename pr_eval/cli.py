@@ -20,6 +20,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -32,7 +33,7 @@ from . import (  # quiet: imported first, so an engine process started by a quie
 )
 from .checks import OneLineParser, check_args, check_generated
 from .errors import UsageError
-from .interrupts import Terminated, resume_command, stop, stopped_by_sigterm, where_logged
+from .interrupts import Terminated, received, resume_command, stop, stop_signals, where_logged
 from .engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
 from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
 from .sources import FRONT_END_ENV, source_spec, use_source
@@ -273,32 +274,28 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # vLLM's and the libraries' output go to the run's log (pr_eval.runlog)
         runlog.open_log(args.output, ["pr-eval", *argv])
     try:
-        with stopped_by_sigterm():
+        with stop_signals():
             run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
                            limit=args.limit, output=args.output, batch_size=args.batch_size, engine_kind=args.engine,
                            engine_args=engine_args, resume=resume, schedule=args.schedule, seed=args.seed,
                            command=["pr-eval", *argv], announce=announce, judge=judge)
     except (KeyboardInterrupt, Terminated) as exc:
-        status = 143 if isinstance(exc, Terminated) else 130
-        what = "terminated (SIGTERM)" if status == 143 else "interrupted"
-        if not stores:
-            return stop(f"\npr-eval: {what} before the run started; nothing was saved", status, keep_log=False)
-        store = stores[0]
-        return stop(f"\npr-eval: {what}; {len(store.done)} samples are saved in {store.folder}; to finish the run: "
-                    f"{resume_command(argv, store.folder)}", status)
-    except ResumeRefused as exc:
-        return stop(f"pr-eval: error: {exc}", 2, keep_log=False)
-    except EngineError as exc:
-        cause = runlog.diagnose(str(exc))
-        if cause is None:
-            return stop(f"pr-eval: error: {exc}{where_logged()}", 1)
-        after = (f"; to finish the run: {resume_command(argv, stores[0].folder)}" if stores else
-                 "; nothing was saved: run the command again")
-        return stop(f"pr-eval: error: {cause}{after}{where_logged()}", 1)
-    except (DataError, RunError, StoreError) as exc:
-        return stop(f"pr-eval: error: {exc}", 1, keep_log=bool(stores))
-    except Exception as exc:  # a bug of ours: one line here, the traceback in the log
-        runlog.write(traceback.format_exc())
+        return interrupted(isinstance(exc, Terminated), stores, argv)
+    except Exception as exc:
+        if received() is not None:  # what the interrupt itself caused (the engine's processes got it too)
+            return interrupted(received() == signal.SIGTERM, stores, argv)
+        if isinstance(exc, ResumeRefused):
+            return stop(f"pr-eval: error: {exc}", 2, keep_log=False)
+        if isinstance(exc, EngineError):
+            cause = runlog.diagnose(str(exc))
+            if cause is None:
+                return stop(f"pr-eval: error: {exc}{where_logged()}", 1)
+            after = (f"; to finish the run: {resume_command(argv, stores[0].folder)}" if stores else
+                     "; nothing was saved: run the command again")
+            return stop(f"pr-eval: error: {cause}{after}{where_logged()}", 1)
+        if isinstance(exc, (DataError, RunError, StoreError)):
+            return stop(f"pr-eval: error: {exc}", 1, keep_log=bool(stores))
+        runlog.write(traceback.format_exc())  # a bug of ours: one line here, the traceback in the log
         if runlog.log_path() is None:
             raise
         return stop(f"pr-eval: internal error: {type(exc).__name__}: {exc}{where_logged()}", 1)
@@ -306,6 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     print(run.table())
     print(f"\nresults: {run.folder}")
     return 0
+
+
+def interrupted(terminated: bool, stores: list, argv: list[str]) -> int:
+    """The one line of a run stopped by Ctrl-C (exit 130) or SIGTERM (143)."""
+    status, what = (143, "terminated (SIGTERM)") if terminated else (130, "interrupted")
+    if not stores:
+        return stop(f"\npr-eval: {what} before the run started; nothing was saved", status, keep_log=False)
+    store = stores[0]
+    return stop(f"\npr-eval: {what}; {len(store.done)} samples are saved in {store.folder}; to finish the run: "
+                f"{resume_command(argv, store.folder)}", status)
 
 
 def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | None:

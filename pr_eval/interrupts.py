@@ -19,21 +19,35 @@ class Terminated(BaseException):
     """SIGTERM (Slurm's and Kubernetes' pre-emption) arrived: stopped as Ctrl-C stops a run."""
 
 
-@contextlib.contextmanager
-def stopped_by_sigterm():
-    """SIGTERM raises Terminated in the main thread while the block runs (then as before)."""
-    def handler(signum, frame):
-        raise Terminated()
+_received: list[int] = []  # the stop signals that arrived while `stop_signals` was active
 
+
+@contextlib.contextmanager
+def stop_signals():
+    """While the block runs, SIGTERM raises Terminated and SIGINT KeyboardInterrupt in the main
+    thread, and each is remembered (`received`): Ctrl-C reaches vLLM's engine processes too, and
+    their end can surface first, as an engine error raised while the interrupt unwinds; the run
+    still ends as interrupted."""
+    def handler(signum, frame):
+        _received.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    _received.clear()
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread (an embedding program): leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def received() -> int | None:
+    """The first stop signal that arrived during the last `stop_signals` block, or None."""
+    return _received[0] if _received else None
 
 
 def stop(line: str, status: int, keep_log: bool = True) -> int:

@@ -264,3 +264,38 @@ def test_resume_auto_finishes_this_commands_run_or_starts_one(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("pr-eval: 3 unfinished runs of this command; finishing the one with "
                                                "the most saved samples; the others: some (1 saved), empty (0 saved) "
                                                "(--resume RUN_DIR picks one)")
+
+
+@pytest.mark.parametrize("signum, status, what", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_an_engine_error_raised_while_an_interrupt_unwinds_is_still_the_interrupt(
+        signum, status, what, tmp_path, monkeypatch, capsys):
+    """Ctrl-C reaches vLLM's processes too, so their end can surface as an EngineError raised
+    while the KeyboardInterrupt unwinds (from a `finally` that waits on the engine). It happened
+    in CI: exit 1 'engine process died'. The run still ends as interrupted, with its one line."""
+    from types import SimpleNamespace
+
+    from pr_eval import cli, runner
+    from pr_eval.engines import EngineError
+
+    for name in ("PR_EVAL_QUIET", "VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY", "TORCH_CPP_LOG_LEVEL",
+                 "PYTHONWARNINGS", "PR_EVAL_LMMS_VERBOSITY", "PR_EVAL_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "runs" / "the-run"
+
+    def evaluate(announce, **kwargs):
+        announce(SimpleNamespace(folder=folder, done={"pr_zoom/0": {}}, info={}))
+        try:
+            os.kill(os.getpid(), signum)  # our handler raises here, in the main thread
+            time.sleep(5)
+        finally:
+            raise EngineError("the vLLM engine failed: EngineDeadError: EngineCore encountered an issue")
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    folder.mkdir(parents=True)
+    argv = ["--model", "demo", "--tasks", "zoom", "--data", "samples", "--output", str(tmp_path / "runs"), "--verbose"]
+    assert cli.main(argv) == status
+    said = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert said[-1] == (f"pr-eval: {what}; 1 samples are saved in {folder}; to finish the run: "
+                        f"pr-eval {' '.join(argv)} --resume {folder}")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back

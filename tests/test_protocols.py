@@ -50,7 +50,7 @@ def test_unknown_protocol_names_the_choices():
 
 def test_the_retired_protocols_say_what_replaced_them():
     with pytest.raises(ValueError, match="'pixel-reasoner-v1' was retired on 2026-12-01: .*run under "
-                                         "'pixel-reasoner-v2' instead"):
+                                         "'pixel-reasoner-v3' instead"):  # its successor v2 is retired too
         get_protocol("pixel-reasoner-v1")
     with pytest.raises(ValueError, match="'pixel-reasoner-v2' was retired on 2026-12-07: video frames were handed "
                                          "to the processor at 1 fps .*run under 'pixel-reasoner-v3' instead"):
