@@ -33,8 +33,9 @@ def stop_signals():
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     _received.clear()
-    try:
-        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:  # a signal the process was started ignoring (a background job's SIGINT) stays ignored, as Python does
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)
+                    if signal.getsignal(signum) is not signal.SIG_IGN}
     except ValueError:  # not the main thread (an embedding program): leave signals alone
         yield
         return

@@ -35,8 +35,15 @@ def start(output: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     for name in ("PR_EVAL_QUIET", "VLLM_LOGGING_LEVEL", "PR_EVAL_FAULT"):
         env.pop(name, None)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(err, "w"),
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=foreground_signals)
     return process, err
+
+
+def foreground_signals() -> None:
+    """The child gets SIGINT as a terminal's foreground job does: a CI runner may start the tests
+    with SIGINT ignored (a background job), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def saved(output: Path) -> int:
@@ -294,8 +301,30 @@ def test_an_engine_error_raised_while_an_interrupt_unwinds_is_still_the_interrup
     monkeypatch.setattr(runner, "evaluate", evaluate)
     folder.mkdir(parents=True)
     argv = ["--model", "demo", "--tasks", "zoom", "--data", "samples", "--output", str(tmp_path / "runs"), "--verbose"]
-    assert cli.main(argv) == status
+    started = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),  # as a foreground job
+               signal.SIGTERM: signal.signal(signal.SIGTERM, signal.SIG_DFL)}  # (CI may start us ignoring SIGINT)
+    try:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        assert cli.main(argv) == status
+        after = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    finally:
+        for signum, handler in started.items():
+            signal.signal(signum, handler)
     said = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert said[-1] == (f"pr-eval: {what}; 1 samples are saved in {folder}; to finish the run: "
                         f"pr-eval {' '.join(argv)} --resume {folder}")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    assert after == before  # the handlers are put back
+
+
+def test_a_signal_the_run_was_started_ignoring_stays_ignored():
+    """A background job (`cmd &` in a script, nohup) starts with SIGINT ignored: Python keeps it
+    ignored, and so does pr-eval's handler for the run."""
+    from pr_eval.interrupts import stop_signals
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGINT, previous)
