@@ -75,9 +75,7 @@ def parse_tasks(text: str) -> list[str]:
 
 def expand(name: str) -> list[str]:
     """The lmms-eval tasks a --tasks name stands for: a group's members' (recursively), else its own."""
-    if name in GROUPS:
-        return [task for member in GROUPS[name].members for task in expand(member)]
-    return [TASKS.get(name, name)]
+    return benchmarks.tasks_of(name)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,15 +124,13 @@ def preload(tasks: list[str], limit: int | None = None) -> None:
 
 
 def _benchmarks_of(tasks: list[str]) -> list[Benchmark]:
+    """The benchmarks of lmms-eval tasks (a group's, such as pr_suite, are its members')."""
     found: list[Benchmark] = []
     for task in tasks:
         group = next((g for g in benchmarks.GROUPS.values() if g.task == task), None)
-        if group is not None:
-            members = [benchmarks.GROUPS[m].task if m in benchmarks.GROUPS else
-                       next(b.task for b in benchmarks.BENCHMARKS.values() if b.short == m) for m in group.members]
-            found += _benchmarks_of(members)
-        elif (bench := benchmarks.of_task(task)) is not None:
-            found.append(bench)
+        for leaf in benchmarks.tasks_of(group.cli) if group is not None else [task]:
+            if (bench := benchmarks.of_task(leaf)) is not None:
+                found.append(bench)
     return list({bench.name: bench for bench in found}.values())
 
 

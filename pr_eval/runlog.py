@@ -49,12 +49,9 @@ def open_log(output: str | os.PathLike, command: list[str] | None = None) -> Pat
         with open(path, "a", encoding="utf-8") as log:
             stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             log.write(f"{stamp} pr-eval (pid {os.getpid()}): {shlex.join(command or sys.argv)}\n")
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = _log_handler(path)
     except OSError:
         return None
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
     for terminal in logging.getLogger().handlers:
         if type(terminal) is logging.StreamHandler:
             terminal.addFilter(_terminal_filter)
@@ -82,28 +79,26 @@ def adopt(folder: Path) -> None:
         if target.exists():  # a resumed run: keep what the earlier attempts logged
             with open(target, "ab") as out, open(path, "rb") as new:
                 out.write(new.read())
-            _reopen(target)
             path.unlink()
         else:
             os.replace(path, target)  # open descriptors (the engine's) follow the file
     except OSError:
         return
     _state["path"] = target
-    handler = _state["handler"]
-    if handler is not None and Path(handler.baseFilename) != target:
-        _reopen(target)
-
-
-def _reopen(target: Path) -> None:
-    old = _state["handler"]
+    old = _state["handler"]  # the warnings go on into run.log, by its new name
     if old is not None:
         logging.getLogger().removeHandler(old)
         old.close()
-    handler = logging.FileHandler(target, encoding="utf-8")
+    _state["handler"] = _log_handler(target)
+
+
+def _log_handler(path: Path) -> logging.FileHandler:
+    """A root-logger handler writing this process's warnings to the log at `path`."""
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    _state["handler"] = handler
+    return handler
 
 
 def close() -> None:

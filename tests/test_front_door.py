@@ -76,6 +76,20 @@ def gone(processes: list[psutil.Process], within: float = 20.0) -> list[psutil.P
     return alive
 
 
+def stopped_mid_run(output: Path, samples: int, send, timeout: float):
+    """Start a run, call `send(process, its processes)` once it has saved `samples` samples, and
+    wait for it to end: (process, its processes, exit status, its stderr lines)."""
+    process, err = start(output)
+    try:
+        tree = wait_for_samples(process, output, samples)
+        send(process, tree)
+        status = process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process, tree, status, lines(err)
+
+
 def lines(err: Path) -> list[str]:
     """What the run wrote on its stderr, line by line, without the progress bar's line."""
     return [line for line in err.read_text().splitlines() if line.strip() and not line.startswith("questions:")]
@@ -95,21 +109,16 @@ def answers(folder: Path) -> dict[int, str]:
 
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
 def test_a_stopped_run_says_one_line_leaves_no_process_and_resumes(tmp_path, how):
-    output = tmp_path / "runs"
-    process, err = start(output)
-    try:
-        tree = wait_for_samples(process, output, 2)
+    def send(process, tree):
         assert any("VLLM" in " ".join(p.cmdline() or [p.name()]) or "python" in p.name() for p in tree)
         if how == "sigterm":
             process.send_signal(signal.SIGTERM)  # Kubernetes: the main process only
         else:
             os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
-        status = process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+
+    output = tmp_path / "runs"
+    process, tree, status, said = stopped_mid_run(output, 2, send, timeout=120)
     [folder] = list(output.glob("*/"))
-    said = lines(err)
     assert status == (143 if how == "sigterm" else 130), said
     assert said[0].startswith(f"pr-eval: run folder {folder}"), said
     assert len(said) == 2, said  # where the run goes, then how it stopped: nothing of vLLM's
@@ -136,19 +145,14 @@ def test_a_stopped_run_says_one_line_leaves_no_process_and_resumes(tmp_path, how
 def test_an_engine_process_that_dies_is_one_line_naming_it(tmp_path):
     """SIGKILL of vLLM's worker (what the OOM killer does) mid-run: one line that names the dead
     process and gives the resume command, vLLM's 100 lines of output in the log."""
-    output = tmp_path / "runs"
-    process, err = start(output)
-    try:
-        tree = wait_for_samples(process, output, 1)
+    def send(process, tree):
         workers = [p for p in tree if "Worker" in " ".join(p.cmdline() or [p.name()]) or "Worker" in p.name()]
         assert workers, [p.name() for p in tree]
         workers[0].send_signal(signal.SIGKILL)
-        status = process.wait(timeout=180)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+
+    output = tmp_path / "runs"
+    process, tree, status, said = stopped_mid_run(output, 1, send, timeout=180)
     [folder] = list(output.glob("*/"))
-    said = lines(err)
     assert status == 1 and len(said) == 2, said
     assert said[1].startswith("pr-eval: error: vLLM's engine process "), said
     assert "died unexpectedly" in said[1] or "killed by the kernel" in said[1]

@@ -66,6 +66,14 @@ def find(name: str | None) -> Benchmark | None:
     return BENCHMARKS.get(name or "")
 
 
+def tasks_of(name: str) -> list[str]:
+    """The lmms-eval tasks a --tasks name stands for: a group's (by its CLI name) members',
+    recursively; a benchmark's (by its short name) task; else the name itself."""
+    if name in GROUPS:
+        return [task for member in GROUPS[name].members for task in tasks_of(member)]
+    return [next((b.task for b in BENCHMARKS.values() if b.short == name), name)]
+
+
 def of_task(task: str) -> Benchmark | None:
     """The benchmark an lmms-eval task, group or subtask belongs to (pr_mvbench_action_count ->
     mvbench), for run folders that do not record it; None for a task of no benchmark."""
