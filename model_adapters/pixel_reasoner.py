@@ -40,7 +40,8 @@ from ..compat import startup_refusal
 from ..engines import build_engine
 from ..loop import Guide, run_samples
 from ..models import resolve_model
-from ..protocol import DEFAULT_PROTOCOL, Protocol, get_protocol, with_overrides
+from ..families import get_protocol
+from ..protocol import DEFAULT_PROTOCOL, Protocol, with_overrides
 from ..sampling import rollout_seed
 from ..store import RunStore, sample_key, stored_answer, trajectory_key
 from ..trajectory import Sample, Trajectory

@@ -41,9 +41,9 @@ from .errors import UsageError
 from .engines import ENGINES, EngineError
 from .escape import esc
 from .imaging import DataError, load_image
-from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol, with_overrides
+from .families import PROTOCOLS, get_protocol
+from .protocol import DEFAULT_PROTOCOL, Protocol, with_overrides
 from .sampling import rollout_seed
-from .tools import SELECT_FRAMES
 from .trajectory import DATA_ERROR, MAX_TOKENS, MAX_TOOL_CALLS, Sample, ToolCall, Trajectory
 
 TASK = "ask"  # the task name of an asked question (records, seeds, the page)
@@ -100,7 +100,7 @@ def follow(engine, traj: Trajectory, protocol: Protocol, out: Out = say, guide: 
     for line in start_lines(traj):
         out(line)
     while not traj.finished:
-        if len(traj.generations) > protocol.caps.max_tool_calls:  # unreachable by step's caps, as in the loop
+        if len(traj.generations) >= loop.max_generations(protocol):  # unreachable by step's caps, as in the loop
             traj.stop_reason = MAX_TOOL_CALLS
             break
         counts = (len(traj.messages), len(traj.generations), len(traj.tool_calls))
@@ -164,13 +164,15 @@ def step_lines(traj: Trajectory, n_messages: int, n_generations: int, n_calls: i
     if len(traj.generations) == n_generations:  # no turn: the engine failed on this request
         return [f"turn {number}: engine error: {printable(str(traj.error))}"]
     generation = traj.generations[-1]
-    message = next(m for m in traj.messages[n_messages:] if m.get("role") == "assistant")
+    message = next((m for m in traj.messages[n_messages:] if m.get("role") == "assistant"), None)
     ending = (f"ended by {generation.stop}" if generation.stop else
               "cut at the token limit" if generation.finish_reason == "length" else
               f"finish reason {generation.finish_reason}")
     header = (f"turn {number} ({generation.prompt_tokens} prompt + {generation.output_tokens} output tokens, "
               f"{printable(str(ending))}):")
-    lines = ["", header, *_indented(message_text(message))]
+    lines = ["", header, *_indented(message_text(message) if message else generation.dropped or "")]
+    if message is None:  # the protocol kept the turn out of the conversation (Generation.dropped)
+        lines.append("  (not kept in the conversation: the protocol sends the same request again)")
     if len(traj.tool_calls) > n_calls:
         lines += call_lines(traj, traj.tool_calls[-1])
     elif traj.stop_reason == MAX_TOOL_CALLS:
@@ -201,7 +203,7 @@ def call_lines(traj: Trajectory, call: ToolCall) -> list[str]:
             source = f"frame {info.frame} of image {info.parent}" if info.frame is not None else f"image {info.parent}"
             lines.append(f"  crop box (pixels): {numbers(info.box)} of {source} ({_size(info.source_size)})")
             lines.append(f"  new image {index}: {info.width}x{info.height}")
-        elif call.name == SELECT_FRAMES or info.kind == "frame":
+        elif info.kind == "frame":
             lines.append(f"  new image {index}: frame {info.frame} of the video, {info.width}x{info.height}")
         else:
             lines.append(f"  new image {index}: {info.kind}, {info.width}x{info.height}")

@@ -35,7 +35,8 @@ from .checks import OneLineParser, check_args, check_generated
 from .errors import UsageError
 from .interrupts import Terminated, received, resume_command, stop, stop_signals, where_logged
 from .engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
-from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol, with_overrides
+from .families import PROTOCOLS, family_of, get_protocol, refusal
+from .protocol import DEFAULT_PROTOCOL, with_overrides
 from .sources import FRONT_END_ENV, source_spec, use_source
 
 # Short names on the command line -> lmms-eval task names (ours are prefixed: built-ins win clashes),
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             base = get_protocol(args.protocol)
         except ValueError as exc:  # unknown, or retired (which says why and what replaced it)
             raise UsageError(f"--protocol: {exc}") from None
+        if (refused := refusal(base, tasks)) is not None:
+            raise UsageError(refused)
         check_environment()
         from .models import ModelNotFound, resolve_model
 
@@ -241,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         resume = resume_folder(args, model_path, protocol, tasks)
         if judge is not None:  # a judge that cannot be used is found now, not after every sample ran
             from .judge import check_judge
+            from .judge_family import check_family_judge
 
+            family = family_of(protocol)
             try:
-                check_judge(judge)
+                check_family_judge(judge, family) if family.judge is not None else check_judge(judge)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
     except UsageError as exc:

@@ -320,14 +320,18 @@ class Judge:
                 else f"unparsable reply: {len(reply)} characters, not one word")
             return Judgement(item.key, verdict, reply=reply[:STORED_REPLY_CHARS], error=error, attempts=attempts)
 
-    def _ask(self, messages: list[dict]) -> str:
-        """The reply's text, or _Lost (retry: whether another try can help)."""
+    def _ask(self, messages: list[dict], temperature: float | None = None, max_tokens: int | None = -1) -> str:
+        """The reply's text, or _Lost (retry: whether another try can help). A family's judge
+        (pr_eval.judge_family) sets its own temperature and max_tokens (None: not sent)."""
         import openai
 
         s = self.settings
+        limit = s.max_tokens if max_tokens == -1 else max_tokens
         try:
-            response = self._client.chat.completions.create(model=s.model, messages=messages, n=1, stream=False,
-                                                            temperature=s.temperature, max_tokens=s.max_tokens)
+            response = self._client.chat.completions.create(
+                model=s.model, messages=messages, n=1, stream=False,
+                temperature=s.temperature if temperature is None else temperature,
+                **({} if limit is None else {"max_tokens": limit}))
         except openai.APITimeoutError:
             raise _Lost("timeout", retry=True) from None
         except openai.APIConnectionError as exc:  # "connection: connection refused"

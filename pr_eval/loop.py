@@ -28,14 +28,13 @@ from .engines import SCHEDULES
 from .engines.base import Engine, GenerationRequest, GenerationResult, can_submit
 from . import chat
 from .errors import is_our_bug
-from .imaging import DataError, fit_image
-from .protocol import Protocol
+from .families import family_of
+from .families.base import image_part, text_part, video_part  # noqa: F401 - re-exported for tests and ask
+from .imaging import DataError
+from .protocol import PIXEL_REASONER_FAMILY, Protocol
 from .sampling import turn_seed
-from .video import pad_frames
-from .tools import (CROP, SELECT_FRAMES, Call, blind, clean_text, error_kind, execute, is_tool_request,
-                    journal_safe, last_call_text)
-from .trajectory import (ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS,
-                         Generation, ImageInfo, Sample, ToolCall, Trajectory)
+from .tools import clean_text
+from .trajectory import DATA_ERROR, ENGINE_ERROR, MAX_TOOL_CALLS, Generation, Sample, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -55,41 +54,19 @@ def scripted(turns: dict[str, list[str]]) -> Guide:
     return guide
 
 
-def text_part(text: str) -> dict:
-    return {"type": "text", "text": text}
-
-
-def image_part(index: int) -> dict:
-    return {"type": "image", "image": index}
-
-
-def video_part(index: int) -> dict:
-    return {"type": "video", "video": index}
-
-
 def start(sample: Sample, protocol: Protocol) -> Trajectory:
-    """The trajectory of a sample with its first prompt; a data error ends it at once.
-
-    Images are shown resized into the protocol's input bounds; a video is shown as its frames,
-    each within the frame bounds, an odd count padded to even as the reference's qwen_vl_utils
-    pads it (`video.pad_frames`), and is image 1 of the conversation. Tools work on the images as shown, as the reference's do."""
+    """The trajectory of a sample with its first prompt (`Family.open` of the protocol's family:
+    system prompt, first user turn, the images as shown); a data error ends it at once."""
+    family = family_of(protocol)
     traj = Trajectory(task=sample.task, sample_id=sample.sample_id, question=sample.question,
                       target=sample.answer, protocol=protocol.name, fingerprint=protocol.fingerprint,
                       meta=dict(sample.meta), is_video=sample.is_video, started_at=time.time(),
-                      rollout=sample.rollout, seed=sample.seed)
-    if protocol.system_prompt is not None:
-        traj.messages.append({"role": "system", "content": protocol.system_prompt})
-    text = text_part(protocol.user_text(sample.question))
+                      rollout=sample.rollout, seed=sample.seed,
+                      family=None if protocol.family == PIXEL_REASONER_FAMILY else protocol.family)
     try:
-        loaded = sample.load_images()
-        if not loaded:
-            raise DataError("the sample has no image")
-        bounds = protocol.frame_pixels if sample.is_video else protocol.input_pixels
-        shown = [fit_image(image, bounds) for image in loaded]
-        if sample.is_video:
-            shown = pad_frames(shown)
-        stored = [list(image.size) for image in loaded]
-        del loaded  # only the shown images are kept: nothing is cut from the full-resolution files
+        if sample.is_video and not family.video:
+            raise DataError(f"protocol {protocol.name!r} runs images only; this sample is a video")
+        family.open(traj, sample, protocol)
     except Exception as exc:  # noqa: BLE001 - the one boundary around a sample's data: whatever its
         # loader raises (a DataError saying why, or a decoder's own exception) is this sample's error;
         # a bug of pr-eval's own code stops the run (errors.is_our_bug)
@@ -97,17 +74,9 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
             raise
         traj.stop_reason = DATA_ERROR
         traj.error = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"[:500]
-        traj.messages.append({"role": "user", "content": [text]})
-        return traj
-    if sample.is_video:
-        traj.pixels.append(shown)
-        traj.images.append(ImageInfo(kind="video", width=shown[0].width, height=shown[0].height))
-        traj.messages.append({"role": "user", "content": [video_part(1), text]})
-        return traj
-    for image, size in zip(shown, stored):
-        traj.pixels.append(image)
-        traj.images.append(ImageInfo(kind="input", width=image.width, height=image.height, original_size=size))
-    traj.messages.append({"role": "user", "content": [image_part(i) for i in range(1, len(shown) + 1)] + [text]})
+        traj.pixels, traj.images = [], []
+        traj.messages = [m for m in traj.messages if m["role"] == "system"]
+        traj.messages.append({"role": "user", "content": [text_part(family.user_text(sample, protocol))]})
     return traj
 
 
@@ -121,84 +90,22 @@ def request(traj: Trajectory, guide: Guide | None = None) -> GenerationRequest:
 
 
 def step(traj: Trajectory, result: GenerationResult, protocol: Protocol) -> Trajectory:
-    """Apply one generated assistant turn to an unfinished trajectory (in place; returned).
-
-    The reference's order: the turn (decoded, `<|im_end|>` removed) is a tool request when it
-    ends with `</tool_call>`; a request is not run once the trajectory made `max_tool_calls`
-    calls or the turn's prompt and output exceed the token cap; otherwise the conversation's last
-    call is read and executed, and its result (or the error's text) is the next user turn."""
+    """Apply one generated assistant turn to an unfinished trajectory (in place; returned): an
+    engine error ends it; otherwise the turn (decoded, `<|im_end|>` removed) is recorded and the
+    protocol's family applies it (`Family.step`: run its call and append the feedback, or end)."""
     if result.error is not None:
         traj.error = result.error
         return _finish(traj, ENGINE_ERROR)
-    turn = len(traj.generations)
     text = clean_text(result.text + (result.stop or "")).replace(chat.IM_END, "")
     traj.generations.append(Generation(result.prompt_tokens, result.output_tokens, result.finish_reason,
                                        stop=result.stop))
-    traj.messages.append({"role": "assistant", "content": [text_part(text)]})
-    if not is_tool_request(text):
-        return _finish(traj, ANSWERED)
-    if result.prompt_tokens + result.output_tokens > protocol.caps.max_total_tokens:
-        return _finish(traj, MAX_TOKENS)
-    if len(traj.tool_calls) >= protocol.caps.max_tool_calls:
-        return _finish(traj, MAX_TOOL_CALLS)
-    call = Call(raw=last_call_text(chat.render(traj.messages)))
-    record = ToolCall(turn=turn, raw=clean_text(call.raw))
-    traj.tool_calls.append(record)
-    try:
-        call.read()
-        outcome = _execute(traj, call, protocol)
-    except Exception as exc:  # noqa: BLE001 - the reference feeds ANY exception's text back
-        _remember(record, call)
-        return _tool_failed(traj, record, error_kind(exc, call.stage), str(exc), protocol)
-    _remember(record, call)
-    if len(traj.pixels) + len(outcome.images) > protocol.caps.max_images:
-        record.error_kind, record.error = "max_images", "image cap reached"
-        return _finish(traj, MAX_IMAGES)
-    record.ok = True
-    record.box_normalized = outcome.box_normalized
-    content = [text_part(outcome.text)]
-    for image, parent in zip(outcome.images, outcome.parents):
-        traj.pixels.append(image)
-        index = len(traj.pixels)
-        record.new_images.append(index)
-        content.append(image_part(index))
-        traj.images.append(_describe(traj, call.name, image, parent, outcome))
-    traj.messages.append({"role": "user", "content": content})
+    family_of(protocol).step(traj, text, protocol)
     return traj
 
 
-def _remember(record: ToolCall, call: Call) -> None:
-    """What the record keeps of a call: its name and arguments when they were readable."""
-    if isinstance(call.name, str):
-        record.name = clean_text(call.name)
-    if isinstance(call.arguments, dict):
-        record.arguments = journal_safe(call.arguments)
-
-
-def _tool_failed(traj: Trajectory, call: ToolCall, kind: str, message: str, protocol: Protocol) -> Trajectory:
-    call.error_kind, call.error = kind, clean_text(message)
-    traj.messages.append({"role": "user", "content": [text_part(protocol.feedback.error.format(message=call.error))]})
-    return traj
-
-
-def _execute(traj: Trajectory, call: Call, protocol: Protocol):
-    n_inputs = sum(1 for info in traj.images if info.kind == "input")
-    result = execute(call, traj.pixels, n_inputs, traj.is_video, protocol)
-    if call.name == SELECT_FRAMES:
-        traj.frames_selected = True
-    elif call.name == CROP and protocol.blind:
-        result = blind(result, result.source, protocol.blind, protocol)
-    return result
-
-
-def _describe(traj: Trajectory, tool: str, image, parent: int, outcome) -> ImageInfo:
-    """The ImageInfo of an image a tool added (`parent`: the crop's 1-based source image, or the
-    selected frame's number)."""
-    if tool == SELECT_FRAMES:
-        return ImageInfo(kind="frame", width=image.width, height=image.height, parent=1, frame=parent)
-    frame = outcome.frame if outcome.frame is not None else traj.images[parent - 1].frame
-    return ImageInfo(kind="crop", width=image.width, height=image.height, box=list(outcome.box),
-                     source_size=list(outcome.source_size), parent=parent, frame=frame)
+def max_generations(protocol: Protocol) -> int:
+    """The most turns a trajectory of this protocol can take (its family's caps)."""
+    return family_of(protocol).max_generations(protocol)
 
 
 def _finish(traj: Trajectory, reason: str) -> Trajectory:
@@ -222,13 +129,13 @@ def run_turn_synchronous(engine: Engine, trajectories: Sequence[Trajectory], pro
                          on_finish: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
     """Advance all trajectories together until each has ended: one engine call per turn.
 
-    A trajectory makes at most `max_tool_calls + 1` generations, so the loop ends after that
-    many turns whatever the model does."""
+    A trajectory makes at most `max_generations(protocol)` generations, so the loop ends after
+    that many turns whatever the model does."""
     active = [t for t in trajectories if not t.finished]
     for t in trajectories:
         if t.finished:
             finished(t, on_finish)
-    for _ in range(protocol.caps.max_tool_calls + 1):
+    for _ in range(max_generations(protocol)):
         if not active:
             break
         results = engine.generate([request(t, guide) for t in active], protocol.decoding)
@@ -283,7 +190,7 @@ def run_continuous(engine: Engine, samples: Iterable[Sample], protocol: Protocol
     def advance(index: int, traj: Trajectory) -> None:
         """Send an unfinished trajectory's next turn to the engine, or hand a finished one on."""
         results[index] = traj
-        if not traj.finished and len(traj.generations) > protocol.caps.max_tool_calls:
+        if not traj.finished and len(traj.generations) >= max_generations(protocol):
             _finish(traj, MAX_TOOL_CALLS)  # unreachable by `step`'s caps, as in the turn-synchronous loop
         if traj.finished:
             finisher.submit(finished, traj, on_finish).add_done_callback(then("done", index))

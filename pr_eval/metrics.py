@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import math
 
-from . import benchmarks, grounding, scoring
+from . import benchmarks, grounding
+from .families import family_of_record
 from .trajectory import CAPPED, ERRORS, Trajectory
 
 
@@ -145,38 +146,60 @@ def task_metric_list() -> list[dict]:
 def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
     """All metrics of one sample of `benchmark` (a name in `pr_eval.benchmarks`).
 
-    The paper-compatible `accuracy` is the reference's verdict on the text it scores (the whole
-    conversation after the first assistant header, `Trajectory.scored_text`); the benchmark's own
-    metric reads the final turn. A sample lost to a data or engine error scores 0 everywhere and
-    1 in `error_rate`. Sets `traj.scores` as a side record.
+    `accuracy` is the verdict of the trajectory's protocol family (`Family.verdict`): for Pixel
+    Reasoner the reference's rule on the text it scores (the conversation after the first
+    assistant header), a number. A family whose rule can leave a question to its judge (DeepEyes,
+    Mini-o3, Chain-of-Focus) gives a weighted value: an undecided question has weight 0, so the
+    rule-only figure is over the questions the rule decided, and `undecided_count` counts the rest
+    (a judge decides them afterwards: pr_eval.judge_run). The benchmark's own metric reads the
+    final turn. A sample lost to a data or engine error scores 0 everywhere and 1 in
+    `error_rate`. Sets `traj.scores` as a side record.
     """
     own = benchmarks.get(benchmark)
+    family = family_of_record(traj)
     failed = traj.stop_reason in ERRORS
-    accuracy = 0.0 if failed else scoring.reference_accuracy(traj.scored_text, doc["answer"])
+    verdict = None if failed else family.verdict(traj, doc["answer"])
+    undecided = verdict is not None and verdict.score is None
+    value = 0.0 if verdict is None or undecided else float(verdict.score)
+    accuracy = value if family.judge is None else weighted(value, 0.0 if undecided else 1.0)
     main = 0.0 if failed else own.score(traj.answer_text, doc)
-    traj.scores = {"accuracy": accuracy, own.main: main}
+    traj.scores = {"accuracy": value, own.main: main, **({"undecided": True} if undecided else {})}
     category = doc.get("category") or traj.meta.get("category") or "unknown"
     figures = tool_figures(traj)
     used = bool(figures["rapr"])
     return {
         "accuracy": accuracy,
         own.main: {**weighted(main, 1.0), "group": str(doc.get("group") or "")} if own.main_by_group else main,
-        **{name: subset_value(accuracy, own.in_category(category, wanted)) for name, wanted in own.breakdown.items()},
+        **{name: subset_value(value, not undecided and own.in_category(category, wanted))
+           for name, wanted in own.breakdown.items()},
         **figures,
-        "accuracy_with_tools": subset_value(accuracy, used),
-        "accuracy_without_tools": subset_value(accuracy, not used),
-        **(grounding_metrics(traj, doc, accuracy) if own.grounding else {}),
+        "accuracy_with_tools": subset_value(value, not undecided and used),
+        "accuracy_without_tools": subset_value(value, not undecided and not used),
+        **(grounding_metrics(traj, doc, value, undecided) if own.grounding else {}),
     }
+
+
+def accuracy_number(metric) -> float | None:
+    """A sample's accuracy as a number, None for a question its protocol's rule left undecided
+    (a peer's weighted accuracy, `sample_metrics`); any other value as it is."""
+    if isinstance(metric, dict):
+        return float(metric["value"]) if metric.get("weight") else None
+    return metric
+
+
+def is_undecided(metric) -> bool:
+    """Whether a sample's accuracy is a question its protocol's rule left to a judge."""
+    return isinstance(metric, dict) and not metric.get("weight")
 
 
 GROUNDING = ("crop_hit_rate", "crop_iou", "accuracy_crop_hit", "accuracy_crop_miss")
 
 
-def grounding_metrics(traj: Trajectory, doc: dict, accuracy: float) -> dict:
+def grounding_metrics(traj: Trajectory, doc: dict, accuracy: float, undecided: bool = False) -> dict:
     """Where the crops went (pr_eval.grounding), for a benchmark whose rows have target boxes."""
     size = traj.images[0].original_size if traj.images and traj.images[0].kind == "input" else None
     found = grounding.figures(traj, grounding.normalized_targets(doc.get("targets"), size))
-    has_targets = bool(found["crop_iou"][1])
+    has_targets = bool(found["crop_iou"][1]) and not undecided
     return {
         "crop_hit_rate": weighted(*found["crop_hit_rate"]),
         "crop_iou": weighted(*found["crop_iou"]),

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 # --- Byte-exact strings of the reference (the model was trained on these) -----------------------
 
@@ -162,6 +163,13 @@ class Reference:
     served_media: str = "per-request-kwargs+token-count-check"
 
 
+PIXEL_REASONER_FAMILY = "pixel-reasoner"
+# What every family's protocol records: engines read decoding, pixel bounds, caps and the context
+# length; the family's own behaviour is in `rules`.
+SHARED_SETTINGS = ("name", "version", "family", "rules", "system_prompt", "decoding", "caps", "engine_pixels",
+                   "max_model_len", "differences", "sampling")
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A complete, named evaluation protocol. Frozen: a variant is a new object with a new name."""
@@ -201,15 +209,27 @@ class Protocol:
     # None: one greedy trajectory per question (the paper's protocols). Set: sampled rollouts.
     sampling: Sampling | None = None
     notes: str = field(default="", compare=False)
+    # The model family whose behaviour the protocol runs (pr_eval.families: prompt layout, call
+    # grammar, tools, feedback, scoring), and that family's own settings (a frozen dataclass of its
+    # module; None for Pixel Reasoner, whose settings are the fields above).
+    family: str = PIXEL_REASONER_FAMILY
+    rules: Any = None
 
     def settings(self) -> dict:
         """Every setting that can change a score, as plain JSON-able data. Settings added after a
-        protocol was published (`sampling`) appear only when set, so published fingerprints stay."""
+        protocol was published (`sampling`, `family`) appear only where they are not the default,
+        so published fingerprints stay. Another family's protocol keeps the settings every engine
+        reads (SHARED_SETTINGS) and its own `rules`; the Pixel-Reasoner fields it does not use are
+        left out."""
         data = dataclasses.asdict(self)
         data.pop("notes")
         if data["sampling"] is None:
             data.pop("sampling")
-        return data
+        if self.family == PIXEL_REASONER_FAMILY:
+            data.pop("family")
+            data.pop("rules")
+            return data
+        return {k: v for k, v in data.items() if k in SHARED_SETTINGS}
 
     @property
     def rollouts(self) -> int:
@@ -305,6 +325,7 @@ SAMPLED = dataclasses.replace(
     notes="The paper's prompt, tools and caps with Mini-o3's sampling (temperature 1.0, top_p 1, top_k "
           "off); --samples-per-question K runs K seeded rollouts per question for Avg@K and pass@k.")
 
+# The Pixel-Reasoner family's protocols; every family's are in pr_eval.families.PROTOCOLS.
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PIXEL_REASONER, NO_TOOL, BLIND_TOOL, BLIND_TOOL_BLANK,
                                                       SAMPLED)}
 DEFAULT_PROTOCOL = PIXEL_REASONER.name
@@ -332,21 +353,6 @@ RETIRED: dict[str, dict] = {
                   "video results and its results over --engine openai are not comparable",
     },
 }
-
-
-def get_protocol(name: str) -> Protocol:
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        if name in RETIRED:
-            old, successor = RETIRED[name], RETIRED[name]["successor"]
-            while successor in RETIRED:  # v1 -> v2 (retired too) -> v3
-                successor = RETIRED[successor]["successor"]
-            raise ValueError(f"protocol {name!r} was retired on {old['retired']}: {old['reason']}; "
-                             f"run under {successor!r} instead") from None
-        raise ValueError(
-            f"unknown protocol {name!r}; choose one of: {', '.join(sorted(PROTOCOLS))}"
-        ) from None
 
 
 def with_overrides(protocol: Protocol, max_tool_calls: int | None = None, max_images: int | None = None,

@@ -23,12 +23,13 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, faults, quiet, report, sampling, sources
+from . import __version__, faults, judge_family, quiet, report, sampling, sources
 from .answers import extract_answer
 from .judge import JudgeSettings
 from .judge_run import judge_records
-from .metrics import pool, sample_metrics, trajectories_from_response
-from .protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
+from .metrics import accuracy_number, pool, sample_metrics, trajectories_from_response
+from .families import family_of, get_protocol
+from .protocol import DEFAULT_PROTOCOL, Protocol
 from .runs import Run, RunError, leaf_tasks, plain_value, record_key, task_metric_names
 from .store import (
     RESULTS_FILE,
@@ -112,7 +113,8 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
     info = run_info(model, model_path, engine.name if engine is not None else engine_kind, proto, tasks, limit,
                     batch_size, schedule, seed, command, started)
     if judge is not None:
-        info["judge"] = judge.record()
+        family = family_of(proto)
+        info["judge"] = judge_family.judge_record(family, judge) if family.judge is not None else judge.record()
     with contextlib.ExitStack() as owned:
         if resume is not None:  # refused before anything heavy is loaded
             store = RunStore.resume(resume, info)
@@ -248,7 +250,13 @@ def finish(store: RunStore, results: dict, tasks: list[str], judge: JudgeSetting
                 record["timing"], record["image_files"] = saved.get("timing"), saved.get("images")
                 records_of[task].append(record)
     sampled = sampled_figures(run, records_of) if store.info["protocol"]["settings"].get("sampling") else {}
-    judged = judge_records(folder, judge, records_of, run.metrics, run.members) if judge is not None else {}
+    family = judge_family.family_of_run(records_of)
+    if family is not None:  # a peer's rule, then its own judge (pr_eval.judge_family)
+        judge_family.undecided_counts(run.metrics, run.members, records_of)
+        judged = judge_family.judge_undecided(folder, judge, family, records_of, run.metrics, run.members) \
+            if judge is not None else {}
+    else:
+        judged = judge_records(folder, judge, records_of, run.metrics, run.members) if judge is not None else {}
     run.sampled, run.judge = sampled, judged
     for task, records in records_of.items():
         write_atomic(folder / f"samples_{task}.jsonl",
@@ -321,7 +329,7 @@ def sampled_figures(run: Run, records_of: dict[str, list[dict]]) -> dict:
         for task in leaf_tasks(name, run.members):
             for record in records_of.get(task, []):
                 verdicts, answers = questions.setdefault((task, record.get("doc_id")), ([], []))
-                verdicts.append(float(record["metrics"].get("accuracy") or 0.0))
+                verdicts.append(float(accuracy_number(record["metrics"].get("accuracy")) or 0.0))
                 answers.append(record.get("answer"))
         if not questions:
             continue

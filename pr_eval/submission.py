@@ -35,7 +35,7 @@ from pathlib import Path
 from . import __version__, benchmarks
 from .answers import extract_answer
 from .benchmarks import grouped_metric
-from .metrics import TOOL_STATS, grouped_mean
+from .metrics import TOOL_STATS, accuracy_number, grouped_mean
 from .protocol import fingerprint_of
 from .runs import RunError, Unreadable, read_json, read_summary
 from .sides import Benchmark, InputError, Side, read_records, read_run, schema_problems
@@ -88,7 +88,8 @@ def prediction(record: dict, task: str, benchmark: str) -> dict:
         "answer": extract_answer(answer_text),
         "stop_reason": record.get("stop_reason"),
         "tool_calls": len(record.get("tool_calls") or []),
-        "scores": {name: metrics.get(name) for name in dict.fromkeys(["accuracy", main])},
+        "scores": {name: accuracy_number(metrics.get(name)) if name == "accuracy" else metrics.get(name)
+                   for name in dict.fromkeys(["accuracy", main])},
         "record_sha256": sha256(record),
         **({"group": record["group"]} if isinstance(record.get("group"), str) else {}),
     }

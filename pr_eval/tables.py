@@ -77,7 +77,7 @@ def run_table(run, model: str | None = None) -> str:
     for name, label, depth in run.layout():
         rows += score_rows(run, name, label, depth)
     grounded = grounding_table(run)
-    extra = [table for table in (sampled_table(run), judge_table(run)) if table]
+    extra = [table for table in (sampled_table(run), rule_table(run), judge_table(run)) if table]
     demo = model == DEMO_MODEL and any(b != "zoom" for b in run.benchmarks.values())
     return (render_table(rows) + "\n" + FOOTNOTE + ("\n" + DEMO_FOOTNOTE if demo else "")
             + "".join("\n\n" + t for t in extra) + "\n\n" + tool_table(run) + ("\n\n" + grounded if grounded else ""))
@@ -86,9 +86,9 @@ def run_table(run, model: str | None = None) -> str:
 def judge_table(run) -> str:
     """The optional judge's figures beside the rules' on the same trajectories ("" without a judge)."""
     judge = getattr(run, "judge", None) or {}
-    if not judge.get("tasks"):
-        return ""
     settings = judge.get("settings") or {}
+    if not judge.get("tasks") or settings.get("family"):  # a family's own judge: rule_table
+        return ""
     rows = [["judge", "judged", "lost", "judge acc", "rules acc", "agree", "disagree"]]
     for name, label, depth in run.layout():
         s = judge["tasks"].get(name)
@@ -99,6 +99,31 @@ def judge_table(run) -> str:
     note = (f"(judge {settings.get('model')}, prompt {settings.get('name')} v{settings.get('version')}, fingerprint "
             f"{settings.get('fingerprint')}: judge_accuracy is over the judged trajectories, lost judgements are not "
             "counted as wrong; rules acc: the paper's accuracy on those same ones)")
+    return render_table(rows, text_columns=(0,)) + "\n" + wrap(note)
+
+
+def rule_table(run) -> str:
+    """A peer protocol's rule and judge (DeepEyes, Mini-o3, Chain-of-Focus: pr_eval.judge_family):
+    how many questions the rule decided, its accuracy over them, and with the family's judge the
+    accuracy over every question that has a verdict ("" for a protocol whose rule decides all)."""
+    judge = getattr(run, "judge", None) or {}
+    tasks = judge.get("tasks") or {}
+    rows = [["rule, then judge", "decided", "undecided", "rule acc", "judged", "lost", "with judge"]]
+    for name, label, depth in run.layout():
+        m = run.metrics.get(name) or {}
+        if "undecided" in m and depth == 0:
+            t = tasks.get(name) or {}
+            decided = run.counts.get(name, 0) - m["undecided"] if isinstance(run.counts.get(name), int) else "-"
+            rows.append([label, str(decided), str(m["undecided"]), percent(m.get("accuracy")),
+                         str(t.get("judged", "-")), str(t.get("lost", "-")), percent(t.get("judge_accuracy"))])
+    if len(rows) == 1:
+        return ""
+    settings = judge.get("settings") or {}
+    note = (f"(rule-only: rule acc is over the questions the protocol's rule decided; the undecided ones go to "
+            f"its judge, never counted wrong without one. "
+            + (f"Judge: {settings.get('name')} on {settings.get('model')}, fingerprint {settings.get('fingerprint')}; "
+               f"with judge: rule and judge verdicts over every question with one, lost judgements left out)"
+               if settings else "No judge: run with --judge-base-url and --judge-model for the protocol's own judge)"))
     return render_table(rows, text_columns=(0,)) + "\n" + wrap(note)
 
 

@@ -28,6 +28,9 @@ ENGINE_ERROR = "engine_error"    # the engine failed on this request; not a mode
 DATA_ERROR = "data_error"        # the sample's own data could not be used
 CAPPED = (MAX_TOOL_CALLS, MAX_IMAGES, MAX_TOKENS)
 ERRORS = (ENGINE_ERROR, DATA_ERROR)
+# A protocol whose released code ends a sample on a failed tool call (DeepEyes' loop breaks on any
+# exception); the sample is still scored on its last turn.
+TOOL_ERROR = "tool_error"
 
 
 @dataclass
@@ -89,6 +92,10 @@ class Generation:
     # The token (or stop string) that ended the turn, as the decoded output shows it; None when
     # the token limit cut the turn. Records made before it existed leave it None.
     stop: str | None = None
+    # The turn's text when its protocol does not keep it in the conversation (DeepEyes re-sends
+    # the same request after a turn with neither a call nor an answer); None otherwise, and then
+    # left out of the record.
+    dropped: str | None = None
 
     @property
     def ends_with_eos(self) -> bool:
@@ -116,6 +123,9 @@ class Trajectory:
     frames_selected: bool = False
     rollout: int | None = None         # see Sample.rollout; left out of the record when None
     seed: int | None = None
+    # The protocol's model family (pr_eval.families) where it is not Pixel Reasoner's; left out of
+    # the record when None, so Pixel-Reasoner records stay as they were before families existed.
+    family: str | None = None
     # Runtime only (never serialized): the pixels of `images` as shown to the model (a video is
     # the list of its frames); tools cut from these, as the reference's do.
     pixels: list = field(default_factory=list, repr=False, metadata={"runtime": True})
@@ -149,9 +159,12 @@ class Trajectory:
     def to_record(self) -> dict:
         """Everything but the pixels, as plain JSON-able data (pixels are never copied)."""
         record = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if not f.metadata.get("runtime")}
-        for name in ("rollout", "seed"):  # a greedy run's records stay as they were before sampling existed
+        for name in ("rollout", "seed", "family"):  # records stay as they were before these existed
             if record[name] is None:
                 del record[name]
+        for generation in record["generations"]:
+            if generation.get("dropped") is None:
+                generation.pop("dropped", None)
         return record
 
     def to_json(self) -> str:
@@ -175,6 +188,7 @@ class Trajectory:
             data[name] = None if data.get(name) is None else str(data[name])
         for name in ("rollout", "seed"):
             data[name] = data[name] if isinstance(data.get(name), int) and not isinstance(data[name], bool) else None
+        data["family"] = data["family"] if isinstance(data.get("family"), str) else None
         return cls(**data)
 
     def release_pixels(self) -> None:

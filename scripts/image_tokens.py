@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pr_eval.engines.vllm import VLLMEngine
     from pr_eval.models import resolve_model
-    from pr_eval.protocol import DEFAULT_PROTOCOL, get_protocol
+    from pr_eval.families import get_protocol
+    from pr_eval.protocol import DEFAULT_PROTOCOL
 
     protocol = get_protocol(DEFAULT_PROTOCOL)
     engine = VLLMEngine(resolve_model(args.model), protocol)

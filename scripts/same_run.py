@@ -30,7 +30,8 @@ def report(folder: Path) -> str:
     text = (folder / "report.html").read_text(encoding="utf-8")
     text = text.replace(str(folder), "RUN").replace(str(folder.parent), "OUTPUT").replace(folder.name, "RUN")
     text = re.sub(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?(\.\d+)?(\+00:00| UTC)?", "DATE", text)
-    text = re.sub(r"[\d.]+ s</span", "SECONDS</span", text)  # a sample's wall time
+    text = re.sub(r"[\d.]+ s( wall</span|</span|: wall-clock)", r"SECONDS\1", text)  # a sample's wall time
+    text = re.sub(r"/[^<>\"' ]*/pr_eval/", "CHECKOUT/pr_eval/", text)  # the package's place (a worktree)
     return text.replace(" (uncommitted changes)", "")
 
 

@@ -92,7 +92,8 @@ def test_run_folder_holds_protocol_results_and_trajectories(scripted_run):
 
 @pytest.mark.parametrize("protocol", ["blind-tool", "no-tool"])
 def test_protocol_variants_run_and_record_their_fingerprint(engine, tiny_model, tmp_path, monkeypatch, protocol):
-    from pr_eval.protocol import PIXEL_REASONER, get_protocol
+    from pr_eval.families import get_protocol
+    from pr_eval.protocol import PIXEL_REASONER
 
     monkeypatch.setenv("PR_EVAL_DATA", "samples")
     crop = crop_call([0.25, 0.25, 0.75, 0.75])

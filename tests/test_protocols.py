@@ -9,13 +9,13 @@ from PIL import Image
 
 from pr_eval.engines.base import GenerationResult
 from pr_eval.loop import start, step
+from pr_eval.families import get_protocol
 from pr_eval.protocol import (
     BLIND_TOOL,
     BLIND_TOOL_BLANK,
     NO_TOOL,
     PIXEL_REASONER,
     PROTOCOLS,
-    get_protocol,
     with_overrides,
 )
 from pr_eval.trajectory import ANSWERED, MAX_TOOL_CALLS, Sample
