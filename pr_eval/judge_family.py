@@ -101,8 +101,8 @@ def judge_undecided(folder: Path, settings: JudgeSettings, family: Family, recor
         for record in records:
             key = record_key(task, record)
             accuracy = (record.get("metrics") or {}).get("accuracy")
-            if not is_undecided(accuracy):
-                scores[(task, key)] = float(accuracy["value"] if isinstance(accuracy, dict) else accuracy or 0.0)
+            if not undecided(accuracy):
+                scores[(task, key)] = float(accuracy["value"] if isinstance(accuracy, dict) else accuracy)
                 continue
             traj = Trajectory.from_record(record)
             scores[(task, key)] = None
@@ -135,16 +135,21 @@ def judge_undecided(folder: Path, settings: JudgeSettings, family: Family, recor
     return {"settings": judge_record(family, settings), "tasks": tasks}
 
 
+def undecided(accuracy) -> bool:
+    """Whether a record's accuracy is a question the rule left to the judge: null in a saved record
+    (runs.plain_value), weight 0 in lmms-eval's per-sample value (metrics.sample_metrics)."""
+    return accuracy is None or is_undecided(accuracy)
+
+
 def undecided_counts(metrics: dict[str, dict], members: dict[str, list[str]],
                      records_of: dict[str, list[dict]]) -> None:
     """Add `undecided` (questions the rule left to a judge) and `rule_only` to each task's and
-    group's metrics where the protocol's family has a judge of its own."""
+    group's metrics (the run's protocol family has a judge of its own)."""
     for name in metrics:
         values = [(r.get("metrics") or {}).get("accuracy") for task in leaf_tasks(name, members)
                   for r in records_of.get(task, [])]
-        if any(isinstance(v, dict) for v in values):
-            metrics[name]["undecided"] = sum(1 for v in values if is_undecided(v))
-            metrics[name]["rule_only"] = True
+        metrics[name]["undecided"] = sum(1 for v in values if undecided(v))
+        metrics[name]["rule_only"] = True
 
 
 def check_family_judge(settings: JudgeSettings, family: Family) -> None:
