@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import loop, quiet
-from .answers import extract_answer
 from .chat import message_text
 from .checks import OneLineParser
 from .cli import check_environment
@@ -41,7 +40,7 @@ from .errors import UsageError
 from .engines import ENGINES, EngineError
 from .escape import esc
 from .imaging import DataError, load_image
-from .families import PROTOCOLS, get_protocol
+from .families import PROTOCOLS, family_of_record, get_protocol
 from .protocol import DEFAULT_PROTOCOL, Protocol, with_overrides
 from .sampling import rollout_seed
 from .trajectory import DATA_ERROR, MAX_TOKENS, MAX_TOOL_CALLS, Sample, ToolCall, Trajectory
@@ -211,14 +210,15 @@ def call_lines(traj: Trajectory, call: ToolCall) -> list[str]:
 
 
 def end_lines(traj: Trajectory, seconds: float) -> list[str]:
-    answer = extract_answer(traj.answer_text) if traj.generations else None
+    family = family_of_record(traj)
+    answer = family.final_answer(traj) if traj.generations else None
     calls = len(traj.tool_calls)
     lines = [""]
     if traj.stop_reason == DATA_ERROR:
         lines.append(f"data error: {printable(str(traj.error))}")
     elif traj.error:
         lines.append(f"error: {printable(str(traj.error))}")
-    lines.append("final answer: " + ("(none: no \\boxed{} answer)" if answer is None else printable(answer)))
+    lines.append("final answer: " + (family.no_answer if answer is None else printable(answer)))
     lines.append(f"stop reason: {traj.stop_reason} ({len(traj.generations)} turn{'s' * (len(traj.generations) != 1)}, "
                  f"{calls} tool call{'s' * (calls != 1)}, {seconds:.1f} s)")
     return lines

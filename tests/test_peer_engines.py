@@ -123,3 +123,21 @@ def test_the_served_route_sends_each_protocols_own_decoding(name):
     shown = [p for m in second["messages"] for p in m["content"] if isinstance(m["content"], list)
              and p.get("type") == "image_url"]
     assert len(shown) == 2
+
+
+@pytest.mark.parametrize("name,turn,answer", [
+    ("deepeyes", "<think>red.</think> <answer>B</answer>", "B"),
+    ("mini-o3", "<think>red.</think><answer>(B) blue</answer>", "(B) blue"),
+    ("chain-of-focus", "<answer>  (B) </answer>", "(B)"),
+    ("pixel-reasoner-v3", "It is blue.", None),  # no box, tag or label: pr-eval's extraction finds none
+])
+def test_ask_prints_the_answer_the_familys_rule_reads(name, turn, answer):
+    from pr_eval.ask import end_lines
+    from pr_eval.engines.base import GenerationResult
+    from pr_eval.loop import start, step
+
+    protocol = get_protocol(name)
+    traj = start(samples({"q": None})[0], protocol)
+    step(traj, GenerationResult(text=turn, prompt_tokens=5, output_tokens=5, stop="<|im_end|>"), protocol)
+    expected = answer if answer is not None else "(none: no \\boxed{} answer)"
+    assert f"final answer: {expected}" in end_lines(traj, 0.1)

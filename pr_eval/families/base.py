@@ -84,6 +84,12 @@ class Family:
         raise NotImplementedError
 
     # -- the score ---------------------------------------------------------------------------
+    no_answer = "(none)"   # what `pr-eval ask` prints when `final_answer` finds none
+
+    def final_answer(self, traj: Trajectory) -> str | None:
+        """The answer as the family's rule reads it, with no gold to compare (`pr-eval ask`)."""
+        return self.verdict(traj, "").answer or None
+
     def verdict(self, traj: Trajectory, target) -> Verdict:
         """The family's rule on a finished trajectory (`target`: the benchmark's gold answer)."""
         raise NotImplementedError

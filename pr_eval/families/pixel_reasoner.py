@@ -12,6 +12,7 @@ leaves a question undecided, so there is no judge. Settings: the fields of `pr_e
 from __future__ import annotations
 
 from .. import chat, scoring
+from ..answers import extract_answer
 from ..imaging import DataError, fit_image
 from ..protocol import BLIND_TOOL, BLIND_TOOL_BLANK, NO_TOOL, PIXEL_REASONER, PIXEL_REASONER_FAMILY, SAMPLED
 from ..tools import (CROP, SELECT_FRAMES, Call, blind, clean_text, error_kind, execute, is_tool_request,
@@ -92,6 +93,11 @@ class PixelReasoner(Family):
             parts.append(add_image(traj, image, _describe(traj, call.name, image, parent, outcome)))
             record.new_images.append(len(traj.pixels))
         feedback(traj, outcome.text, *parts)
+
+    no_answer = "(none: no \\boxed{} answer)"
+
+    def final_answer(self, traj) -> str | None:
+        return extract_answer(traj.answer_text)
 
     def verdict(self, traj, target) -> Verdict:
         """The reference's rule on the conversation after the first assistant header."""
