@@ -79,7 +79,10 @@ def run_table(run, model: str | None = None) -> str:
     grounded = grounding_table(run)
     extra = [table for table in (sampled_table(run), rule_table(run), judge_table(run)) if table]
     demo = model == DEMO_MODEL and any(b != "zoom" for b in run.benchmarks.values())
-    return (render_table(rows) + "\n" + FOOTNOTE + ("\n" + DEMO_FOOTNOTE if demo else "")
+    footnote = FOOTNOTE
+    if any(m.get("rule_only") for m in run.metrics.values()):  # a peer's rule (rule_table)
+        footnote = footnote.replace("accuracy: the paper's answer rule", "accuracy: the protocol's own rule")
+    return (render_table(rows) + "\n" + footnote + ("\n" + DEMO_FOOTNOTE if demo else "")
             + "".join("\n\n" + t for t in extra) + "\n\n" + tool_table(run) + ("\n\n" + grounded if grounded else ""))
 
 

@@ -74,6 +74,7 @@ def test_without_a_judge_the_undecided_are_counted_not_scored_wrong(runs):
     assert m["accuracy"] == 0.5  # over the two questions the rule decided: C right, B wrong
     table = tables.run_table(runs["plain"], "tiny")
     assert "rule, then judge" in table and "No judge: run with --judge-base-url" in table
+    assert "accuracy: the protocol's own rule" in table and "the paper's answer rule" not in table
 
 
 def test_the_judge_gets_only_the_undecided_with_the_familys_prompt(runs):

@@ -180,6 +180,14 @@ def last_response(traj: Trajectory) -> str:
     return ""
 
 
+def released_for(family: str, benchmarks: str) -> str:
+    """The deliberate difference of a family whose authors released evaluation code for some
+    benchmarks only: the others (HR-Bench 4K/8K, ...) are run in that code's V* layout."""
+    return (f"{family}'s released evaluation code covers {benchmarks} only; every other benchmark (HR-Bench "
+            f"4K/8K, the field's others) is run with its V* prompt layout, loop and rule. Effect: unknown; such "
+            f"scores are this protocol's, not numbers its authors made with released code.")
+
+
 # --- Multiple-choice questions as the benchmarks store them -------------------------------------
 
 _OPTION_LINE = re.compile(r"^\(([A-Z])\) ?(.*)$")

@@ -27,7 +27,7 @@ from ..protocol import Caps, Decoding, PixelBounds, Protocol
 from ..tools import journal_safe
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOOL_CALLS, ImageInfo
 from .base import (Family, JudgePrompt, Verdict, add_image, crop_info, failed, feedback, finish,
-                   last_response, new_call, normalized, say, text_part)
+                   last_response, new_call, normalized, released_for, say, text_part)
 
 IMPLEMENTATION = "xtong-zhang/Chain-of-Focus@431ff0d"
 
@@ -346,7 +346,8 @@ CHAIN_OF_FOCUS = Protocol(
     decoding=Decoding(temperature=0.0, top_p=1.0, top_k=-1, max_new_tokens=512, stop_tokens=(), seed=0,
                       min_tokens=0, skip_special_tokens=True),
     caps=Caps(max_tool_calls=6, max_images=6, max_total_tokens=32768),
-    engine_pixels=PixelBounds(3136, 12845056), max_model_len=32768, differences=DIFFERENCES,
+    engine_pixels=PixelBounds(3136, 12845056), max_model_len=32768,
+    differences=DIFFERENCES + (released_for("Chain-of-Focus", "V* (eval/vstar)"),),
     notes="Chain-of-Focus (xtong-zhang/Chain-of-Focus, commit 431ff0d; eval code unchanged since 638b9ba): "
           "eval/vstar/vllm_inference.py with slurm_jobs/eval/inference_vstar.sh's arguments (scaleup 2, "
           "min_resolution 112, enlarge 1.5), vLLM 0.8.2 llm.chat with SamplingParams(max_tokens=512, "

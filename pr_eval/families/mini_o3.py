@@ -38,7 +38,7 @@ from ..tools import clean_text, journal_safe
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS, ImageInfo
 from . import mini_o3_images as images
 from .base import (Family, JudgePrompt, Verdict, add_image, crop_info, failed, feedback, finish, new_call,
-                   normalized, say, text_part)
+                   normalized, released_for, say, text_part)
 
 IMPLEMENTATION = "Mini-o3/Mini-o3@8654dbf"
 PH = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -176,7 +176,8 @@ MINI_O3 = Protocol(
     decoding=_greedy_decoding(), caps=Caps(max_tool_calls=11, max_images=12, max_total_tokens=30_768),
     # The vLLM processor's bounds: the checkpoint's preprocessor_config (Qwen2.5-VL's defaults;
     # UNVERIFIED for Mini-o3-7B); the shown images already lie inside them.
-    engine_pixels=PixelBounds(3136, 12_845_056), max_model_len=32_768, differences=DIFFERENCES,
+    engine_pixels=PixelBounds(3136, 12_845_056), max_model_len=32_768,
+    differences=DIFFERENCES + (released_for("Mini-o3", "V* and VisualProbe (reward_score/__init__.py:35)"),),
     notes="Mini-o3/Mini-o3 commit 8654dbf: the README's evaluation command with val_n=1 and "
           "val_do_sample=False (greedy), scored as that command scores V* (use_hybrid_reward_manager: "
           "general_qa_tool's GPT judge, gpt-4o-2024-11-20).")
