@@ -21,7 +21,7 @@ from .runs import Run
 
 STOP_COLOURS = {"answered": "#2e7d32", "max_tool_calls": "#ef6c00", "max_images": "#f9a825",
                 "max_tokens": "#6a1b9a", "engine_error": "#c62828", "data_error": "#8d1c1c",
-                "unfinished": "#9e9e9e"}
+                "tool_error": "#ad1457", "unfinished": "#9e9e9e"}
 
 
 SCORE_NOTE = ("score: the benchmark's own metric, named under metric; accuracy: the paper's answer rule; "
@@ -42,8 +42,12 @@ def score_table(run: Run) -> str:
             cells += [f"<td>{esc(cell)}</td>" for cell in row[1:3]]
             cells += [f'<td class="num">{esc(cell)}</td>' for cell in row[3:]]
             body.append(f'<tr class="{kind}">{"".join(cells)}</tr>')
+    note = SCORE_NOTE
+    if any(m.get("rule_only") for m in run.metrics.values()):  # a peer's rule: see "Rule, then judge"
+        note = note.replace("accuracy: the paper's answer rule", "accuracy: the protocol's own rule, over the "
+                            "questions it decided (undecided ones and the judge: Rule, then judge)")
     return (f'<table class="scores"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-            f'<p class="note">{esc(SCORE_NOTE)}</p>')
+            f'<p class="note">{esc(note)}</p>')
 
 
 def tool_table(run: Run) -> str:

@@ -27,7 +27,6 @@ from .families import Verdict, family_of_record
 from .families.base import Family
 from .judge import MAX_BACKOFF_S, STORED_REPLY_CHARS, Judge, Judgement, JudgementJournal, JudgeSettings, _Lost
 from .judge_run import JUDGEMENTS_FILE
-from .metrics import is_undecided
 from .protocol import fingerprint_of
 from .runs import leaf_tasks, record_key
 from .trajectory import DATA_ERROR, ENGINE_ERROR, Trajectory
@@ -92,64 +91,69 @@ def family_of_run(records_of: dict[str, list[dict]]) -> Family | None:
 
 def judge_undecided(folder: Path, settings: JudgeSettings, family: Family, records_of: dict[str, list[dict]],
                     metrics: dict[str, dict], members: dict[str, list[str]]) -> dict:
-    """Judge every question the family's rule left undecided (journaled in judgements.jsonl, so a
-    resumed run asks only what is missing); add `judge_accuracy` (rule and judge verdicts together)
-    to each task's and group's metrics. Returns results.json's "judge" entry."""
+    """Judge every question the family's rule left undecided (`rule_only` marked them; journaled in
+    judgements.jsonl, so a resumed run asks only what is missing); add `judge_accuracy` (rule and
+    judge verdicts together) to each task's and group's metrics. Returns results.json's "judge"."""
     journal = JudgementJournal(Path(folder) / JUDGEMENTS_FILE)
-    items, scores = [], {}
+    items = []
     for task, records in records_of.items():
         for record in records:
-            key = record_key(task, record)
-            accuracy = (record.get("metrics") or {}).get("accuracy")
-            if not undecided(accuracy):
-                scores[(task, key)] = float(accuracy["value"] if isinstance(accuracy, dict) else accuracy)
-                continue
-            traj = Trajectory.from_record(record)
-            scores[(task, key)] = None
-            lost = traj.stop_reason if traj.stop_reason in (DATA_ERROR, ENGINE_ERROR) else None
-            verdict = family.verdict(traj, traj.target)
-            items.append(FamilyItem(key, family.judge_messages(traj, traj.target, Verdict(None, verdict.answer)), lost))
-            record["_judge_key"] = key
+            if record.get("undecided"):
+                traj = Trajectory.from_record(record)
+                verdict = family.verdict(traj, traj.target)
+                messages = family.judge_messages(traj, traj.target, Verdict(None, verdict.answer))
+                items.append(FamilyItem(record_key(task, record), messages))
     judge = FamilyJudge(settings, family)
     try:
         verdicts = judge.judge(items, done=journal.load(), on_judged=journal.append) if items else {}
     finally:
         judge.close()
-    for records in records_of.values():
+    for task, records in records_of.items():
         for record in records:
-            key = record.pop("_judge_key", None)
-            if key is not None:
-                record["judge"] = verdicts[key].to_record()
+            if record.get("undecided"):
+                record["judge"] = verdicts[record_key(task, record)].to_record()
     tasks = {}
     for name in metrics:
-        pairs = [(k, v) for (task, k), v in scores.items() if task in leaf_tasks(name, members)]
-        if not pairs:
+        records = [r for task in leaf_tasks(name, members) for r in records_of.get(task, [])]
+        if not records:
             continue
-        final = [v if v is not None else verdicts[k].verdict for k, v in pairs]
-        known = [v for v in final if v is not None]
+        known = [v for v in map(final_verdict, records) if v is not None]
+        judged = [r for r in records if r.get("undecided")]
         tasks[name] = {"judge_accuracy": sum(known) / len(known) if known else None,
-                       "rule_decided": sum(1 for _, v in pairs if v is not None),
-                       "judged": sum(1 for (k, v) in pairs if v is None and verdicts[k].verdict is not None),
-                       "lost": sum(1 for (k, v) in pairs if v is None and verdicts[k].verdict is None)}
+                       "rule_decided": len(records) - len(judged),
+                       "judged": sum(1 for r in judged if final_verdict(r) is not None),
+                       "lost": sum(1 for r in judged if final_verdict(r) is None)}
         metrics[name]["judge_accuracy"] = tasks[name]["judge_accuracy"]
     return {"settings": judge_record(family, settings), "tasks": tasks}
 
 
-def undecided(accuracy) -> bool:
-    """Whether a record's accuracy is a question the rule left to the judge: null in a saved record
-    (runs.plain_value), weight 0 in lmms-eval's per-sample value (metrics.sample_metrics)."""
-    return accuracy is None or is_undecided(accuracy)
+def final_verdict(record: dict) -> float | None:
+    """A record's verdict under its protocol: the rule's, else its judgement's (None: undecided
+    and not judged, or the judgement was lost)."""
+    if not record.get("undecided"):
+        accuracy = (record.get("metrics") or {}).get("accuracy")
+        return None if accuracy is None else float(accuracy)
+    verdict = (record.get("judge") or {}).get("verdict")
+    return None if verdict is None else float(verdict)
 
 
-def undecided_counts(metrics: dict[str, dict], members: dict[str, list[str]],
-                     records_of: dict[str, list[dict]]) -> None:
-    """Add `undecided` (questions the rule left to a judge) and `rule_only` to each task's and
-    group's metrics (the run's protocol family has a judge of its own)."""
+def rule_only(family: Family, metrics: dict[str, dict], members: dict[str, list[str]],
+              records_of: dict[str, list[dict]]) -> None:
+    """Mark the records whose question the family's rule left to its judge (`"undecided": true`,
+    accuracy null: lmms-eval's mean counted them 0), and make each task's and group's `accuracy`
+    the rule's over the questions it decided, with `undecided`, `rule_decided` and `rule_only`."""
+    for records in records_of.values():
+        for record in records:
+            traj = Trajectory.from_record(record)
+            if traj.stop_reason not in (DATA_ERROR, ENGINE_ERROR) and family.verdict(traj, traj.target).score is None:
+                record["undecided"] = True
+                record.setdefault("metrics", {})["accuracy"] = None
     for name in metrics:
-        values = [(r.get("metrics") or {}).get("accuracy") for task in leaf_tasks(name, members)
-                  for r in records_of.get(task, [])]
-        metrics[name]["undecided"] = sum(1 for v in values if undecided(v))
-        metrics[name]["rule_only"] = True
+        records = [r for task in leaf_tasks(name, members) for r in records_of.get(task, [])]
+        decided = [float(r["metrics"]["accuracy"]) for r in records
+                   if not r.get("undecided") and isinstance((r.get("metrics") or {}).get("accuracy"), (int, float))]
+        metrics[name].update(accuracy=sum(decided) / len(decided) if decided else None, rule_only=True,
+                             undecided=sum(1 for r in records if r.get("undecided")), rule_decided=len(decided))
 
 
 def check_family_judge(settings: JudgeSettings, family: Family) -> None:
@@ -172,4 +176,4 @@ def check_family_judge(settings: JudgeSettings, family: Family) -> None:
         judge.close()
 
 
-__all__ = ["FamilyJudge", "check_family_judge", "family_of_run", "judge_undecided", "undecided_counts"]
+__all__ = ["FamilyJudge", "check_family_judge", "family_of_run", "final_verdict", "judge_undecided", "rule_only"]

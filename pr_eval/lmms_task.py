@@ -77,8 +77,7 @@ def metric_list(bench: Benchmark) -> list[dict]:
     """The benchmark's own entries of an lmms-eval `metric_list`: the paper-compatible accuracy,
     its own metric, and its breakdowns (means over the samples of one category)."""
     main = metrics.mean_over_groups if bench.main_by_group else "mean"
-    # pool: the mean, or over the questions a protocol's rule decided (metrics.sample_metrics)
-    entries = [{"metric": "accuracy", "aggregation": metrics.pool, "higher_is_better": True},
+    entries = [{"metric": "accuracy", "aggregation": "mean", "higher_is_better": True},
                {"metric": bench.main, "aggregation": main, "higher_is_better": True}]
     entries += [{"metric": name, "aggregation": metrics.mean_of_subset, "higher_is_better": True}
                 for name in bench.breakdown]

@@ -28,7 +28,7 @@ from .engines import SCHEDULES
 from .engines.base import Engine, GenerationRequest, GenerationResult, can_submit
 from . import chat
 from .errors import is_our_bug
-from .families import family_of
+from .families import family_of, family_of_record
 from .families.base import image_part, text_part, video_part  # noqa: F401 - re-exported for tests and ask
 from .imaging import DataError
 from .protocol import PIXEL_REASONER_FAMILY, Protocol
@@ -122,6 +122,7 @@ def finished(traj: Trajectory, on_finish: Callable[[Trajectory], None] | None) -
             on_finish(traj)
     finally:
         traj.release_pixels()
+        family_of_record(traj).release(traj)
 
 
 def run_turn_synchronous(engine: Engine, trajectories: Sequence[Trajectory], protocol: Protocol,

@@ -148,12 +148,12 @@ def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
 
     `accuracy` is the verdict of the trajectory's protocol family (`Family.verdict`): for Pixel
     Reasoner the reference's rule on the text it scores (the conversation after the first
-    assistant header), a number. A family whose rule can leave a question to its judge (DeepEyes,
-    Mini-o3, Chain-of-Focus) gives a weighted value: an undecided question has weight 0, so the
-    rule-only figure is over the questions the rule decided, and `undecided_count` counts the rest
-    (a judge decides them afterwards: pr_eval.judge_run). The benchmark's own metric reads the
-    final turn. A sample lost to a data or engine error scores 0 everywhere and 1 in
-    `error_rate`. Sets `traj.scores` as a side record.
+    assistant header). A family whose rule can leave a question to its judge (DeepEyes, Mini-o3,
+    Chain-of-Focus) scores an undecided question 0 here, the value lmms-eval's own mean sees (a
+    lower bound); a pr-eval run marks it undecided in its records, reports `accuracy` over the
+    decided questions and counts the rest (pr_eval.judge_family), and breakdowns leave it out.
+    The benchmark's own metric reads the final turn. A sample lost to a data or engine error
+    scores 0 everywhere and 1 in `error_rate`. Sets `traj.scores` as a side record.
     """
     own = benchmarks.get(benchmark)
     family = family_of_record(traj)
@@ -161,14 +161,13 @@ def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
     verdict = None if failed else family.verdict(traj, doc["answer"])
     undecided = verdict is not None and verdict.score is None
     value = 0.0 if verdict is None or undecided else float(verdict.score)
-    accuracy = value if family.judge is None else weighted(value, 0.0 if undecided else 1.0)
     main = 0.0 if failed else own.score(traj.answer_text, doc)
     traj.scores = {"accuracy": value, own.main: main, **({"undecided": True} if undecided else {})}
     category = doc.get("category") or traj.meta.get("category") or "unknown"
     figures = tool_figures(traj)
     used = bool(figures["rapr"])
     return {
-        "accuracy": accuracy,
+        "accuracy": value,
         own.main: {**weighted(main, 1.0), "group": str(doc.get("group") or "")} if own.main_by_group else main,
         **{name: subset_value(value, not undecided and own.in_category(category, wanted))
            for name, wanted in own.breakdown.items()},
@@ -177,19 +176,6 @@ def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
         "accuracy_without_tools": subset_value(value, not undecided and not used),
         **(grounding_metrics(traj, doc, value, undecided) if own.grounding else {}),
     }
-
-
-def accuracy_number(metric) -> float | None:
-    """A sample's accuracy as a number, None for a question its protocol's rule left undecided
-    (a peer's weighted accuracy, `sample_metrics`); any other value as it is."""
-    if isinstance(metric, dict):
-        return float(metric["value"]) if metric.get("weight") else None
-    return metric
-
-
-def is_undecided(metric) -> bool:
-    """Whether a sample's accuracy is a question its protocol's rule left to a judge."""
-    return isinstance(metric, dict) and not metric.get("weight")
 
 
 GROUNDING = ("crop_hit_rate", "crop_iou", "accuracy_crop_hit", "accuracy_crop_miss")

@@ -40,9 +40,11 @@ def judge_section(summary: dict, records_by_key: dict[str, dict] | None = None) 
         return ""
     block = summary.get("judge") if "judge" in summary else summary if {"settings", "tasks"} <= set(summary) else None
     if not isinstance(block, dict) or not isinstance(block.get("tasks"), dict):
-        return ""
+        return _rule_section(summary, {}, {})
     settings = block.get("settings") if isinstance(block.get("settings"), dict) else {}
     tasks = {str(t): s for t, s in block["tasks"].items() if isinstance(s, dict)}
+    if settings.get("family"):  # a peer protocol's own judge (pr_eval.judge_family)
+        return _rule_section(summary, settings, tasks)
     records = records_by_key or {}
     return (f'<h2 id="judge">Judge and rules</h2>{_facts(settings)}'
             f'<div class="scroll">{_task_table(tasks)}</div><p class="note">{esc(NOTE)}</p>'
@@ -60,7 +62,7 @@ def view_section(view: RunView) -> str:
         return ""  # load_view already listed it among the problems
     block = summary.get("judge") if isinstance(summary, dict) else None
     if not isinstance(block, dict):
-        return ""
+        return _rule_section(summary, {}, {}) if isinstance(summary, dict) else ""
     wanted = {str(d.get("key")) for s in (block.get("tasks") or {}).values() if isinstance(s, dict)
               for d in (s.get("disagreements") or []) if isinstance(d, dict)}
     records = {}
@@ -70,6 +72,38 @@ def view_section(view: RunView) -> str:
             if key in wanted:
                 records[key] = s.traj.to_record()
     return judge_section(summary, records)
+
+
+def _rule_section(summary: dict, settings: dict, tasks: dict[str, dict]) -> str:
+    """A peer protocol's verdicts: its rule over the questions it decided, the undecided ones, and
+    with its own judge the two together ("" for a protocol whose rule decides every question)."""
+    metrics = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}
+    rows = []
+    for task, m in metrics.items():
+        if isinstance(m, dict) and m.get("rule_only"):
+            t = tasks.get(task, {})
+            cells = [_count(m.get("rule_decided")), _count(m.get("undecided")), _pct(m.get("accuracy")),
+                     _count(t.get("judged")), _count(t.get("lost")), _pct(t.get("judge_accuracy"))]
+            rows.append(f'<tr><td class="name">{esc(task)}</td>' + "".join(f'<td class="num">{esc(c)}</td>' for c in cells)
+                        + "</tr>")
+    if not rows:
+        return ""
+    head = "<th>task</th>" + "".join(f'<th class="num">{h}</th>' for h in (
+        "decided by the rule", "undecided", "rule accuracy (decided)", "judged", "lost", "with judge"))
+    facts = [("judge", settings.get("name")), ("reproduces", settings.get("implementation")),
+             ("judge model", settings.get("model")), ("the authors' judge model", settings.get("authors_model")),
+             ("prompt sha256", settings.get("prompt_sha256")), ("fingerprint", settings.get("fingerprint")),
+             ("endpoint", settings.get("base_url")),
+             ("decoding", f"temperatures {settings.get('temperatures')}, max_tokens {settings.get('max_tokens')}"
+              if settings else None)]
+    meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts if v not in (None, ""))
+    note = ("The protocol's rule decides what it can; the questions it leaves open go to the protocol's own judge "
+            "with its authors' prompt. Undecided questions are never counted as wrong: the rule's accuracy is over "
+            "the decided ones, and with the judge over every question that has a verdict (lost judgements are "
+            "left out). " + ("" if settings else "This run had no judge (--judge-base-url, --judge-model)."))
+    return (f'<h2 id="judge">Rule, then judge</h2>{f"<dl class=meta>{meta}</dl>" if meta else ""}'
+            f'<div class="scroll"><table class="tools"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+            f'</tbody></table></div><p class="note">{esc(note)}</p>')
 
 
 def _facts(settings: dict) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import benchmarks
-from .metrics import accuracy_number, sample_metrics
+from .metrics import sample_metrics
 from .runs import (
     Run,
     RunError,
@@ -50,7 +50,7 @@ class SampleView:
 
     @property
     def correct(self) -> bool | None:
-        value = accuracy_number((self.metrics or {}).get("accuracy"))
+        value = (self.metrics or {}).get("accuracy")
         return None if value is None else value >= 1
 
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from .answers import extract_answer
+from .families import family_of_record
 from .escape import DOT, clip, esc, shown
 from .report_pictures import images_html
 from .report_view import RunView, SampleView
@@ -42,7 +42,7 @@ WALL = ("wall-clock seconds from the sample's start to its finish, waiting in th
 def prediction(sample: SampleView) -> str | None:
     """The answer the model gave, as read from its final turn (`answers.extract_answer`: the last
     \\boxed{}, <answer> or "Answer:"); None when it marked none."""
-    return extract_answer(sample.traj.answer_text) if sample.traj.finished else None
+    return family_of_record(sample.traj).final_answer(sample.traj) if sample.traj.finished else None
 
 
 def sample_card(view: RunView, sample: SampleView, number: int, open_: bool) -> str:
@@ -116,13 +116,25 @@ def _turns(view: RunView, sample: SampleView) -> str:
             out.append(f'<li class="turn feedback"><div class="role">tool feedback</div>'
                        f'<div class="text">{esc(text)}</div>{images_html(view, sample, indices)}</li>')
         elif role == "assistant":
+            while turn < len(traj.generations) and traj.generations[turn].dropped is not None:
+                out.append(_dropped_html(turn, traj.generations[turn].dropped))  # not in the conversation
+                turn += 1
             call = calls.get(turn)
             out.append(f'<li class="turn assistant"><div class="role">assistant, turn {turn + 1}</div>'
                        f'<div class="text model">{esc(text)}</div>'
                        f'{_call_html(call) if call else ""}</li>')
             turn += 1
+    for number in range(turn, len(traj.generations)):  # dropped turns after the last kept one
+        if traj.generations[number].dropped is not None:
+            out.append(_dropped_html(number, traj.generations[number].dropped))
     out.append(f'<li class="turn end"><div class="role">ended</div>{esc(traj.stop_reason or "unfinished")}</li>')
     return f'<ol class="turns">{"".join(out)}</ol>'
+
+
+def _dropped_html(turn: int, text: str) -> str:
+    """A generated turn its protocol kept out of the conversation (the same request went again)."""
+    return (f'<li class="turn assistant"><div class="role">assistant, turn {turn + 1} (not kept: the protocol sent '
+            f'the same request again)</div><div class="text model">{esc(text)}</div></li>')
 
 
 def _call_html(call: ToolCall) -> str:

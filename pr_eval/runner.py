@@ -27,8 +27,8 @@ from . import __version__, faults, judge_family, quiet, report, sampling, source
 from .answers import extract_answer
 from .judge import JudgeSettings
 from .judge_run import judge_records
-from .metrics import accuracy_number, pool, sample_metrics, trajectories_from_response
-from .families import family_of, get_protocol
+from .metrics import pool, sample_metrics, trajectories_from_response
+from .families import family_of, family_of_record, get_protocol
 from .protocol import DEFAULT_PROTOCOL, Protocol
 from .runs import Run, RunError, leaf_tasks, plain_value, record_key, task_metric_names
 from .store import (
@@ -249,14 +249,14 @@ def finish(store: RunStore, results: dict, tasks: list[str], judge: JudgeSetting
                 saved = store.done.get(record_key(task, record)) or {}
                 record["timing"], record["image_files"] = saved.get("timing"), saved.get("images")
                 records_of[task].append(record)
-    sampled = sampled_figures(run, records_of) if store.info["protocol"]["settings"].get("sampling") else {}
     family = judge_family.family_of_run(records_of)
     if family is not None:  # a peer's rule, then its own judge (pr_eval.judge_family)
-        judge_family.undecided_counts(run.metrics, run.members, records_of)
+        judge_family.rule_only(family, run.metrics, run.members, records_of)
         judged = judge_family.judge_undecided(folder, judge, family, records_of, run.metrics, run.members) \
             if judge is not None else {}
     else:
         judged = judge_records(folder, judge, records_of, run.metrics, run.members) if judge is not None else {}
+    sampled = sampled_figures(run, records_of) if store.info["protocol"]["settings"].get("sampling") else {}
     run.sampled, run.judge = sampled, judged
     for task, records in records_of.items():
         write_atomic(folder / f"samples_{task}.jsonl",
@@ -311,7 +311,7 @@ def sample_records(entry: dict, metric_names: list[str], benchmark: str | None) 
             values = entry
         else:  # the entry holds the question's means; each rollout's own come from its trajectory
             values = sample_metrics(traj, doc, benchmark) if benchmark else {}
-            record["answer"] = extract_answer(traj.answer_text)
+            record["answer"] = family_of_record(traj).final_answer(traj)
         record["metrics"] = {k: plain_value(values[k]) for k in metric_names if k in values}
         if doc.get("group"):  # what a grouped metric (HR-Bench's cycles) averages over first
             record["group"] = str(doc["group"])
@@ -328,8 +328,11 @@ def sampled_figures(run: Run, records_of: dict[str, list[dict]]) -> dict:
         questions: dict[tuple, tuple[list, list]] = {}
         for task in leaf_tasks(name, run.members):
             for record in records_of.get(task, []):
+                verdict = judge_family.final_verdict(record)
+                if verdict is None:  # a peer's undecided rollout without a judgement: left out
+                    continue
                 verdicts, answers = questions.setdefault((task, record.get("doc_id")), ([], []))
-                verdicts.append(float(accuracy_number(record["metrics"].get("accuracy")) or 0.0))
+                verdicts.append(verdict)
                 answers.append(record.get("answer"))
         if not questions:
             continue

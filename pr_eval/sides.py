@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import benchmarks
-from .metrics import accuracy_number, grouped_mean
+from .metrics import grouped_mean
 from .runs import RunError, leaf_tasks, load_run, read_jsonl, read_summary, run_tasks
 
 REFERENCE_SCHEMA = "pr-eval-reference/1"
@@ -108,8 +108,6 @@ def index_samples(records: list[dict], task: str, source: str = "",
             raise InputError(f"{source or task}: record {number} has no sample_id, so it cannot be paired")
         key = (task, str(sample_id))
         metrics = record.get("metrics") or record.get("scores") or {}
-        if isinstance(metrics, dict) and isinstance(metrics.get("accuracy"), dict):  # a peer's rule (metrics.py)
-            metrics = {**metrics, "accuracy": accuracy_number(metrics["accuracy"])}
         if groups is not None and isinstance(record.get("group"), str):
             groups[key] = record["group"]
         rollout = record.get("rollout")

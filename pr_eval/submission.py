@@ -35,12 +35,13 @@ from pathlib import Path
 from . import __version__, benchmarks
 from .answers import extract_answer
 from .benchmarks import grouped_metric
-from .metrics import TOOL_STATS, accuracy_number, grouped_mean
+from .families import family_of_record
+from .metrics import TOOL_STATS, grouped_mean
 from .protocol import fingerprint_of
 from .runs import RunError, Unreadable, read_json, read_summary
 from .sides import Benchmark, InputError, Side, read_records, read_run, schema_problems
 from .store import write_atomic
-from .trajectory import last_assistant_text
+from .trajectory import Trajectory, last_assistant_text
 
 SCHEMA_FILE = "submission-v1.schema.json"
 SCHEMA_NAME = "pr-eval-submission"
@@ -78,6 +79,10 @@ def checksum(document: dict) -> str:
 def prediction(record: dict, task: str, benchmark: str) -> dict:
     """One question's entry: its answer and scores, and the hash of its full record."""
     answer_text = last_assistant_text(record.get("messages") or [])
+    answer = extract_answer(answer_text)
+    if isinstance(record.get("family"), str):  # a peer's protocol: the answer its rule reads
+        traj = Trajectory.from_record(record)
+        answer = family_of_record(traj).final_answer(traj)
     metrics = record.get("metrics") or {}
     main = benchmarks.main_metric(benchmark)
     return {
@@ -85,11 +90,10 @@ def prediction(record: dict, task: str, benchmark: str) -> dict:
         "sample_id": str(record["sample_id"]),
         "doc_id": record.get("doc_id"),
         "benchmark": benchmark,
-        "answer": extract_answer(answer_text),
+        "answer": answer,
         "stop_reason": record.get("stop_reason"),
         "tool_calls": len(record.get("tool_calls") or []),
-        "scores": {name: accuracy_number(metrics.get(name)) if name == "accuracy" else metrics.get(name)
-                   for name in dict.fromkeys(["accuracy", main])},
+        "scores": {name: metrics.get(name) for name in dict.fromkeys(["accuracy", main])},
         "record_sha256": sha256(record),
         **({"group": record["group"]} if isinstance(record.get("group"), str) else {}),
     }

@@ -116,7 +116,7 @@ def rule_table(run) -> str:
         m = run.metrics.get(name) or {}
         if "undecided" in m and depth == 0:
             t = tasks.get(name) or {}
-            decided = run.counts.get(name, 0) - m["undecided"] if isinstance(run.counts.get(name), int) else "-"
+            decided = m.get("rule_decided", "-")
             rows.append([label, str(decided), str(m["undecided"]), percent(m.get("accuracy")),
                          str(t.get("judged", "-")), str(t.get("lost", "-")), percent(t.get("judge_accuracy"))])
     if len(rows) == 1:

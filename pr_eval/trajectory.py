@@ -140,8 +140,9 @@ class Trajectory:
     def answer_text(self) -> str:
         """The last assistant turn as the benchmarks' own metrics read it: without the stop token
         that ended it (`<|endoftext|>`, `<|eot_id|>`; the scored text keeps it)."""
-        text = last_assistant_text(self.messages)
-        stop = self.generations[-1].stop if self.generations else None
+        last = self.generations[-1] if self.generations else None
+        text = last.dropped if last is not None and last.dropped is not None else last_assistant_text(self.messages)
+        stop = last.stop if last is not None else None
         return text[: -len(stop)] if stop and text.endswith(stop) else text
 
     @property

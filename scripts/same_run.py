@@ -1,6 +1,6 @@
 """Whether two run folders hold the same evaluation: results.json (metrics, counts, members,
 benchmarks, protocol record), every samples_<task>.jsonl (timings aside) and report.html (dates,
-wall clocks, folder paths and the git "uncommitted" mark aside). Exit 0 when all agree.
+wall clocks, folder paths, the git revision and its "uncommitted" mark aside). Exit 0 when all agree.
 
     python scripts/same_run.py RUN_A RUN_B
 
@@ -32,6 +32,7 @@ def report(folder: Path) -> str:
     text = re.sub(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?(\.\d+)?(\+00:00| UTC)?", "DATE", text)
     text = re.sub(r"[\d.]+ s( wall</span|</span|: wall-clock)", r"SECONDS\1", text)  # a sample's wall time
     text = re.sub(r"/[^<>\"' ]*/pr_eval/", "CHECKOUT/pr_eval/", text)  # the package's place (a worktree)
+    text = re.sub(r"\b[0-9a-f]{40}\b", "REVISION", text)  # the checkout's git revision
     return text.replace(" (uncommitted changes)", "")
 
 

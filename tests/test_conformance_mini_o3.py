@@ -309,9 +309,19 @@ def test_the_engine_is_sent_only_the_shown_images():
     assert [i.size for i in images] == [(1685, 1186), (1685, 1186)] and images == traj.pixels
 
 
-def test_the_crop_sources_are_dropped_when_the_trajectory_ends():
+def test_the_crop_sources_are_dropped_when_the_trajectory_is_handed_on():
+    """However it ended: an engine error never reaches the family's own step (loop.finished)."""
+    from pr_eval.engines.base import GenerationResult
+    from pr_eval.loop import finished, step
+
     traj = run([call("[0, 0, 1, 1]"), "<answer>B</answer>"])
-    assert traj.stop_reason == ANSWERED and id(traj) not in mo._SOURCES
+    lost = run([call("[0, 0, 1, 1]")])
+    step(lost, GenerationResult(text="", error="the engine refused the request"), MINI_O3)
+    assert traj.stop_reason == ANSWERED and lost.stop_reason == "engine_error"
+    assert id(traj) in mo._SOURCES and id(lost) in mo._SOURCES
+    for t in (traj, lost):
+        finished(t, None)
+        assert id(t) not in mo._SOURCES and t.pixels == []
 
 
 @pytest.mark.parametrize("size, shown", [

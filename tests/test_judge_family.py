@@ -22,7 +22,7 @@ from pr_eval.judge_run import JUDGEMENTS_FILE
 # colour name go to its judge.
 ANSWERS = {"vstar-direct_attributes-0": "<answer>C</answer>", "vstar-direct_attributes-1": "<answer>(A)</answer>",
            "vstar-direct_attributes-2": "<answer>yellow, I think</answer>",
-           "vstar-direct_attributes-3": "<answer>B</answer>"}
+           "vstar-direct_attributes-3": ["Let me think.", "<answer>B</answer>"]}  # the first turn is dropped
 
 
 class DeepEyesJudge(JsonHandler):
@@ -49,7 +49,7 @@ def runs(engine, tiny_model, tmp_path_factory):
 
     def evaluate(output, judge=None, resume=None):
         return runner.evaluate("tiny", tiny_model, ["pr_vstar"], protocol=get_protocol("deepeyes"), limit=4,
-                               output=output, engine=engine, guide=scripted({k: [v] for k, v in ANSWERS.items()}),
+                               output=output, engine=engine, guide=scripted({k: v if isinstance(v, list) else [v] for k, v in ANSWERS.items()}),
                                judge=judge, resume=resume)
 
     try:
@@ -72,6 +72,11 @@ def test_without_a_judge_the_undecided_are_counted_not_scored_wrong(runs):
     m = runs["plain"].metrics["pr_vstar"]
     assert m["undecided"] == 2 and m["rule_only"] is True
     assert m["accuracy"] == 0.5  # over the two questions the rule decided: C right, B wrong
+    report = (runs["plain"].folder / "report.html").read_text()
+    assert 'id="judge">Rule, then judge' in report and "This run had no judge" in report
+    assert "accuracy: the protocol&#x27;s own rule, over the questions it decided" in report
+    # DeepEyes re-sent the request after a turn with neither call nor answer: the report shows it
+    assert "turn 1 (not kept: the protocol sent the same request again)" in report and "Let me think." in report
     table = tables.run_table(runs["plain"], "tiny")
     assert "rule, then judge" in table and "No judge: run with --judge-base-url" in table
     assert "accuracy: the protocol's own rule" in table and "the paper's answer rule" not in table
@@ -98,6 +103,8 @@ def test_rule_and_judge_verdicts_make_the_protocols_accuracy(runs):
     rows = [json.loads(x) for x in (judged.folder / "samples_pr_vstar.jsonl").read_text().splitlines()]
     assert [("judge" in r) for r in rows] == [False, True, True, False]
     assert "with judge" in tables.run_table(judged, "tiny")
+    report = (judged.folder / "report.html").read_text()
+    assert "deepeyes-judge" in report and "Judge and rules" not in report
 
 
 def test_a_resumed_run_asks_nothing_again(runs):
@@ -111,3 +118,20 @@ def test_lost_judgements_are_never_scored_wrong(runs):
     assert m["accuracy"] == 0.5 and m["judge_accuracy"] == 0.5  # over the questions with a verdict
     summary = json.loads((runs["down"].folder / "results.json").read_text())["judge"]["tasks"]["pr_vstar"]
     assert summary["lost"] == 2 and summary["judged"] == 0
+
+
+def test_sampled_figures_take_the_rule_then_the_judge_and_leave_out_the_undecided():
+    """mini-o3-sampled: Avg@K and pass@k from each rollout's verdict under its protocol (the rule's,
+    else its judgement); an undecided rollout nobody judged counts neither way."""
+    from pathlib import Path
+
+    from pr_eval.runs import Run
+
+    undecided = {"metrics": {"accuracy": None}, "undecided": True, "answer": "A"}
+    records = [{"doc_id": 0, "rollout": 0, **undecided, "judge": {"verdict": 1.0}},
+               {"doc_id": 0, "rollout": 1, **undecided, "judge": {"verdict": 1.0}},
+               {"doc_id": 1, "rollout": 0, "metrics": {"accuracy": 0.0}, "answer": "B"},
+               {"doc_id": 1, "rollout": 1, **undecided}]
+    run = Run(folder=Path("."), metrics={"t": {}}, members={})
+    figures = runner.sampled_figures(run, {"t": records})["t"]
+    assert figures["rollouts"] == 3 and figures["avg"] == 0.5 and run.metrics["t"]["pass@1"] == 0.5

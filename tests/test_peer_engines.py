@@ -77,7 +77,7 @@ def test_the_real_engine_runs_each_peer_protocol(offline, name, sample_id):
     verdict = family_of(get_protocol(name)).verdict(traj, "A")
     assert verdict.score == score
     scored = metrics.sample_metrics(traj, {"answer": "A"}, "vstar")
-    assert metrics.is_undecided(scored["accuracy"]) == (score is None)
+    assert traj.scores.get("undecided", False) == (score is None) and scored["accuracy"] == (score or 0.0)
 
 
 # --- The served route -----------------------------------------------------------------------------

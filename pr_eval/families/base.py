@@ -83,6 +83,9 @@ class Family:
         """The most generations a trajectory can make: the drivers never ask for more."""
         raise NotImplementedError
 
+    def release(self, traj: Trajectory) -> None:
+        """Drop what the family keeps beside a trajectory once it is handed on (loop.finished)."""
+
     # -- the score ---------------------------------------------------------------------------
     no_answer = "(none)"   # what `pr-eval ask` prints when `final_answer` finds none
 

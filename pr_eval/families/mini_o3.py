@@ -212,14 +212,15 @@ def _sources(traj) -> list[Image.Image]:
                          "not opened by this process (Family.open)") from None
 
 
-def _end(traj, reason: str) -> None:
-    finish(traj, reason)
-    _SOURCES.pop(id(traj), None)
+_end = finish  # the sources go when the finished trajectory is handed on (MiniO3.release)
 
 
 class MiniO3(Family):
     name = "mini-o3"
     implementation = IMPLEMENTATION
+
+    def release(self, traj) -> None:
+        _SOURCES.pop(id(traj), None)  # however it ended (an engine error too)
     judge = JudgePrompt(
         name="mini-o3-judge", implementation=f"{IMPLEMENTATION} verl/utils/reward_score/general_qa_tool.py",
         model="gpt-4o-2024-11-20",
