@@ -135,3 +135,20 @@ def test_sampled_figures_take_the_rule_then_the_judge_and_leave_out_the_undecide
     run = Run(folder=Path("."), metrics={"t": {}}, members={})
     figures = runner.sampled_figures(run, {"t": records})["t"]
     assert figures["rollouts"] == 3 and figures["avg"] == 0.5 and run.metrics["t"]["pass@1"] == 0.5
+
+
+def test_a_peer_run_submits_validates_and_compares(runs):
+    """Undecided predictions carry no accuracy; the figures agree with the run's; compare pairs the
+    decided questions."""
+    from pr_eval import submission
+    from pr_eval.compare import compare_sides
+    from pr_eval.sides import read_run
+
+    document = submission.build(runs["plain"].folder)
+    assert submission.validate(document) == [] and submission.against_run(document, runs["plain"].folder) == []
+    assert document["protocol"]["name"] == "deepeyes"
+    scores = [p["scores"]["accuracy"] for p in document["predictions"]]
+    assert scores == [1.0, None, None, 0.0]
+    assert [p["answer"] for p in document["predictions"]] == ["C", "(A)", "yellow, I think", "B"]
+    rows = compare_sides(read_run(runs["plain"].folder), read_run(runs["judged"].folder), metric="accuracy")
+    assert [(r.a, r.b) for r in rows] == [(0.5, 0.5)]
