@@ -31,6 +31,10 @@ CASES = {
                        '"x": true}}</tool_call>'], TOOL_ERROR, None, None),  # NameError ends it; the judge decides
         "undecided": (["<answer>(A)</answer>"], ANSWERED, None, None),
     },
+    "deepeyes-hrbench": {  # shown at 644x476; the turn stops at </tool_call>; the box is cut from the original
+        "zoom": (['<think>small.</think> <tool_call>{"name": "image_zoom_in_tool", "arguments": '
+                  '{"bbox_2d": [100, 100, 300, 300]}}</tool_call>', "<answer>A</answer>"], ANSWERED, (196, 196), 1.0),
+    },
     "mini-o3-mc": {
         "zoom": (['<think>small.</think><grounding>{"bbox_2d": [0.1, 0.2, 0.5, 0.6], "source": "original_image"}'
                   '</grounding>', "<think>red.</think><answer>A</answer>"], ANSWERED, (256, 192), 1.0),

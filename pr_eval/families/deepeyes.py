@@ -16,7 +16,8 @@ record (the released code saves it in `pred_output`; no request follows it eithe
 Protocols: `deepeyes` shows the options in the data's order (cc3ff4d shuffles them, unseeded, and
 scores the shown letter); `deepeyes-correct-first` lists the correct option first, so the answer is
 always "A" (the a7a337a release, whose V* files list the correct option first). The verdict and
-the judge are in `deepeyes_judge`.
+the judge are in `deepeyes_judge`. `deepeyes-hrbench` (rules.layout "hrbench") is the HR-Bench
+script: where it departs from this one is in `deepeyes_hrbench`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..protocol import Caps, Decoding, PixelBounds, Protocol
 from ..safe_eval import Refused, safe_eval
 from ..tools import journal_safe
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOOL_CALLS, TOOL_ERROR, ImageInfo
-from . import deepeyes_judge
+from . import deepeyes_hrbench, deepeyes_judge
 from .base import (
     Family,
     JudgePrompt,
@@ -106,6 +107,7 @@ class DeepEyesRules:
     loop: str = "while '</answer>' not in the last turn; a turn without call or '</answer>' is re-sent"
     answer: str = "first <answer> of the last response, else all of it"
     rule: str = "boxed split; len 1 == letter; len 2 with '.' has letter; 'X. text' in pred; else judge"
+    layout: str = "vstar"                       # "hrbench": eval_hrbench.py's input, crop, stop, rule (deepeyes_hrbench)
 
 
 def smart_resize(height: float, width: float, factor: int = 28, min_pixels: int = 4 * 28 * 28,
@@ -201,7 +203,8 @@ class DeepEyes(Family):
         return prompt_text(layout(sample.question, sample.answer, protocol.rules.option_order), protocol.rules)
 
     def open(self, traj, sample, protocol) -> None:
-        """System prompt, then [image, text]: the image as loaded, never resized (l.136-152)."""
+        """System prompt, then [image, text]: the image as loaded, never resized (l.136-152); under
+        deepeyes-hrbench resized by smart_resize, the original kept for the crops."""
         shown = layout(sample.question, sample.answer, protocol.rules.option_order)
         if len(shown.options) > len(LETTERS):
             raise DataError(f"{len(shown.options)} options: DeepEyes' abc_map letters six at most")
@@ -209,11 +212,21 @@ class DeepEyes(Family):
         images = sample.load_images()
         if len(images) != 1:
             raise DataError(f"DeepEyes' evaluation shows one image per question; this sample has {len(images)}")
-        image = images[0]
+        image = loaded = images[0]
+        rules = protocol.rules
+        if rules.layout == deepeyes_hrbench.LAYOUT:  # eval_hrbench.py:150-155: shown resized, cropped from the original
+            size = smart_resize(loaded.width, loaded.height, rules.crop_factor, rules.crop_min_pixels,
+                                rules.crop_max_pixels)
+            image = loaded.resize(size, resample=Image.BICUBIC)
         traj.messages.append({"role": "system", "content": protocol.system_prompt})
         part = add_image(traj, image, ImageInfo(kind="input", width=image.width, height=image.height,
-                                                original_size=[image.width, image.height]))
+                                                original_size=[loaded.width, loaded.height]))
         traj.messages.append({"role": "user", "content": [part, text]})
+        if rules.layout == deepeyes_hrbench.LAYOUT:
+            deepeyes_hrbench.keep_original(traj, loaded)
+
+    def release(self, traj) -> None:
+        deepeyes_hrbench.release(traj)
 
     def max_generations(self, protocol) -> int:
         return protocol.caps.max_tool_calls + 1
@@ -223,6 +236,9 @@ class DeepEyes(Family):
         or the last generation ends the loop; a turn with neither call nor answer is dropped."""
         generation = traj.generations[-1]
         last = len(traj.generations) >= self.max_generations(protocol)
+        hrbench = protocol.rules.layout == deepeyes_hrbench.LAYOUT
+        if hrbench:  # eval_hrbench.py:225: the reply's content leaves the stop string '</tool_call>' out
+            text = deepeyes_hrbench.without_stop(text, generation.stop)
         if "<tool_call>" not in text:
             if "</answer>" in text:
                 say(traj, text)
@@ -234,12 +250,12 @@ class DeepEyes(Family):
         call = new_call(traj, raw)
         stage = "malformed"
         try:
-            parsed = safe_eval(raw, PEER_NAMES)
+            parsed = safe_eval(raw, deepeyes_hrbench.PEER_NAMES if hrbench else PEER_NAMES)
             _remember(call, parsed)
             arguments = parsed["arguments"]
             stage = "bad_arguments"
             box = arguments["bbox_2d"]
-            source = traj.pixels[0]
+            source = deepeyes_hrbench.original(traj) if hrbench else traj.pixels[0]
             if len(traj.pixels) >= protocol.caps.max_images:
                 failed(call, "max_images", "image cap reached")
                 return finish(traj, MAX_IMAGES)
@@ -260,12 +276,16 @@ class DeepEyes(Family):
             return finish(traj, MAX_TOOL_CALLS)  # l.179: the 11th generation's crop is never sent
 
     def verdict(self, traj, target) -> Verdict:
+        if _layout(traj.protocol) == deepeyes_hrbench.LAYOUT:
+            return deepeyes_hrbench.verdict(last_response(traj), traj.question, target)
         shown = layout(traj.question, target, _order(traj.protocol))
         pred = deepeyes_judge.extract(last_response(traj))
         choice = shown.choice if shown.choice is not None else str(target)
         return deepeyes_judge.rule(pred, choice, shown.standard_answer(target))
 
     def judge_messages(self, traj, target, verdict: Verdict) -> list[dict]:
+        if _layout(traj.protocol) == deepeyes_hrbench.LAYOUT:
+            return deepeyes_hrbench.judge_messages(verdict.answer, traj.question, target)
         shown = layout(traj.question, target, _order(traj.protocol))
         return deepeyes_judge.judge_messages(verdict.answer, shown.standard_answer(target), shown.stem)
 
@@ -296,12 +316,10 @@ def _plain(value):
 # --- The protocols -----------------------------------------------------------------------------------
 
 DIFFERENCES = (
-    "Every benchmark is shown in V*'s layout (eval_vstar.py). DeepEyes' HR-Bench script (cc3ff4d "
-    "eval_hrbench.py) differs: it resizes the input to 16384*28*28 pixels but crops the original with the "
-    "model's box (a 0.62x frame mismatch on 8K), stops turns at </tool_call> (the tag then missing from the "
-    "conversation) with max_tokens 8192, accepts the option text without its letter, gives the judge the "
-    "letter only, and averages the single and cross accuracies. Effect: HR-Bench scores under these "
-    "protocols are not those of DeepEyes' HR-Bench script, most on 8K.",
+    "Every benchmark is shown in V*'s layout (eval_vstar.py); DeepEyes' HR-Bench script (cc3ff4d "
+    "eval_hrbench.py: resized input, crops from the original, stop at </tool_call>, option-text rule) is "
+    "the protocol deepeyes-hrbench. Effect: HR-Bench scores under these protocols are not those of "
+    "DeepEyes' HR-Bench script, most on 8K.",
     "A tool-call body is read by safe_eval, not eval: calls, attribute access, names that resolve in the "
     "released script (its globals, process()'s locals, Python's builtins) and results too large to build "
     "are refused, never run; the sample ends as tool_error (error kind 'refused'), where eval would have "
@@ -348,8 +366,14 @@ DEEPEYES_CORRECT_FIRST = dataclasses.replace(
           "raw order, which lists the correct option first, so the answer is always A (judge_result.py "
           "hard-codes 'A'); the others keep their relative order.")
 
-PROTOCOLS = (DEEPEYES, DEEPEYES_CORRECT_FIRST)
+PROTOCOLS = (DEEPEYES, DEEPEYES_CORRECT_FIRST, deepeyes_hrbench.protocol(DEEPEYES))
 _ORDERS = {p.name: p.rules.option_order for p in PROTOCOLS}
+_LAYOUTS = {p.name: p.rules.layout for p in PROTOCOLS}
+
+
+def _layout(protocol_name: str) -> str:
+    """As `_order`: the layout of a trajectory's protocol from its name ("vstar" when unknown)."""
+    return _LAYOUTS.get(protocol_name.split("+")[0], "vstar")
 
 
 def _order(protocol_name: str) -> str:
