@@ -149,3 +149,12 @@ def test_the_protocols_page_lists_every_protocol_with_its_fingerprint():
     for name, protocol in families.PROTOCOLS.items():
         if protocol.family != "pixel-reasoner" or name == "pixel-reasoner-v3":
             assert f"| `{name}`" in page and f"`{protocol.fingerprint}`" in page, name
+
+
+def test_a_video_benchmark_under_a_family_without_video_is_refused_in_one_line(capsys):
+    from pr_eval.cli import main
+
+    assert main(["--model", "demo", "--tasks", "vstar,mvbench", "--protocol", "mini-o3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pr-eval: error: protocol 'mini-o3' runs image benchmarks only (the mini-o3 release has no "
+                   "video path); pr_mvbench is a video benchmark: run it under pixel-reasoner-v3 or leave it out"]
