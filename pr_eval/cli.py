@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluation protocol (default: %(default)s, the paper's; no-tool: the "
                              "paper's baseline prompt; blind-tool, blind-tool-blank: crops return "
                              "the uncropped image or a blank one; pixel-reasoner-sampled: the paper's "
-                             "prompt with Mini-o3's sampling, for --samples-per-question)")
+                             "prompt with Mini-o3's sampling, for --samples-per-question; deepeyes*, "
+                             "mini-o3*, chain-of-focus: those models' own released evaluations, "
+                             "docs/peer-protocols.md)")
     parser.add_argument("--max-tool-calls", type=int, default=None,
                         help="override the protocol's cap on executed tool calls (renames the protocol)")
     parser.add_argument("--max-images", type=int, default=None, help="override the cap on images")
