@@ -1,5 +1,6 @@
 # make demo         set up (once), evaluate the trained demo model (zoom benchmark + bundled samples), compare with blind-tool
 # make test         set up (once) and run the test suite
+# make test-fast    the tests that need no engine, server, subprocess or browser (minutes)
 # make setup        only the environment (.venv), exactly as locked; a second run installs nothing,
 #                   a changed lock is synced on the next run
 # make lock         re-resolve both routes' locks (requirements/*.lock) after pyproject.toml or an input changed
@@ -13,7 +14,7 @@ LOCK   := requirements/$(ROUTE).lock
 # Nothing is downloaded at run time: models and data come from the cache or the repository.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test regression samples lock fresh-check clean
+.PHONY: setup demo test test-fast regression samples lock fresh-check clean
 setup: $(STAMP)
 
 $(STAMP): $(LOCK) requirements/uv.txt pyproject.toml scripts/setup_env.sh
@@ -32,6 +33,10 @@ regression: setup
 test: setup
 	@bash scripts/install_chromium.sh
 	$(OFFLINE) $(PY) -m pytest -q
+
+# The pure-logic tier: no engine, server, subprocess or browser (tests/conftest.py marks them).
+test-fast: setup
+	$(OFFLINE) $(PY) -m pytest -q -m "not engine and not server"
 
 samples: setup
 	$(PY) scripts/make_samples.py

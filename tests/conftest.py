@@ -15,6 +15,22 @@ from pr_eval.tools import crop_call  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# --- Test tiers: `make test-fast` runs what needs no engine, server, subprocess or browser -----------
+# A test is marked `engine` when its fixtures (or a fixture its module lists in ENGINE_FIXTURES,
+# for module fixtures that get an engine with request.getfixturevalue) start one; `server` when a
+# fixture its module lists in SERVER_FIXTURES starts a server, and modules and tests that start a
+# server, a subprocess or a browser themselves carry `pytest.mark.server`.
+ENGINE_FIXTURES = frozenset({"engine", "demo_engine", "recording"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if (ENGINE_FIXTURES | set(getattr(item.module, "ENGINE_FIXTURES", ()))) & used:
+            item.add_marker(pytest.mark.engine)
+        if set(getattr(item.module, "SERVER_FIXTURES", ())) & used:
+            item.add_marker(pytest.mark.server)
+
 
 def load_script(name: str):
     """scripts/<name>.py as a module (make_samples: the generators of every source schema;

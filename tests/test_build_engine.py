@@ -7,6 +7,8 @@ import pytest
 from pr_eval.engines import EngineError, build_engine
 from pr_eval.protocol import PIXEL_REASONER as P
 
+pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
+
 
 def test_unknown_engine_names_the_choices():
     with pytest.raises(EngineError, match="unknown engine 'foo'; choose one of: vllm, openai, hf"):

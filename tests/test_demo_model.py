@@ -16,6 +16,8 @@ from pr_eval.models import DEMO_MODEL_DIR, ModelNotFound, demo_model_path, resol
 from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER
 from pr_eval.answers import letter_accuracy, parse_options
 
+pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
+
 train_demo = load_script("train_demo")
 
 

@@ -20,6 +20,8 @@ from conftest import ROOT, crop_call, scripted
 from pr_eval.data import SAMPLES_DIR
 from pr_eval.runner import evaluate
 
+pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
+
 BIN = Path(sys.executable).parent
 
 

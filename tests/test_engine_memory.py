@@ -12,6 +12,8 @@ from pr_eval.engines import vllm as engine_module
 from pr_eval.engines.vllm import CPU_KV_SEQUENCES, cpu_kv_cache_bytes, default_engine_args, kv_bytes_per_token
 from pr_eval.protocol import PIXEL_REASONER
 
+pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
+
 GIB = 2 ** 30
 
 

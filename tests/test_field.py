@@ -23,6 +23,8 @@ from pr_eval.metrics import mean_over_groups
 from pr_eval.runner import TASKS_DIR, collect
 from pr_eval.trajectory import ImageInfo, ToolCall, Trajectory
 
+pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
+
 
 def _png(size, color=(128, 128, 128)) -> str:
     buffer = io.BytesIO()

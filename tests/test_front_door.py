@@ -20,6 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
+
 ROOT = Path(__file__).resolve().parents[1]
 PR_EVAL = Path(sys.executable).parent / "pr-eval"
 LIMIT = 16

@@ -17,6 +17,8 @@ from pr_eval.loop import request, run_samples, start
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import ANSWERED, Sample
 
+pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
+
 ANSWER, BIG, FRAMES, SCRIPTS = PARITY_ANSWER, PARITY_IMAGE, PARITY_FRAMES, PARITY_SCRIPTS
 samples = parity_samples
 

@@ -83,6 +83,9 @@ class ScriptedJudge(JsonHandler):
                 server.in_flight -= 1
 
 
+SERVER_FIXTURES = ("server",)  # a local judge server (conftest's tiers)
+
+
 @pytest.fixture
 def server():
     httpd = start_server(ScriptedJudge, bodies=[], seen={}, in_flight=0, peak=0, delay=0.0)
@@ -228,6 +231,7 @@ def test_the_judge_is_checked_before_any_sample(server):
         check_judge(JudgeSettings(base_url=closed.root, model="judge-model", timeout_s=2, retries=0))
 
 
+@pytest.mark.server
 def test_the_cli_refuses_an_unusable_judge_in_one_line(capsys):
     from pr_eval.cli import main
 

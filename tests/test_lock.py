@@ -135,6 +135,7 @@ def test_the_environment_setup_made_is_exactly_the_lock():
     assert have == wanted
 
 
+@pytest.mark.server
 def test_pr_eval_refuses_to_start_beside_a_release_known_to_break_it(tmp_path):
     # A filelock 4.3.1 found first on the path, as in an environment where pip took the newest one.
     info = tmp_path / "filelock-4.3.1.dist-info"
@@ -156,6 +157,7 @@ def test_known_breaks_match_only_the_releases_they_name():
     assert known_problems({"filelock": "not-a-version"}) == []
 
 
+@pytest.mark.server
 def test_lock_check_needs_neither_uv_nor_the_network():
     env = {k: v for k, v in os.environ.items() if k != "PATH"}
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "lock.py"), "--check"], env=env,

@@ -22,6 +22,7 @@ from pr_eval.trajectory import (
     message_text,
 )
 
+ENGINE_FIXTURES = ("run",)  # gets the session engine with request.getfixturevalue (conftest's tiers)
 ANSWER = "I can see it now. \\boxed{B}"
 
 

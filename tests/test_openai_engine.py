@@ -47,6 +47,8 @@ from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.protocol import Decoding
 from pr_eval.trajectory import ANSWERED, ENGINE_ERROR, Sample
 
+pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
+
 SERVED_NAME = "pr-eval-tiny"
 ANSWER, BIG, FRAMES, SCRIPTS = PARITY_ANSWER, PARITY_IMAGE, PARITY_FRAMES, PARITY_SCRIPTS
 samples = parity_samples

@@ -17,6 +17,7 @@ from pr_eval.families import family_of, get_protocol
 from pr_eval.loop import run_samples
 from pr_eval.trajectory import ANSWERED, MAX_TOOL_CALLS, TOOL_ERROR, Sample
 
+ENGINE_FIXTURES = ("offline",)  # gets the session engine with request.getfixturevalue (conftest's tiers)
 IMAGE = noise_image(640, 480, seed=3)
 QUESTION = ("What is the colour of the cup?\n(A) red\n(B) blue\n(C) green\n(D) white\n"
             "Answer with the option's letter from the given choices directly.")
@@ -100,6 +101,7 @@ class Scripted(JsonHandler):
         self.send_json(200, chat_completion(self.server.turns[k], model="peer"))
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_served_route_sends_each_protocols_own_decoding(name):
     turns, stop, crop, score = CASES[name]["zoom"]

@@ -9,7 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT
+
+pytestmark = pytest.mark.server  # starts subprocesses: not in make test-fast
 
 RUN = """
 import subprocess, sys, time

@@ -269,6 +269,7 @@ document.title = JSON.stringify({
 
 
 @needs_chromium
+@pytest.mark.server
 def test_screenshot_shows_the_table_and_the_crop_box_where_the_crop_was_cut(run_folder, tmp_path):
     """The page as shown: a copy with a probe script (and without the page's script policy, which
     would block it) reports where the table and the first opened trajectory image are; the
@@ -321,6 +322,7 @@ def test_screenshot_shows_the_table_and_the_crop_box_where_the_crop_was_cut(run_
 
 
 @needs_chromium
+@pytest.mark.server
 @pytest.mark.parametrize("policy", ["with the page's script policy", "without it"])
 def test_model_markup_renders_as_text(run_folder, tmp_path, policy):
     """Escaping alone keeps the injected answer inert: the policy is only a second fence."""
@@ -337,6 +339,7 @@ def test_model_markup_renders_as_text(run_folder, tmp_path, policy):
 
 
 @needs_chromium
+@pytest.mark.server
 def test_page_script_runs_under_its_policy_and_filters(run_folder, tmp_path):
     dom = Dom(chromium((run_folder / "report.html").as_uri() + "#show=wrong", tmp_path / "profile", "--dump-dom"))
     assert "js" in dom.find("html")[0].get("class", "").split()
@@ -366,6 +369,7 @@ def as_the_dom_holds_it(text: str) -> str:
 
 
 @needs_chromium
+@pytest.mark.server
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.text(st.characters(exclude_categories=())), min_size=1, max_size=25))
 @example([INJECTION, "</div><b>x</b>", "<!-- a", "&amp; &lt;", "a\r\nb\rc", "\x00", "\ud800", "\n lead",

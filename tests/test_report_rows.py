@@ -9,9 +9,13 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
+
 from report_folder import INJECTED, needs_chromium, probed, write_run
 
 from pr_eval import report
+
+pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
 
 
 def test_a_collapsed_row_shows_gold_and_prediction_escaped(tmp_path):

@@ -24,6 +24,8 @@ from conftest import ROOT
 from pr_eval.protocol import PIXEL_REASONER
 from pr_eval.store import JOURNAL_FILE, RESULTS_FILE, RUN_FILE
 
+pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
+
 CHILD = ROOT / "tests" / "resume_child.py"
 PR_EVAL = Path(sys.executable).parent / "pr-eval"
 N = 10  # resume_child.LIMIT: samples in each run

@@ -18,6 +18,8 @@ from conftest import ROOT, JsonHandler, start_server, stop_server
 
 from pr_eval.data import SAMPLES_DIR
 
+pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
+
 PR_EVAL = Path(sys.executable).parent / "pr-eval"
 CROP = '<tool_call>\n{"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.1, 0.1, 0.6, 0.6], "target_image": 1}}\n</tool_call>'
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
 
 
 def test_setup_refuses_a_disk_without_room_before_installing_anything(tmp_path):

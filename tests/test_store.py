@@ -214,6 +214,7 @@ def test_one_run_folder_has_one_writer(tmp_path):
     RunStore.open(tmp_path / "run").close()
 
 
+@pytest.mark.server
 def test_kill_mid_write_hook_leaves_half_a_line_that_the_next_open_drops(tmp_path):
     """The test hook itself: a real SIGKILL in the middle of the 2nd line of a child process."""
     code = ("import sys; sys.path.insert(0, 'tests'); from test_store import _info, _trajectory; "

@@ -33,6 +33,8 @@ from pr_eval.loop import request, start
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import Sample
 
+pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
+
 # frame sizes (width, height): MVBench's 320x240 and 480x270, tiny and sub-100k-pixel frames
 # (below transformers 5's own video minimum, 128*28*28), HD frames above the 512*28*28 cap, a tall one
 SIZES = [(64, 48), (176, 144), (300, 200), (320, 240), (480, 270), (640, 360), (1280, 720), (200, 900)]
