@@ -2,7 +2,10 @@
 (`registry.Benchmark`: its sources, how a row becomes a document and a Sample, its scorer and
 breakdowns, its names), and this index of them. Everything outside reads benchmarks from here.
 
-    vstar.py  tallyqa.py  infovqa.py  mvbench.py  zoom.py   (docs/adding-a-benchmark.md adds one)
+    vstar.py  tallyqa.py  infovqa.py  mvbench.py   (the paper's four)
+    zoom.py   (the demo model's)
+    hrbench.py  mmerw.py  treebench.py  visualprobe.py   (the field's)
+    (docs/adding-a-benchmark.md adds one)
 """
 
 from __future__ import annotations
