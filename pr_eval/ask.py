@@ -39,7 +39,8 @@ from .cli import check_environment
 from .errors import UsageError
 from .engines import ENGINES, EngineError
 from .escape import esc
-from .imaging import DataError, load_image
+from .errors import DataError
+from .imaging import load_image
 from .families import PROTOCOLS, family_of_record, get_protocol
 from .protocol import DEFAULT_PROTOCOL, Protocol, with_overrides
 from .sampling import rollout_seed
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     engine, began, written = None, time.monotonic(), []
 
     def save(done: Trajectory) -> None:
-        from .store import write_atomic
+        from .files import write_atomic
 
         for path, text in ((args.html, lambda: trajectory_html(done, facts, time.monotonic() - began)),
                            (args.json, lambda: done.to_json() + "\n")):

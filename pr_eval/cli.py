@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     use_source(data_spec(args))
 
     from .engines import EngineError
-    from .imaging import DataError
+    from .errors import DataError
     from .runner import RunError, evaluate
     from .store import ResumeRefused, StoreError
 

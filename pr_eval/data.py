@@ -25,7 +25,8 @@ from PIL import Image
 from . import benchmarks, official, tsv
 from .benchmarks import Benchmark
 from .benchmarks.common import missing as _missing
-from .imaging import DataError, load_image, resolve_inside
+from .errors import DataError
+from .imaging import load_image, resolve_inside
 from .sources import (
     HUB_ID,
     DataSource,

@@ -30,7 +30,7 @@ from . import chat
 from .errors import is_our_bug
 from .families import family_of, family_of_record
 from .families.base import image_part, text_part, video_part  # noqa: F401 - re-exported for tests and ask
-from .imaging import DataError
+from .errors import DataError
 from .protocol import PIXEL_REASONER_FAMILY, Protocol
 from .sampling import turn_seed
 from .tools import clean_text

@@ -42,7 +42,7 @@ from .report_judge import view_section as judge_section
 from .report_pictures import BOX_COLOUR
 from .report_view import ReportError, RunView, load_view
 from .report_viewer import viewer
-from .store import write_atomic
+from .files import write_atomic
 from .tables import DEMO_FOOTNOTE, DEMO_MODEL
 
 REPORT_NAME = "report.html"

@@ -24,19 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, faults, judge_family, quiet, report, sampling, sources
-from .answers import extract_answer
 from .judge import JudgeSettings
 from .judge_run import judge_records
 from .metrics import pool, sample_metrics, trajectories_from_response
 from .families import family_of, family_of_record, get_protocol
+from .files import write_atomic
 from .protocol import DEFAULT_PROTOCOL, Protocol
 from .runs import Run, RunError, leaf_tasks, plain_value, record_key, task_metric_names
-from .store import (
-    RESULTS_FILE,
-    RunStore,
-    StoreError,
-    write_atomic,
-)
+from .store import RESULTS_FILE, RunStore, StoreError
 
 log = logging.getLogger(__name__)
 

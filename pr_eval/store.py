@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import faults
+from .files import write_atomic
 from .saved_images import save_images
 from .trajectory import Trajectory, record_json
 
@@ -368,16 +369,3 @@ def _write_all(fd: int, data: bytes) -> None:
 def _write_json(path: Path, value) -> None:
     """Write JSON atomically: a reader (or a crash) sees the old file or the new one, whole."""
     write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def write_atomic(path: Path, data: str | bytes, sync: bool = True) -> None:
-    """Write via a temporary file and rename: a reader (or a crash) sees the old file or the new
-    one, whole. `sync` also flushes it to disk first; the folder is made if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data.encode("utf-8") if isinstance(data, str) else data)
-        if sync:
-            out.flush()
-            os.fsync(out.fileno())
-    os.replace(tmp, path)

@@ -40,7 +40,7 @@ from .metrics import TOOL_STATS, grouped_mean
 from .protocol import fingerprint_of
 from .runs import RunError, Unreadable, read_json, read_summary
 from .sides import Benchmark, InputError, Side, read_records, read_run, schema_problems
-from .store import write_atomic
+from .files import write_atomic
 from .trajectory import Trajectory, last_assistant_text
 
 SCHEMA_FILE = "submission-v1.schema.json"

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from .errors import DataError
-from .store import write_atomic
+from .files import write_atomic
 
 INDEX_VERSION = "1"
 REFERENCE_MAX = 64          # an image field this short names another row's index (VLMEvalKit)

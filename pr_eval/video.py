@@ -21,7 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .imaging import DataError, load_image
+from .errors import DataError
+from .imaging import load_image
 
 NUM_FRAMES = 16          # the protocol's `num_video_frames`: a video is shown as 16 frames
 FRAME_FOLDER_FPS = 3.0   # MVBench's frame folders (tvqa/frames_fps3_hq) hold 3 frames per second

@@ -380,7 +380,7 @@ def test_what_the_engine_and_model_say_is_printed_as_text():
 
 def test_a_data_error_ends_the_question_without_the_engine():
     def unreadable():
-        from pr_eval.imaging import DataError
+        from pr_eval.errors import DataError
 
         raise DataError("unreadable image x.png: truncated")
 

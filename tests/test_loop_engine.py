@@ -10,7 +10,7 @@ import pytest
 from conftest import crop_call, noise_image, scripted
 from PIL import Image
 
-from pr_eval.imaging import DataError
+from pr_eval.errors import DataError
 from pr_eval.loop import run_samples
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import (

@@ -15,7 +15,7 @@ from pr_eval import metrics
 from pr_eval.engines.openai import OpenAIEngine
 from pr_eval.families import family_of, get_protocol
 from pr_eval.loop import run_samples
-from pr_eval.trajectory import ANSWERED, MAX_TOOL_CALLS, TOOL_ERROR, Sample
+from pr_eval.trajectory import ANSWERED, TOOL_ERROR, Sample
 
 ENGINE_FIXTURES = ("offline",)  # gets the session engine with request.getfixturevalue (conftest's tiers)
 IMAGE = noise_image(640, 480, seed=3)

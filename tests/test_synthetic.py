@@ -13,7 +13,8 @@ from pr_eval import data, sources
 from pr_eval.benchmarks import BENCHMARKS
 from pr_eval.benchmarks import zoom as synthetic
 from pr_eval.engines.base import GenerationResult
-from pr_eval.imaging import DataError, fit_size
+from pr_eval.errors import DataError
+from pr_eval.imaging import fit_size
 from pr_eval.lmms_task import _doc
 from pr_eval.loop import start, step
 from pr_eval.protocol import PIXEL_REASONER

@@ -21,7 +21,7 @@ from PIL import Image
 from pr_eval.benchmarks.mvbench import SUBTASKS, keep_subtask, subtask_of
 
 from pr_eval.data import SAMPLES_DIR
-from pr_eval.imaging import DataError
+from pr_eval.errors import DataError
 from pr_eval.runner import TASKS_DIR, collect
 from pr_eval.trajectory import DATA_ERROR, ToolCall, Trajectory
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import answers
 from ..errors import DataError
-from ..store import write_atomic
+from ..files import write_atomic
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 OPTION_SUFFIX = "Answer with the option's letter from the given choices directly."

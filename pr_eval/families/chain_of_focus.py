@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from ..imaging import DataError, reference_size
+from ..errors import DataError
+from ..imaging import reference_size
 from ..protocol import Caps, Decoding, PixelBounds, Protocol
 from ..tools import journal_safe
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOOL_CALLS, ImageInfo
