@@ -35,7 +35,7 @@ from pathlib import Path
 from . import loop, quiet
 from .chat import message_text
 from .checks import OneLineParser
-from .cli import check_environment
+from .compat import check_environment
 from .errors import UsageError
 from .engines import ENGINES, EngineError
 from .escape import esc

@@ -32,6 +32,7 @@ from . import (  # quiet: imported first, so an engine process started by a quie
     runlog,
 )
 from .checks import OneLineParser, check_args, check_generated
+from .compat import check_environment
 from .errors import UsageError
 from .interrupts import Terminated, received, resume_command, stop, stop_signals, where_logged
 from .engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
@@ -191,15 +192,6 @@ def judge_settings(args):
         raise UsageError(f"judge: {exc}") from None
 
 
-def check_environment() -> None:
-    """Refuse to start, before any engine, when an installed package is known to break a run."""
-    from .compat import startup_refusal
-
-    refusal = startup_refusal()
-    if refusal:
-        raise UsageError(refusal)
-
-
 def data_spec(args) -> str:
     """The data source spec (see `pr_eval.data.resolve`) the options describe."""
     folder = str(Path(args.data_dir).resolve()) if args.data_dir else None
@@ -230,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--protocol: {exc}") from None
         if (refused := refusal(base, tasks)) is not None:
             raise UsageError(refused)
-        check_environment()
+        check_environment()  # an installed package known to break a run: refused before any engine
         from .models import ModelNotFound, resolve_model
 
         try:

@@ -20,6 +20,8 @@ from importlib import metadata
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from .errors import UsageError
+
 
 @dataclass(frozen=True)
 class KnownBreak:
@@ -78,3 +80,11 @@ def startup_refusal() -> str | None:
     if os.environ.get("PR_EVAL_ALLOW_KNOWN_BREAKS") == "1":
         return None
     return "; ".join(p.message() for p in known_problems()) or None
+
+
+def check_environment() -> None:
+    """Refuse to start (UsageError, one line), before any engine, when an installed package is
+    known to break a run: `pr-eval` and `pr-eval ask` call it."""
+    refusal = startup_refusal()
+    if refusal:
+        raise UsageError(refusal)
