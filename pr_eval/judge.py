@@ -27,9 +27,8 @@ put in the prompt as text and nothing of it is ever evaluated.
 An item without an answer (no text, or an empty box) is INCORRECT without a request (attempts 0);
 a sample that was itself lost (a data or engine error) is not judged (lost, "sample lost: ...").
 The answer is quoted between marker lines and cut to MAX_ANSWER_CHARS, so it reads as material,
-not instructions; a reply longer than MAX_REPLY_CHARS is not a verdict, and at most
-STORED_REPLY_CHARS of a reply are kept. Any exception while judging one item is that item's lost
-judgement.
+not instructions; a reply longer than MAX_REPLY_CHARS is not a verdict, and at most STORED_REPLY_CHARS
+of a reply are kept. Any exception while judging one item is that item's lost judgement.
 """
 
 from __future__ import annotations
@@ -223,7 +222,7 @@ def judge_messages(item: JudgeItem) -> list[dict]:
 class _Lost(Exception):
     def __init__(self, reason: str, retry: bool):
         super().__init__(reason)
-        self.reason, self.retry = reason, retry
+        self.reason, self.retry, self.attempts = reason, retry, 0
 
 
 class Judge:
@@ -301,37 +300,40 @@ class Judge:
             messages = judge_messages(item)
         except Exception as exc:  # noqa: BLE001 - an odd item is this item's problem only
             return Judgement(item.key, None, error=f"bad item: {type(exc).__name__}: {exc}", attempts=0)
-        attempts = 0
+        try:
+            reply, attempts = self._ask_retrying(item.key, messages)
+        except _Lost as lost:
+            return Judgement(item.key, None, error=lost.reason, attempts=lost.attempts)
+        verdict = parse_verdict(reply) if len(reply) <= MAX_REPLY_CHARS else None
+        error = None if verdict is not None else (
+            f"unparsable reply: {reply[:120]!r}" if len(reply) <= MAX_REPLY_CHARS
+            else f"unparsable reply: {len(reply)} characters, not one word")
+        return Judgement(item.key, verdict, reply=reply[:STORED_REPLY_CHARS], error=error, attempts=attempts)
+
+    def _ask_retrying(self, key: str, messages: list[dict], attempts: int = 0, **options) -> tuple[str, int]:
+        """(reply, attempts counted on from `attempts`) of `_ask`, retried within settings.retries; else _Lost."""
         while True:
             attempts += 1
             try:
-                reply = self._ask(messages)
+                return self._ask(messages, **options), attempts
             except _Lost as lost:
-                if lost.retry and attempts <= self.settings.retries:
-                    delay = min(self.backoff_s * 2 ** (attempts - 1), MAX_BACKOFF_S)
-                    log.info("judge request for %s failed (%s); retry %d of %d in %.2f s", item.key,
-                             lost.reason, attempts, self.settings.retries, delay)
-                    time.sleep(delay)
-                    continue
-                return Judgement(item.key, None, error=lost.reason, attempts=attempts)
-            verdict = parse_verdict(reply) if len(reply) <= MAX_REPLY_CHARS else None
-            error = None if verdict is not None else (
-                f"unparsable reply: {reply[:120]!r}" if len(reply) <= MAX_REPLY_CHARS
-                else f"unparsable reply: {len(reply)} characters, not one word")
-            return Judgement(item.key, verdict, reply=reply[:STORED_REPLY_CHARS], error=error, attempts=attempts)
+                lost.attempts = attempts
+                if not (lost.retry and attempts <= self.settings.retries):
+                    raise
+                delay = min(self.backoff_s * 2 ** (attempts - 1), MAX_BACKOFF_S)
+                log.info("judge request for %s failed (%s); retry %d of %d in %.2f s", key, lost.reason, attempts,
+                         self.settings.retries, delay)
+                time.sleep(delay)
 
-    def _ask(self, messages: list[dict], temperature: float | None = None, max_tokens: int | None = -1) -> str:
-        """The reply's text, or _Lost (retry: whether another try can help). A family's judge
-        (pr_eval.judge_family) sets its own temperature and max_tokens (None: not sent)."""
+    def _ask(self, messages: list[dict], **sampling) -> str:
+        """The reply's text, or _Lost (retry: whether another try helps); `sampling` (None: not sent) overrides."""
         import openai
 
-        s = self.settings
-        limit = s.max_tokens if max_tokens == -1 else max_tokens
+        sampling = {"temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens, **sampling}
         try:
-            response = self._client.chat.completions.create(
-                model=s.model, messages=messages, n=1, stream=False,
-                temperature=s.temperature if temperature is None else temperature,
-                **({} if limit is None else {"max_tokens": limit}))
+            response = self._client.chat.completions.create(model=self.settings.model, messages=messages, n=1,
+                                                            stream=False, **{k: v for k, v in sampling.items()
+                                                                             if v is not None})
         except openai.APITimeoutError:
             raise _Lost("timeout", retry=True) from None
         except openai.APIConnectionError as exc:  # "connection: connection refused"

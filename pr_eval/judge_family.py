@@ -20,12 +20,11 @@ rule-only (`rule_only`): never silently wrong.
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from .families import Verdict, family_of_record
 from .families.base import Family
-from .judge import MAX_BACKOFF_S, STORED_REPLY_CHARS, Judge, Judgement, JudgementJournal, JudgeSettings, _Lost
+from .judge import STORED_REPLY_CHARS, Judge, Judgement, JudgementJournal, JudgeSettings, _Lost
 from .judge_run import JUDGEMENTS_FILE
 from .protocol import fingerprint_of
 from .runs import leaf_tasks, record_key
@@ -56,16 +55,11 @@ class FamilyJudge(Judge):
             return Judgement(item.key, None, error=f"sample lost: {item.lost_sample}")
         prompt, attempts, reply = self.family.judge, 0, ""
         for temperature in prompt.temperatures:
-            while True:  # transport retries at this temperature
-                attempts += 1
-                try:
-                    reply = self._ask(item.messages, temperature=temperature, max_tokens=prompt.max_tokens)
-                    break
-                except _Lost as lost:
-                    if lost.retry and attempts <= self.settings.retries:
-                        time.sleep(min(self.backoff_s * 2 ** (attempts - 1), MAX_BACKOFF_S))
-                        continue
-                    return Judgement(item.key, None, error=lost.reason, attempts=attempts)
+            try:  # the transport's retries at this temperature, counted with the earlier attempts
+                reply, attempts = self._ask_retrying(item.key, item.messages, attempts, temperature=temperature,
+                                                     max_tokens=prompt.max_tokens)
+            except _Lost as lost:
+                return Judgement(item.key, None, error=lost.reason, attempts=lost.attempts)
             verdict = self.family.judge_score(reply)
             if verdict is not None:
                 return Judgement(item.key, float(verdict), reply=reply[:STORED_REPLY_CHARS], attempts=attempts)
