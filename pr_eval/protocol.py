@@ -87,7 +87,7 @@ class Decoding:
 @dataclass(frozen=True)
 class Sampling:
     """A sampled protocol's rollouts: `rollouts` trajectories per question (Avg@k, pass@k), each
-    with its own seed, derived by the rule named in `seeds` (`pr_eval.sampling`) from the run's
+    with its own seed, derived by the rule named in `seeds` (`pr_eval.loop.sampling`) from the run's
     --seed, the question and the rollout index, so the same command gives the same rollouts."""
 
     rollouts: int = 1

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from .chat import IM_END, message_text, scored_text
+from .loop.chat import IM_END, message_text, scored_text
 
 # How a trajectory ended.
 ANSWERED = "answered"            # the model gave a turn without a tool call
@@ -47,7 +47,7 @@ class Sample:
     load_images: Callable[[], list[Image.Image]]
     is_video: bool = False
     meta: dict = field(default_factory=dict)
-    # A sampled protocol's rollout of this question (0-based) and its seed (`pr_eval.sampling`);
+    # A sampled protocol's rollout of this question (0-based) and its seed (`pr_eval.loop.sampling`);
     # None for a greedy run's one trajectory per question.
     rollout: int | None = None
     seed: int | None = None

@@ -5,7 +5,7 @@ holds today within pyproject.toml's bounds. This resolves exactly that (the rout
 releases, no snapshot date), prints what moved against the lock, installs it into a throw-away
 environment and runs the smoke tests (`pytest -m smoke`: the pr-eval command and lmms-eval's own CLI
 end to end on a real engine, the scorers, the tools). Then it lifts each known-break bound
-(pr_eval/compat.py) in turn and tests again, to say whether the bound is still needed.
+(pr_eval/cli/compat.py) in turn and tests again, to say whether the bound is still needed.
 
 Exit status: 0 when today's install passes (a bound still needed is expected and reported), 1 when
 it fails: an upstream release broke us, and the output names the packages that moved.
@@ -72,7 +72,7 @@ def smoke(venv: Path, *, allow_known_breaks: bool) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pr_eval.compat import KNOWN_BREAKS
+    from pr_eval.cli.compat import KNOWN_BREAKS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--route", default="cpu", choices=sorted(lock.ROUTES))
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if not ok:
                 status = 1
                 print("fresh-check: an upstream release breaks a fresh install. Suspects, the packages "
-                      "that moved (above); find the one, add a KnownBreak to pr_eval/compat.py and its "
+                      "that moved (above); find the one, add a KnownBreak to pr_eval/cli/compat.py and its "
                       "bound to pyproject.toml, then `make lock`.")
         for rule in KNOWN_BREAKS:
             lifted = work / f"without-{rule.package}.txt"
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             ok, said = smoke(venv, allow_known_breaks=True)
             if ok:
                 print(f"fresh-check: with {rule.package} {held} the smoke tests PASS ({said}): the bound "
-                      f"can go (remove it from pyproject.toml and pr_eval/compat.py, then `make lock`)")
+                      f"can go (remove it from pyproject.toml and pr_eval/cli/compat.py, then `make lock`)")
             else:
                 print(f"fresh-check: with {rule.package} {held} the smoke tests FAIL ({said}): "
                       f"{rule.package} {held} still BREAKS pr-eval; keep {rule.bound!r}")

@@ -49,7 +49,7 @@ def expected_tokens(width: int, height: int, protocol) -> int:
 def prompt_tokens(engine, protocol, width: int, height: int) -> int:
     from PIL import Image
 
-    from pr_eval import loop
+    from pr_eval.loop import steps as loop
     from pr_eval.trajectory import Sample
 
     image = Image.new("RGB", (width, height), (120, 130, 140))

@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from pr_eval import loop  # noqa: E402
+from pr_eval.loop import steps as loop  # noqa: E402
 from pr_eval.benchmarks import zoom as synthetic  # noqa: E402
 from pr_eval.engines.base import GenerationRequest, GenerationResult, media_in_order, to_chat_messages  # noqa: E402
 from pr_eval.protocol import BLIND_TOOL, NO_TOOL, PIXEL_REASONER, Protocol  # noqa: E402
 from pr_eval.tiny_model import Architecture, build_tokenizer, new_model, save_checkpoint  # noqa: E402
-from pr_eval.tools import crop_call  # noqa: E402
+from pr_eval.loop.tools import crop_call  # noqa: E402
 from pr_eval.trajectory import Trajectory  # noqa: E402
 
 RECIPE = "demo-1"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pr_eval import loop
+from pr_eval.loop import steps as loop
 from pr_eval.engines.base import GenerationRequest
-from pr_eval.tools import crop_call  # noqa: F401  (tests import it from here)
+from pr_eval.loop.tools import crop_call  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 

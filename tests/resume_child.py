@@ -25,7 +25,7 @@ def forced_turns() -> dict[str, list[str]]:
     import pandas as pd
     from conftest import crop_call
 
-    from pr_eval.data import SAMPLES_DIR
+    from pr_eval.data.load import SAMPLES_DIR
 
     frame = pd.read_parquet(SAMPLES_DIR / "vstar" / "vstar.parquet")
     turns = {}
@@ -48,7 +48,7 @@ def main() -> None:
     from conftest import scripted
 
     from pr_eval.models import resolve_model
-    from pr_eval.runner import evaluate
+    from pr_eval.run.evaluate import evaluate
 
     def announce(store):
         print(f"folder {store.folder}", flush=True)

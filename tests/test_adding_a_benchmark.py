@@ -14,7 +14,7 @@ from lmms_eval.tasks import TaskManager
 from test_tasks import ScriptedModel, answered
 
 from pr_eval import benchmarks
-from pr_eval.runner import TASKS_DIR, collect
+from pr_eval.run.evaluate import TASKS_DIR, collect
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "adding-a-benchmark.md"

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pr_eval import families, loop, metrics
+from pr_eval import families
+from pr_eval.loop import steps as loop
+from pr_eval.scoring import metrics
 from pr_eval.engines.base import GenerationResult
 from pr_eval.trajectory import ANSWERED, Sample, Trajectory
 
@@ -152,7 +154,7 @@ def test_the_protocols_page_lists_every_protocol_with_its_fingerprint():
 
 
 def test_a_video_benchmark_under_a_family_without_video_is_refused_in_one_line(capsys):
-    from pr_eval.cli import main
+    from pr_eval.cli.run import main
 
     assert main(["--model", "demo", "--tasks", "vstar,mvbench", "--protocol", "mini-o3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -17,16 +17,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pr_eval import ask as asking
-from pr_eval import lmms_task, loop
-from pr_eval.answers import extract_answer
+from pr_eval.cli import ask as asking
+from pr_eval.lmms import task as lmms_task
+from pr_eval.loop import steps as loop
+from pr_eval.scoring.answers import extract_answer
 from pr_eval.engines import EngineError
 from pr_eval.engines.base import GenerationResult
-from pr_eval.escape import esc
-from pr_eval.imaging import resolve_inside
+from pr_eval.report.escape import esc
+from pr_eval.data.imaging import resolve_inside
 from pr_eval.models import resolve_model
 from pr_eval.protocol import PIXEL_REASONER, SAMPLED
-from pr_eval.sampling import rollout_seed, turn_seed
+from pr_eval.loop.sampling import rollout_seed, turn_seed
 from pr_eval.trajectory import ANSWERED, DATA_ERROR, Sample, Trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,8 @@ def command(tmp_path_factory, demo_engine):
     import contextlib
     import io
 
-    from pr_eval import engines, quiet
+    from pr_eval import engines
+    from pr_eval.run import quiet
 
     doc = zoom_doc()
     folder = tmp_path_factory.mktemp("ask-command")
@@ -147,7 +149,7 @@ def asked(demo_engine):
 def test_ask_gives_the_runs_trajectory(asked, demo_engine, tmp_path, monkeypatch):
     """The same question and image file: the trajectory of `ask` is the run loop's and the one a
     real lmms-eval run of pr_zoom records for that document."""
-    from pr_eval import runner
+    from pr_eval.run import evaluate as runner
     from pr_eval.models import resolve_model
 
     doc, _lines, traj, spy = asked
@@ -250,8 +252,8 @@ def test_a_video_is_asked_as_a_run_shows_it(demo_engine, tmp_path):
     engine) a frame selection and a crop of a selected frame, each printed."""
     from conftest import load_script, select_call
 
-    from pr_eval import data
-    from pr_eval.tools import crop_call
+    from pr_eval.data import load as data
+    from pr_eval.loop.tools import crop_call
 
     make_samples = load_script("make_samples")
     make_samples.write_video(tmp_path / "clip.mp4", make_samples.coded_frames())
@@ -330,7 +332,7 @@ def test_bad_input_is_one_line_before_any_engine(tmp_path, capsys, no_engine):
 
 def test_engine_failures_exit_1(monkeypatch, capsys, tmp_path):
     import pr_eval.engines
-    from pr_eval import quiet
+    from pr_eval.run import quiet
 
     monkeypatch.setattr(quiet, "enable", lambda: pytest.fail("--verbose runs quiet"))
 

@@ -8,7 +8,7 @@ expected values were derived by hand from that source (smart_resize: round each 
 multiple of 28, then scale into [112², 3840²]; a box is enlarged 1.5x about its centre, clipped,
 truncated by int(); the crop is scaled 2x and smart-resized) and then checked against the
 released functions run outside this repository (never imported here). Turns are driven through
-`pr_eval.loop.start`/`step` without an engine.
+`pr_eval.loop.steps.start`/`step` without an engine.
 """
 
 from __future__ import annotations
@@ -21,23 +21,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr_eval import chat
+from pr_eval.loop import chat
 from pr_eval.engines.base import GenerationResult
 from pr_eval.families import FAMILIES, family_of, get_protocol
 from pr_eval.families.base import Verdict
-from pr_eval.families.chain_of_focus import (
-    CHAIN_OF_FOCUS,
-    COF_SYSTEM,
-    COF_USER_PROMPT,
-    ChainOfFocusRules,
-    enlarge,
-    extract_answer,
-    judge_prompt,
-    options_of,
-    read_call,
-    rule,
-)
-from pr_eval.loop import max_generations, start, step
+from pr_eval.families.chain_of_focus import (CHAIN_OF_FOCUS, COF_SYSTEM, COF_USER_PROMPT, ChainOfFocusRules,
+                                             enlarge, extract_answer, judge_prompt, options_of, read_call,
+                                             rule)
+from pr_eval.loop.steps import max_generations, start, step
 from pr_eval.protocol import with_overrides
 from pr_eval.trajectory import ANSWERED, DATA_ERROR, MAX_IMAGES, MAX_TOOL_CALLS, Sample
 

@@ -5,7 +5,7 @@ release) and cc3ff4d (shuffled options, `answer_choice`). Each row names the lin
 the expected values were derived by hand from that source (smart_resize: round each side to 28,
 then scale into [4*28*28, 16384*28*28]; PIL rounds box coordinates half to even and pads with
 black) and then checked against the released functions run outside this repository (never
-imported here). Turns are driven through `pr_eval.loop.start`/`step` without an engine.
+imported here). Turns are driven through `pr_eval.loop.steps.start`/`step` without an engine.
 """
 
 from __future__ import annotations
@@ -17,30 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr_eval import chat
+from pr_eval.loop import chat
 from pr_eval.engines.base import GenerationResult
 from pr_eval.families import deepeyes_judge as dj
 from pr_eval.families import family_of, get_protocol
-from pr_eval.families.deepeyes import (
-    DEEPEYES,
-    DEEPEYES_CORRECT_FIRST,
-    SYSTEM_PROMPT,
-    USER_PROMPT,
-    DeepEyesRules,
-    crop,
-    layout,
-    smart_resize,
-)
-from pr_eval.loop import start, step
+from pr_eval.families.deepeyes import (DEEPEYES, DEEPEYES_CORRECT_FIRST, SYSTEM_PROMPT, USER_PROMPT,
+                                       DeepEyesRules, crop, layout, smart_resize)
+from pr_eval.loop.steps import start, step
 from pr_eval.protocol import with_overrides
-from pr_eval.trajectory import (
-    ANSWERED,
-    DATA_ERROR,
-    MAX_TOOL_CALLS,
-    TOOL_ERROR,
-    Sample,
-    Trajectory,
-)
+from pr_eval.trajectory import ANSWERED, DATA_ERROR, MAX_TOOL_CALLS, TOOL_ERROR, Sample, Trajectory
 
 QUESTION = ("What is the colour of the umbrella?\n(A) red\n(B) green\n(C) blue\n(D) white\n"
             "Answer with the option's letter from the given choices directly.")

@@ -4,7 +4,7 @@ Reference: Visual-Agent/DeepEyes@cc3ff4d eval/eval_hrbench.py (line numbers of t
 eval/judge_result_hrbench.py (`get_prompt`, `process`, the `__main__` block). The expected values
 were derived by hand (smart_resize: each side rounded to 28, then scaled under 16384*28*28; PIL
 pads a crop with black) and checked against the released functions run outside this repository
-(never imported here). Turns are driven through `pr_eval.loop.start`/`step` without an engine.
+(never imported here). Turns are driven through `pr_eval.loop.steps.start`/`step` without an engine.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ import hashlib
 import pytest
 from PIL import Image, ImageDraw
 
-from pr_eval import loop
+from pr_eval.loop import steps as loop
 from pr_eval.engines.base import GenerationResult
 from pr_eval.families import deepeyes_hrbench as hr
 from pr_eval.families import deepeyes_judge as dj
 from pr_eval.families import family_of, get_protocol
 from pr_eval.families.deepeyes import DEEPEYES, SYSTEM_PROMPT, USER_PROMPT
-from pr_eval.loop import start, step
+from pr_eval.loop.steps import start, step
 from pr_eval.protocol import Caps, PixelBounds, with_overrides
 from pr_eval.trajectory import ANSWERED, MAX_TOOL_CALLS, TOOL_ERROR, Sample, Trajectory
 
 PROTOCOL = get_protocol("deepeyes-hrbench")
 FAMILY = family_of(PROTOCOL)
 STEM = "What color is the car?"
-# pr-eval's HR-Bench row (benchmarks/hrbench.py render_options): stem, "(A) .." lines, suffix
+# pr-eval's HR-Bench row (perf/hrbench.py render_options): stem, "(A) .." lines, suffix
 QUESTION = (f"{STEM}\n(A) red\n(B) blue\n(C) green\n(D) white\n"
             "Answer with the option's letter from the given choices directly.")
 GRAY, RED = (120, 120, 120), (210, 40, 40)

@@ -7,7 +7,7 @@ prompts) and verl/utils/reward_score/general_qa_tool.py / general_qa_tool_mc.py 
 paths). Each row names the function and line it reproduces. Expectations were derived by hand from
 that source (the arithmetic is written out) and then checked, row by row, against the reference's
 own functions run outside this repository; the reference is not imported here. Turns are driven
-through `pr_eval.loop.start`/`step`, as an engine would drive them.
+through `pr_eval.loop.steps.start`/`step`, as an engine would drive them.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr_eval import chat
+from pr_eval.loop import chat
 from pr_eval.engines.base import GenerationResult, media_in_order
 from pr_eval.families import get_protocol
 from pr_eval.families import mini_o3 as mo
 from pr_eval.families import mini_o3_images as moi
 from pr_eval.families.base import Verdict
-from pr_eval.loop import max_generations, request, start, step
+from pr_eval.loop.steps import max_generations, request, start, step
 from pr_eval.protocol import PixelBounds, with_overrides
 from pr_eval.trajectory import ANSWERED, DATA_ERROR, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS, Sample
 
@@ -312,7 +312,7 @@ def test_the_engine_is_sent_only_the_shown_images():
 def test_the_crop_sources_are_dropped_when_the_trajectory_is_handed_on():
     """However it ended: an engine error never reaches the family's own step (loop.finished)."""
     from pr_eval.engines.base import GenerationResult
-    from pr_eval.loop import finished, step
+    from pr_eval.loop.steps import finished, step
 
     traj = run([call("[0, 0, 1, 1]"), "<answer>B</answer>"])
     lost = run([call("[0, 0, 1, 1]")])

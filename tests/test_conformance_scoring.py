@@ -43,13 +43,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pr_eval.chat import scored_text
-from pr_eval.scoring import (
-    reference_accuracy,
-    reference_golds,
-    reference_multispan,
-    reference_score,
-)
+from pr_eval.loop.chat import scored_text
+from pr_eval.scoring.rules import reference_accuracy, reference_golds, reference_multispan, reference_score
 
 E = "<|im_end|>"
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import RecordingEngine, crop_call, noise_image, scripted, select_call
 
 from pr_eval.errors import DataError
-from pr_eval.loop import SCHEDULES, effective_schedule, run_samples
+from pr_eval.loop.steps import SCHEDULES, effective_schedule, run_samples
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_TOOL_CALLS, Sample
 

@@ -21,13 +21,13 @@ from conftest import load_script, noise_image
 from huggingface_hub.errors import LocalEntryNotFoundError
 from PIL import Image
 
-from pr_eval import data, sources
+from pr_eval.data import load as data, sources
 from pr_eval.benchmarks import BENCHMARKS, get
 from pr_eval.benchmarks.mvbench import SUBTASKS as MVBENCH_SUBTASKS
 from pr_eval.benchmarks.mvbench import subtask_of
 from pr_eval.benchmarks.vstar import category as vstar_category
-from pr_eval.data import DataError, load_samples, read_rows, resolve, to_sample
-from pr_eval.sources import check_member
+from pr_eval.data.load import DataError, load_samples, read_rows, resolve, to_sample
+from pr_eval.data.sources import check_member
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -411,7 +411,7 @@ DOC_COLUMNS = ["qid", "question", "answer", "image", "video", "video_start", "vi
 def test_documents_are_plain_columns(benchmark):
     import datasets
 
-    from pr_eval.lmms_task import _doc, doc_to_visual
+    from pr_eval.lmms.task import _doc, doc_to_visual
 
     source = resolve(benchmark, "samples")
     docs = [_doc(row, source) for row in read_rows(source)]
@@ -431,7 +431,7 @@ def test_documents_are_plain_columns(benchmark):
 
 
 def test_document_answers_keep_one_type_per_benchmark():
-    from pr_eval.lmms_task import doc_answer
+    from pr_eval.lmms.task import doc_answer
 
     assert doc_answer(get("infovqa"), "12") == (["12"], None)
     assert doc_answer(get("infovqa"), ["12", "twelve"]) == (["12", "twelve"], None)
@@ -468,7 +468,7 @@ def test_a_question_that_is_not_utf8_fails_only_its_sample(folder, cache):
 def test_a_truncated_image_is_a_data_error_whatever_lmms_eval_sets(tmp_path):
     from PIL import ImageFile
 
-    from pr_eval.imaging import load_image
+    from pr_eval.data.imaging import load_image
 
     path = tmp_path / "half.png"
     buffer = io.BytesIO()

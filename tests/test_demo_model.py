@@ -9,12 +9,12 @@ import json
 import pytest
 from conftest import load_script
 
-from pr_eval import loop
+from pr_eval.loop import steps as loop
 from pr_eval.benchmarks import zoom as synthetic
 from pr_eval.engines.base import GenerationRequest, to_chat_messages
 from pr_eval.models import DEMO_MODEL_DIR, ModelNotFound, demo_model_path, resolve_model
 from pr_eval.protocol import BLIND_TOOL, PIXEL_REASONER
-from pr_eval.answers import letter_accuracy, parse_options
+from pr_eval.scoring.answers import letter_accuracy, parse_options
 
 pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
 
@@ -110,7 +110,7 @@ def test_the_demo_model_zooms_and_reads_the_square(demo_engine):
 
 def test_the_zoom_task_runs_through_lmms_eval(demo_engine, tmp_path, monkeypatch):
     """pr_zoom end to end: generated data, the task YAML, the zoom scorer, the tool figures."""
-    from pr_eval import runner
+    from pr_eval.run import evaluate as runner
 
     monkeypatch.setenv("PR_EVAL_DATA", "samples")
     run = runner.evaluate("demo", resolve_model("demo"), ["pr_zoom"], limit=8, output=tmp_path / "out",

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT, crop_call, scripted
 
-from pr_eval.data import SAMPLES_DIR
-from pr_eval.runner import evaluate
+from pr_eval.data.load import SAMPLES_DIR
+from pr_eval.run.evaluate import evaluate
 
 pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
 
@@ -154,8 +154,8 @@ def test_duplicate_ids_and_an_unwritable_output_stop_the_run_before_any_engine_w
 
 def test_an_output_folder_that_becomes_unwritable_mid_run_ends_it_with_one_line_and_keeps_the_saved(
         engine, tiny_model, tmp_path, monkeypatch):
-    from pr_eval import store as store_module
-    from pr_eval.store import StoreError
+    from pr_eval.run import store as store_module
+    from pr_eval.run.store import StoreError
 
     real, calls = store_module.save_images, []
 
@@ -210,7 +210,9 @@ def test_pr_eval_command_runs(tmp_path, engine, tiny_model, monkeypatch, capsys)
     CI's `make regression`)."""
     from conftest import Borrowed
 
-    from pr_eval import cli, engines, quiet
+    from pr_eval.cli import run as cli
+    from pr_eval import engines
+    from pr_eval.run import quiet
 
     lent = Borrowed(engine)
     monkeypatch.setattr(engines, "build_engine", lent.build_engine)

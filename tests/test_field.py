@@ -16,12 +16,14 @@ from lmms_eval.tasks import TaskManager
 from PIL import Image
 from test_tasks import ScriptedModel
 
-from pr_eval import data, grounding
+from pr_eval.data import load as data
+from pr_eval.scoring import grounding
 from pr_eval.benchmarks.hrbench import write_samples
 from pr_eval.errors import DataError
-from pr_eval.metrics import mean_over_groups
-from pr_eval.runner import TASKS_DIR, collect
+from pr_eval.scoring.metrics import mean_over_groups
+from pr_eval.run.evaluate import TASKS_DIR, collect
 from pr_eval.trajectory import ImageInfo, ToolCall, Trajectory
+from pr_eval.cli import compare as cli_compare
 
 pytestmark = pytest.mark.engine  # starts an engine: not in make test-fast
 
@@ -154,7 +156,7 @@ def test_hrbench_reads_lmms_evals_parquet_copy_with_the_same_rows(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pr_eval import data
+    from pr_eval.data import load as data
 
     tsv_folder = tmp_path / "tsv"
     write_samples(tsv_folder, "4k", questions=2)
@@ -177,8 +179,8 @@ def test_hrbench_reads_lmms_evals_parquet_copy_with_the_same_rows(tmp_path):
 
 
 def test_an_8k_image_is_shown_within_the_protocols_bound():
-    from pr_eval import data
-    from pr_eval.imaging import fit_image
+    from pr_eval.data import load as data
+    from pr_eval.data.imaging import fit_image
     from pr_eval.protocol import PIXEL_REASONER
 
     _, samples = data.load_samples("hrbench8k", "samples")
@@ -189,7 +191,7 @@ def test_an_8k_image_is_shown_within_the_protocols_bound():
 
 
 def test_the_report_draws_the_targets_where_they_are_on_the_shown_image():
-    from pr_eval.report_pictures import target_overlay
+    from pr_eval.report.pictures import target_overlay
 
     traj = Trajectory("t", "s", "q", None, "p", "f", meta={"targets": [[100, 200, 300, 400]]},
                       images=[ImageInfo(kind="input", width=500, height=400, original_size=[1000, 800])])
@@ -204,8 +206,9 @@ def test_a_grouped_score_is_redone_from_the_records_everywhere(engine, tiny_mode
     group, so a submission validates, compare shows the run's 12.5, and an edited figure is refused."""
     from conftest import scripted
 
-    from pr_eval import gate, runner, submission
-    from pr_eval.sides import InputError, read_run
+    from pr_eval.compare import submission
+    from pr_eval.run import evaluate as runner
+    from pr_eval.compare.sides import InputError, read_run
 
     monkeypatch.setenv("PR_EVAL_DATA", "samples")
     _, samples = data.load_samples("hrbench4k", "samples", limit=6)
@@ -221,7 +224,7 @@ def test_a_grouped_score_is_redone_from_the_records_everywhere(engine, tiny_mode
     assert submission.validate(document) == [] and document["benchmarks"]["hrbench4k"]["score"] == pytest.approx(0.125)
     assert read_run(run.folder).benchmarks["hrbench4k"].groups
     capsys.readouterr()
-    assert gate.compare_main([str(run.folder), str(run.folder), "--json"]) == 0
+    assert cli_compare.compare([str(run.folder), str(run.folder), "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)["rows"]
     assert row["metric"] == "cycle_accuracy" and row["a"] == row["b"] == pytest.approx(0.125)
     assert row["interval"] == "paired bootstrap over groups"
@@ -252,7 +255,7 @@ def test_limit_reads_only_the_rows_it_runs(tmp_path, monkeypatch):
     """`--limit 2` on a TSV whose later rows are not even TSV: lmms-eval cuts documents only after
     the task has loaded them, so the task reads the first rows itself (issue 25: a 1M-row TSV
     took minutes and GBs with --limit 3). The data record says the run read 2 rows of a limit 2."""
-    from pr_eval import sources
+    from pr_eval.data import sources
 
     folder = tmp_path / "data" / "hrbench4k"
     write_samples(folder, "4k", questions=1)

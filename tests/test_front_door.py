@@ -69,7 +69,7 @@ def wait_for_samples(process: subprocess.Popen, output: Path, at_least: int) -> 
 
 
 def gone(processes: list[psutil.Process], within: float = 20.0) -> list[psutil.Process]:
-    """Those of `processes` still alive after `within` seconds (pr_eval.reaper gets 5 s of grace)."""
+    """Those of `processes` still alive after `within` seconds (pr_eval.engines.reaper gets 5 s of grace)."""
     deadline = time.monotonic() + within
     alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     while alive and time.monotonic() < deadline:
@@ -103,7 +103,7 @@ def baseline_answers() -> dict[int, str]:
 
 
 def answers(folder: Path) -> dict[int, str]:
-    from pr_eval.submission import prediction
+    from pr_eval.compare.submission import prediction
 
     records = [json.loads(x) for x in (folder / "samples_pr_zoom.jsonl").read_text().splitlines()]
     return {r["doc_id"]: prediction(r, "pr_zoom", "zoom")["answer"] for r in records}
@@ -167,7 +167,7 @@ def test_an_engine_process_that_dies_is_one_line_naming_it(tmp_path):
 # --- the pieces, without an engine ------------------------------------------------------------------
 
 def test_the_cause_is_read_from_the_log_and_the_oom_count(monkeypatch):
-    from pr_eval import runlog
+    from pr_eval.run import log as runlog
 
     cpu_refusal = ("ValueError: Available memory on node 0 (3.1/23.5 GiB) on startup is less than desired CPU "
                    "memory utilization (0.25, 5.9 GiB). On the CPU backend ...")
@@ -192,7 +192,7 @@ def test_the_cause_is_read_from_the_log_and_the_oom_count(monkeypatch):
     ["--model", "demo", "--resume", "auto", "--tasks", "zoom"],
 ])
 def test_the_resume_command_is_this_command_with_the_folder(argv):
-    from pr_eval.interrupts import resume_command
+    from pr_eval.run.interrupts import resume_command
 
     assert resume_command(argv, Path("runs/a b")) == "pr-eval --model demo --tasks zoom --resume 'runs/a b'"
 
@@ -200,7 +200,7 @@ def test_the_resume_command_is_this_command_with_the_folder(argv):
 def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, monkeypatch, capsys):
     """The data is loaded, then the engine started, then the run folder made: bad data (here a
     folder without the benchmark's files) ends the run in one line and leaves nothing behind."""
-    from pr_eval.cli import main
+    from pr_eval.cli.run import main
 
     for name in ("PR_EVAL_QUIET", "VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY", "TORCH_CPP_LOG_LEVEL",
                  "PYTHONWARNINGS", "PR_EVAL_LMMS_VERBOSITY", "PR_EVAL_DATA"):
@@ -215,7 +215,7 @@ def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, monkeypatch, capsys)
 
 # --- bad command lines: one line, exit 2, before anything heavy is imported ------------------------
 
-CHILD = ("import sys\nfrom pr_eval.cli import main\nstatus = main(sys.argv[1:])\n"
+CHILD = ("import sys\nfrom pr_eval.cli.run import main\nstatus = main(sys.argv[1:])\n"
          "heavy = [m for m in ('torch', 'vllm', 'lmms_eval', 'transformers', 'scipy') if m in sys.modules]\n"
          "if heavy:\n    print('imported', heavy, file=sys.stderr)\nsys.exit(status)\n")
 
@@ -254,10 +254,10 @@ def test_a_bad_command_line_is_one_line_before_any_heavy_import(argv, says):
 def test_resume_auto_finishes_this_commands_run_or_starts_one(tmp_path, capsys):
     """`make demo` runs with --resume auto: the unfinished run of the same command with the most
     saved samples (the others named), or a new run when there is none."""
-    from pr_eval import cli
+    from pr_eval.cli import run as cli
     from pr_eval.models import resolve_model
     from pr_eval.protocol import PIXEL_REASONER
-    from pr_eval.store import RunStore
+    from pr_eval.run.store import RunStore
     from test_store import _info, _trajectory
 
     argv = ["--model", "tiny", "--tasks", "vstar", "--data", "samples", "--output", str(tmp_path), "--resume", "auto"]
@@ -288,7 +288,8 @@ def test_an_engine_error_raised_while_an_interrupt_unwinds_is_still_the_interrup
     in CI: exit 1 'engine process died'. The run still ends as interrupted, with its one line."""
     from types import SimpleNamespace
 
-    from pr_eval import cli, runner
+    from pr_eval.cli import run as cli
+    from pr_eval.run import evaluate as runner
     from pr_eval.engines import EngineError
 
     for name in ("PR_EVAL_QUIET", "VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY", "TORCH_CPP_LOG_LEVEL",
@@ -325,7 +326,7 @@ def test_an_engine_error_raised_while_an_interrupt_unwinds_is_still_the_interrup
 def test_a_signal_the_run_was_started_ignoring_stays_ignored():
     """A background job (`cmd &` in a script, nohup) starts with SIGINT ignored: Python keeps it
     ignored, and so does pr-eval's handler for the run."""
-    from pr_eval.interrupts import stop_signals
+    from pr_eval.run.interrupts import stop_signals
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

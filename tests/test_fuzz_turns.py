@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr_eval import loop
+from pr_eval.loop import steps as loop
 from pr_eval.engines.base import GenerationResult
 from pr_eval.protocol import PIXEL_REASONER as P
-from pr_eval.store import journal_line, parse_journal, stored_answer
-from pr_eval.tools import CROP, SELECT_FRAMES
+from pr_eval.run.store import journal_line, parse_journal, stored_answer
+from pr_eval.loop.tools import CROP, SELECT_FRAMES
 from pr_eval.trajectory import Sample, Trajectory
 
 IMAGE = Image.new("RGB", (320, 240), (90, 140, 200))

@@ -18,11 +18,12 @@ from conftest import ROOT, crop_call, scripted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pr_eval import gate, sides
-from pr_eval.compare import compare_benchmark
-from pr_eval.gate import decide
-from pr_eval.sides import Benchmark
-from pr_eval.stats import bootstrap_means, mcnemar, percentile_ci
+from pr_eval.compare import gate, sides
+from pr_eval.compare.delta import compare_benchmark
+from pr_eval.compare.gate import decide
+from pr_eval.compare.sides import Benchmark
+from pr_eval.compare.stats import bootstrap_means, mcnemar, percentile_ci
+from pr_eval.cli import compare as cli_compare
 
 PAPER = ROOT / "results" / "paper_table1.json"
 TASKS = ["pr_vstar", "pr_tallyqa_complex"]
@@ -52,7 +53,7 @@ def test_bootstrap_is_seeded():
     assert not np.array_equal(bootstrap_means(values, 500, seed=7), bootstrap_means(values, 500, seed=8))
 
 
-@settings(deadline=None)  # the first example imports scipy.stats (pr_eval.stats imports it on first use)
+@settings(deadline=None)  # the first example imports scipy.stats (pr_eval.compare.stats imports it on first use)
 @given(st.integers(0, 60), st.integers(0, 60))
 def test_mcnemar_is_symmetric_and_one_sided_is_the_smaller_tail(a_only, b_only):
     assert mcnemar(a_only, b_only) == pytest.approx(mcnemar(b_only, a_only))
@@ -171,7 +172,7 @@ def test_paper_reference_file():
 # --- Real runs -----------------------------------------------------------------------------------------
 
 def answer_key(benchmark: str, limit: int) -> dict[str, str]:
-    from pr_eval.data import load_samples
+    from pr_eval.data.load import load_samples
 
     return {s.sample_id: str(s.answer) for s in load_samples(benchmark, "samples", limit=limit)[1]}
 
@@ -179,7 +180,7 @@ def answer_key(benchmark: str, limit: int) -> dict[str, str]:
 def make_run(engine, tiny_model, output: Path, limit: int = LIMIT):
     """A real run of the scripted model on V* and TallyQA (PR_EVAL_DATA=samples): every answer
     right, every third question after a crop."""
-    from pr_eval.runner import evaluate
+    from pr_eval.run.evaluate import evaluate
 
     turns = {}
     key = {**answer_key("vstar", limit), **answer_key("tallyqa", limit)}
@@ -253,7 +254,7 @@ def test_the_runs_are_real_and_right(runs):
 
 def test_check_passes_two_runs_of_the_same_model(runs, capsys):
     first, second, _ = runs
-    assert gate.check_main([str(second), "--baseline", str(first), "--max-drop", "1"]) == 0
+    assert cli_compare.check([str(second), "--baseline", str(first), "--max-drop", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^vstar\s+within tolerance\s+letter_accuracy 100.0 vs baseline 100.0", out, re.MULTILINE)
     assert re.search(r"^tallyqa\s+within tolerance", out, re.MULTILINE)
@@ -263,14 +264,14 @@ def test_check_passes_two_runs_of_the_same_model(runs, capsys):
 def test_check_fails_on_injected_wrong_answers_beyond_tolerance(runs, capsys):
     first, second, base = runs
     inject_wrong(second, base / "broken", "pr_vstar", 6)  # 100 -> 25: drop 75 points, p = 0.5**6
-    assert gate.check_main([str(base / "broken"), "--baseline", str(first), "--max-drop", "10"]) == 1
+    assert cli_compare.check([str(base / "broken"), "--baseline", str(first), "--max-drop", "10"]) == 1
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("vstar"))
     assert "REGRESSION" in line and "drop 75.0 > 10 points" in line and "McNemar p=0.0156" in line
     assert re.search(r"^tallyqa\s+within tolerance", out, re.MULTILINE)
     assert out.splitlines()[-1].startswith("FAILED: 1 regression (vstar)")
     # against the paper's number too (25.0 on 8 questions vs 84.3)
-    assert gate.check_main([str(base / "broken"), "--baseline", str(PAPER), "--max-drop", "10"]) == 1
+    assert cli_compare.check([str(base / "broken"), "--baseline", str(PAPER), "--max-drop", "10"]) == 1
     out = capsys.readouterr().out
     assert re.search(r"^vstar\s+REGRESSION\s+accuracy 25.0 vs baseline 84.3.*binomial", out, re.MULTILINE)
     assert re.search(r"^mvbench\s+not in run", out, re.MULTILINE)  # reported, not skipped
@@ -279,10 +280,10 @@ def test_check_fails_on_injected_wrong_answers_beyond_tolerance(runs, capsys):
 def test_small_or_insignificant_drops_pass(runs, capsys):
     first, second, base = runs
     inject_wrong(second, base / "one", "pr_tallyqa_complex", 1)  # 12.5 points
-    assert gate.check_main([str(base / "one"), "--baseline", str(first), "--max-drop", "15"]) == 0
+    assert cli_compare.check([str(base / "one"), "--baseline", str(first), "--max-drop", "15"]) == 0
     assert re.search(r"^tallyqa\s+within tolerance.*drop 12.5 <= 15 points", capsys.readouterr().out, re.MULTILINE)
     inject_wrong(second, base / "two", "pr_tallyqa_complex", 2)  # 25 points, one-sided p = 0.25
-    assert gate.check_main([str(base / "two"), "--baseline", str(first), "--max-drop", "5"]) == 0
+    assert cli_compare.check([str(base / "two"), "--baseline", str(first), "--max-drop", "5"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tallyqa"))
     assert "not significant" in line and "p=0.25 >= 0.05" in line
 
@@ -291,7 +292,7 @@ def test_compare_prints_paired_intervals(runs, capsys):
     first, second, base = runs
     if not (base / "broken").exists():
         inject_wrong(second, base / "broken", "pr_vstar", 6)
-    assert gate.compare_main([str(first), str(base / "broken")]) == 0
+    assert cli_compare.compare([str(first), str(base / "broken")]) == 0
     out = capsys.readouterr().out
     rows = {}
     for line in out.splitlines():
@@ -307,7 +308,7 @@ def test_compare_prints_paired_intervals(runs, capsys):
     assert rows["tallyqa"][5:8] == ("+0.0", "+0.0", "+0.0") and rows["tallyqa"][10].strip() == "n.s."
     assert "95% CI" in out and "McNemar" in out
     # the same, for machines
-    assert gate.compare_main([str(first), str(base / "broken"), "--json"]) == 0
+    assert cli_compare.compare([str(first), str(base / "broken"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     vstar = next(r for r in data["rows"] if r["benchmark"] == "vstar")
     assert vstar["delta"] == pytest.approx(-0.75) and vstar["ci"][0] <= -0.75 <= vstar["ci"][1]
@@ -316,7 +317,7 @@ def test_compare_prints_paired_intervals(runs, capsys):
 
 def test_compare_with_the_paper_reports_every_benchmark(runs, capsys):
     first, _, _ = runs
-    assert gate.compare_main([str(first), str(PAPER), "--json"]) == 0
+    assert cli_compare.compare([str(first), str(PAPER), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     statuses = {r["benchmark"]: r["status"] for r in data["rows"]}
     assert statuses == {"vstar": "compared", "tallyqa": "compared", "mvbench": "only in B", "infovqa": "only in B"}
@@ -332,12 +333,12 @@ def test_protocol_mismatch_is_refused_unless_allowed(runs, capsys):
     summary = json.loads((other / "results.json").read_text())
     summary["pr_eval"]["protocol"].update(name="no-tool", fingerprint="0123456789abcdef")
     (other / "results.json").write_text(json.dumps(summary))
-    assert gate.check_main([str(other), "--baseline", str(first), "--max-drop", "1"]) == 2
+    assert cli_compare.check([str(other), "--baseline", str(first), "--max-drop", "1"]) == 2
     refusal = capsys.readouterr().err
     assert "the protocols differ: the baseline ran pixel-reasoner-v3" in refusal and ", the run ran no-tool" in refusal
-    assert gate.check_main([str(other), "--baseline", str(first), "--max-drop", "1", "--allow-protocol-mismatch"]) == 0
+    assert cli_compare.check([str(other), "--baseline", str(first), "--max-drop", "1", "--allow-protocol-mismatch"]) == 0
     assert "WARNING: the protocols differ" in capsys.readouterr().err
-    assert gate.compare_main([str(first), str(other)]) == 0
+    assert cli_compare.compare([str(first), str(other)]) == 0
     assert "WARNING: the protocols differ" in capsys.readouterr().err
 
 
@@ -360,18 +361,18 @@ def test_bad_inputs_exit_2_with_a_clear_message(runs, capsys, damage, message):
         (bad / "samples_pr_vstar.jsonl").unlink()
     elif damage == "unfinished":
         (bad / "results.json").rename(bad / "run.json")
-    assert gate.check_main([str(bad), "--baseline", str(first), "--max-drop", "1"]) == 2
+    assert cli_compare.check([str(bad), "--baseline", str(first), "--max-drop", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pr-eval check: error: ") and message in err, err
 
 
 def test_bad_command_lines_exit_2(runs, capsys):
     first, _, _ = runs
-    assert gate.check_main([str(first), "--max-drop", "1"]) == 2  # no --baseline
-    assert gate.check_main([str(first), "--baseline", str(first), "--max-drop", "-1"]) == 2
-    assert gate.check_main([str(PAPER), "--baseline", str(first), "--max-drop", "1"]) == 2
+    assert cli_compare.check([str(first), "--max-drop", "1"]) == 2  # no --baseline
+    assert cli_compare.check([str(first), "--baseline", str(first), "--max-drop", "-1"]) == 2
+    assert cli_compare.check([str(PAPER), "--baseline", str(first), "--max-drop", "1"]) == 2
     assert "RUN must be a run folder" in capsys.readouterr().err
-    assert gate.compare_main([str(first), str(first), "--metric", "nope"]) == 2
+    assert cli_compare.compare([str(first), str(first), "--metric", "nope"]) == 2
     assert "no metric 'nope'; choose --metric from" in capsys.readouterr().err
 
 

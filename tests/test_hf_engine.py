@@ -13,7 +13,7 @@ import pytest
 from conftest import PARITY_ANSWER, PARITY_FRAMES, PARITY_IMAGE, PARITY_SCRIPTS, parity_samples, scripted
 
 from pr_eval.engines.base import EngineError, GenerationRequest
-from pr_eval.loop import request, run_samples, start
+from pr_eval.loop.steps import request, run_samples, start
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import ANSWERED, Sample
 

@@ -1,4 +1,4 @@
-"""The optional LLM judge (pr_eval.judge) against a scripted local OpenAI-compatible server (its
+"""The optional LLM judge (pr_eval.judge.client) against a scripted local OpenAI-compatible server (its
 answer chosen by a marker in the question, see `ScriptedJudge`), and its report section."""
 
 from __future__ import annotations
@@ -16,22 +16,15 @@ from conftest import JsonHandler, chat_completion, start_server, stop_server
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pr_eval import judge as judge_module
-from pr_eval.judge import (
-    Judge,
-    JudgeItem,
-    Judgement,
-    JudgementJournal,
-    JudgeSettings,
-    item_of,
-    parse_verdict,
-)
-from pr_eval.judge_run import summarize
+from pr_eval.judge import client as judge_module
+from pr_eval.judge.client import (Judge, JudgeItem, Judgement, JudgementJournal, JudgeSettings, item_of,
+                                  parse_verdict)
+from pr_eval.judge.run import summarize
 from pr_eval.protocol import fingerprint_of
-from pr_eval.report import render
-from pr_eval.report_judge import judge_section, view_section
-from pr_eval.report_view import RunView, SampleView
-from pr_eval.runs import Run
+from pr_eval.report.page import render
+from pr_eval.report.judge import judge_section, view_section
+from pr_eval.report.view import RunView, SampleView
+from pr_eval.run.folder import Run
 from pr_eval.trajectory import Trajectory
 
 SLOW_S = 1.5
@@ -219,7 +212,7 @@ def test_a_lost_sample_is_not_judged(server, make_judge):
 
 
 def test_the_judge_is_checked_before_any_sample(server):
-    from pr_eval.judge import check_judge
+    from pr_eval.judge.client import check_judge
 
     ok = JudgeSettings(base_url=server.url, model="judge-model", timeout_s=2, retries=0)
     check_judge(ok)
@@ -233,7 +226,7 @@ def test_the_judge_is_checked_before_any_sample(server):
 
 @pytest.mark.server
 def test_the_cli_refuses_an_unusable_judge_in_one_line(capsys):
-    from pr_eval.cli import main
+    from pr_eval.cli.run import main
 
     closed = start_server(ScriptedJudge, bodies=[], seen={}, in_flight=0, peak=0, delay=0.0)
     stop_server(closed)

@@ -12,11 +12,12 @@ import re
 import pytest
 from conftest import JsonHandler, chat_completion, scripted, start_server, stop_server
 
-from pr_eval import runner, tables
+from pr_eval.run import evaluate as runner
+from pr_eval.report import tables
 from pr_eval.families import get_protocol
 from pr_eval.families.deepeyes_judge import JUDGE_SYSTEM
-from pr_eval.judge import JudgeSettings
-from pr_eval.judge_run import JUDGEMENTS_FILE
+from pr_eval.judge.client import JudgeSettings
+from pr_eval.judge.run import JUDGEMENTS_FILE
 
 # V*'s bundled samples: golds C, A, D (yellow), C. DeepEyes' rule decides a bare letter; "(A)" and a
 # colour name go to its judge.
@@ -125,7 +126,7 @@ def test_sampled_figures_take_the_rule_then_the_judge_and_leave_out_the_undecide
     else its judgement); an undecided rollout nobody judged counts neither way."""
     from pathlib import Path
 
-    from pr_eval.runs import Run
+    from pr_eval.run.folder import Run
 
     undecided = {"metrics": {"accuracy": None}, "undecided": True, "answer": "A"}
     records = [{"doc_id": 0, "rollout": 0, **undecided, "judge": {"verdict": 1.0}},
@@ -140,9 +141,9 @@ def test_sampled_figures_take_the_rule_then_the_judge_and_leave_out_the_undecide
 def test_a_peer_run_submits_validates_and_compares(runs):
     """Undecided predictions carry no accuracy; the figures agree with the run's; compare pairs the
     decided questions."""
-    from pr_eval import submission
-    from pr_eval.compare import compare_sides
-    from pr_eval.sides import read_run
+    from pr_eval.compare import submission
+    from pr_eval.compare.delta import compare_sides
+    from pr_eval.compare.sides import read_run
 
     document = submission.build(runs["plain"].folder)
     assert submission.validate(document) == [] and submission.against_run(document, runs["plain"].folder) == []

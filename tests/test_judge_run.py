@@ -10,11 +10,11 @@ import re
 import pytest
 from conftest import JsonHandler, chat_completion, start_server, stop_server
 
-from pr_eval import runner
-from pr_eval.judge import JudgeSettings
-from pr_eval.judge_run import JUDGEMENTS_FILE
+from pr_eval.run import evaluate as runner
+from pr_eval.judge.client import JudgeSettings
+from pr_eval.judge.run import JUDGEMENTS_FILE
 from pr_eval.models import resolve_model
-from pr_eval.store import RESULTS_FILE
+from pr_eval.run.store import RESULTS_FILE
 
 LIMIT = 6
 

@@ -22,11 +22,11 @@ from conftest import load_script, noise_image
 from PIL import Image
 
 from pr_eval.errors import DataError
-from pr_eval.imaging import load_image
-from pr_eval.loop import start
+from pr_eval.data.imaging import load_image
+from pr_eval.loop.steps import start
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import DATA_ERROR, Sample
-from pr_eval.video import read_frames
+from pr_eval.data.video import read_frames
 
 IMAGES = int(os.environ.get("PR_EVAL_LOADER_FUZZ", "2000"))
 VIDEOS = int(os.environ.get("PR_EVAL_VIDEO_FUZZ", "60"))

@@ -11,16 +11,9 @@ from conftest import crop_call, noise_image, scripted
 from PIL import Image
 
 from pr_eval.errors import DataError
-from pr_eval.loop import run_samples
+from pr_eval.loop.steps import run_samples
 from pr_eval.protocol import PIXEL_REASONER as P
-from pr_eval.trajectory import (
-    ANSWERED,
-    DATA_ERROR,
-    ENGINE_ERROR,
-    MAX_TOOL_CALLS,
-    Sample,
-    message_text,
-)
+from pr_eval.trajectory import ANSWERED, DATA_ERROR, ENGINE_ERROR, MAX_TOOL_CALLS, Sample, message_text
 
 ENGINE_FIXTURES = ("run",)  # gets the session engine with request.getfixturevalue (conftest's tiers)
 ANSWER = "I can see it now. \\boxed{B}"

@@ -10,20 +10,9 @@ import yaml
 from lmms_eval.api.metrics import aggregate_subtask_metrics
 
 from pr_eval.benchmarks import BENCHMARKS
-from pr_eval.metrics import (
-    mean_of_subset,
-    pool,
-    sample_metrics,
-    subset_value,
-    trajectory_from_response,
-)
-from pr_eval.trajectory import (
-    DATA_ERROR,
-    ENGINE_ERROR,
-    MAX_TOOL_CALLS,
-    ToolCall,
-    Trajectory,
-)
+from pr_eval.scoring.metrics import (mean_of_subset, pool, sample_metrics, subset_value,
+                                     trajectory_from_response)
+from pr_eval.trajectory import DATA_ERROR, ENGINE_ERROR, MAX_TOOL_CALLS, ToolCall, Trajectory
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 TOOL_FIGURES = {"rapr", "tool_calls", "tool_errors", "error_rate", "accuracy_with_tools", "accuracy_without_tools",

@@ -20,7 +20,7 @@ from PIL import Image
 from pr_eval import benchmarks
 from pr_eval.benchmarks import mmerw
 from pr_eval.benchmarks.common import option_letter, render_options
-from pr_eval.data import DataError, load_samples, read_rows, resolve
+from pr_eval.data.load import DataError, load_samples, read_rows, resolve
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FIVE = ["(A) red", "(B) green", "(C) blue", "(D) yellow", "(E) purple"]

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import load_script
 
-from pr_eval import data, official
+from pr_eval.data import load as data, official
 from pr_eval.benchmarks import common
-from pr_eval.data import DataError, load_samples, read_rows, resolve
+from pr_eval.data.load import DataError, load_samples, read_rows, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -405,7 +405,7 @@ def test_tallyqa_images_under_an_images_folder_and_bad_rows(copy, cache):
 def test_official_documents_are_plain_columns(benchmark, releases, mvbench_branch, cache, monkeypatch):
     import datasets
 
-    from pr_eval.lmms_task import _doc
+    from pr_eval.lmms.task import _doc
 
     where = mvbench_branch if benchmark == "mvbench" else releases
     source = resolve(benchmark, f"official:{where}", cache_dir=cache)

@@ -42,7 +42,7 @@ from pr_eval.engines.base import EngineError, GenerationRequest
 from pr_eval.engines.media import SharedFolder
 from pr_eval.engines.openai import OpenAIEngine, to_openai_messages
 from pr_eval.engines.vllm import default_engine_args
-from pr_eval.loop import run_samples
+from pr_eval.loop.steps import run_samples
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.protocol import Decoding
 from pr_eval.trajectory import ANSWERED, ENGINE_ERROR, Sample
@@ -568,7 +568,7 @@ def test_a_media_dir_that_is_missing_or_not_for_vllm_is_refused(stub, tmp_path):
 def test_lmms_eval_model_args_reach_the_openai_engine(stub, tmp_path):
     """`--model_args engine=openai,base_url=A|B,routing=...,media_dir=...,retries=...` (strings, as
     lmms-eval passes them) build the engine `pr-eval --engine openai` would."""
-    from pr_eval.model_adapters.pixel_reasoner import PixelReasoner
+    from pr_eval.lmms.adapter import PixelReasoner
 
     (a, _), (b, _) = stub(lambda kind, n: 200), stub(lambda kind, n: 200)
     model = PixelReasoner(pretrained="stub", engine="openai", base_url=f"{a}|{b}", routing="round-robin",
@@ -676,7 +676,7 @@ class CountingServer(JsonHandler):
         self.send_json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
 
     def do_POST(self):
-        from pr_eval.imaging import reference_size
+        from pr_eval.data.imaging import reference_size
         from pr_eval.protocol import PixelBounds
 
         body = self.read_json()
@@ -769,7 +769,7 @@ def test_a_server_that_rejects_the_fields_is_refused_and_the_check_can_be_skippe
 
 
 def test_the_cli_refuses_such_a_server_before_any_question(counting, tmp_path, capsys):
-    from pr_eval.cli import main
+    from pr_eval.cli.run import main
 
     url, httpd = counting(honours=False)
     code = main(["--model", "stub", "--engine", "openai", "--base-url", url, "--tasks", "vstar", "--data", "samples",
@@ -793,7 +793,7 @@ def test_a_plain_vllm_serve_is_refused_without_the_per_request_bounds(server):
 def test_a_plain_vllm_serve_gives_the_offline_prompt_token_counts_sample_by_sample(served, engine):
     """Bundled zoom and V* samples, a crop each, through the plain server and the offline engine:
     the same prompt token counts, turn by turn (images, crops and the protocol's bounds)."""
-    from pr_eval.data import load_samples
+    from pr_eval.data.load import load_samples
 
     check = served.media_route["check"][served.base_urls[0]]
     counts, at = check["prompt_tokens"], check["at_bounds"]
@@ -836,7 +836,7 @@ class Trickle(JsonHandler):
 def test_a_server_that_trickles_its_reply_is_timed_out_by_the_whole_request():
     """--request-timeout 1 --retries 0 against a reply that arrives a byte every 0.2 s: each read is
     quick, the whole is not; the request is lost in about a second, not in the ~20 s it would take."""
-    from pr_eval.judge import Judge, JudgeItem, JudgeSettings
+    from pr_eval.judge.client import Judge, JudgeItem, JudgeSettings
 
     httpd = start_server(Trickle)
     try:

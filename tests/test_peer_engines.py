@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from conftest import JsonHandler, chat_completion, noise_image, scripted, start_server, stop_server
 
-from pr_eval import metrics
+from pr_eval.scoring import metrics
 from pr_eval.engines.openai import OpenAIEngine
 from pr_eval.families import family_of, get_protocol
-from pr_eval.loop import run_samples
+from pr_eval.loop.steps import run_samples
 from pr_eval.trajectory import ANSWERED, TOOL_ERROR, Sample
 
 ENGINE_FIXTURES = ("offline",)  # gets the session engine with request.getfixturevalue (conftest's tiers)
@@ -138,9 +138,9 @@ def test_the_served_route_sends_each_protocols_own_decoding(name):
     ("pixel-reasoner-v3", "It is blue.", None),  # no box, tag or label: pr-eval's extraction finds none
 ])
 def test_ask_prints_the_answer_the_familys_rule_reads(name, turn, answer):
-    from pr_eval.ask import end_lines
+    from pr_eval.cli.ask import end_lines
     from pr_eval.engines.base import GenerationResult
-    from pr_eval.loop import start, step
+    from pr_eval.loop.steps import start, step
 
     protocol = get_protocol(name)
     traj = start(samples({"q": None})[0], protocol)

@@ -11,8 +11,8 @@ import re
 import pytest
 from report_folder import SUBTASKS, write_run
 
-from pr_eval import charts, report, tables
-from pr_eval.runs import load_run
+from pr_eval.report import charts, page as report, tables
+from pr_eval.run.folder import load_run
 
 
 def test_every_printed_line_fits_100_columns(tmp_path):

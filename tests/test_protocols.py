@@ -8,16 +8,9 @@ import pytest
 from PIL import Image
 
 from pr_eval.engines.base import GenerationResult
-from pr_eval.loop import start, step
+from pr_eval.loop.steps import start, step
 from pr_eval.families import get_protocol
-from pr_eval.protocol import (
-    BLIND_TOOL,
-    BLIND_TOOL_BLANK,
-    NO_TOOL,
-    PIXEL_REASONER,
-    PROTOCOLS,
-    with_overrides,
-)
+from pr_eval.protocol import BLIND_TOOL, BLIND_TOOL_BLANK, NO_TOOL, PIXEL_REASONER, PROTOCOLS, with_overrides
 from pr_eval.trajectory import ANSWERED, MAX_TOOL_CALLS, Sample
 
 CROP = ('Zoom.\n<tool_call>\n{"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.2, 0.3, 0.6, 0.7], '

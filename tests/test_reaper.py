@@ -1,4 +1,4 @@
-"""pr_eval.reaper: what a run started dies with it, even when the run is SIGKILLed (the vLLM
+"""pr_eval.engines.reaper: what a run started dies with it, even when the run is SIGKILLed (the vLLM
 version of this, with a real engine, is in test_resume.py)."""
 
 from __future__ import annotations

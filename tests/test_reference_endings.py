@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from conftest import crop_call, scripted
 
-from pr_eval.data import SAMPLES_DIR
-from pr_eval.runner import evaluate
+from pr_eval.data.load import SAMPLES_DIR
+from pr_eval.run.evaluate import evaluate
 
 CROP = crop_call([0.25, 0.25, 0.75, 0.75])
 

@@ -8,11 +8,12 @@ import pytest
 import yaml
 from lmms_eval.tasks import TaskManager
 
-from pr_eval import benchmarks, cli
+from pr_eval import benchmarks
+from pr_eval.cli import run as cli
 from pr_eval.benchmarks import BENCHMARKS
-from pr_eval.data import SAMPLES_DIR
-from pr_eval.lmms_task import PixelReasonerTask
-from pr_eval.metrics import GROUNDING, TOOL_STATS
+from pr_eval.data.load import SAMPLES_DIR
+from pr_eval.lmms.task import PixelReasonerTask
+from pr_eval.scoring.metrics import GROUNDING, TOOL_STATS
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
 
@@ -45,7 +46,7 @@ def test_each_benchmark_has_its_thin_task_yaml(name):
     for task in tasks:
         config = yamls[task]
         assert config["include"] == "../_default_template_yaml"
-        assert config["class"] == "!function pr_eval.lmms_task.PixelReasonerTask"
+        assert config["class"] == "!function pr_eval.lmms.task.PixelReasonerTask"
         assert config["metadata"]["benchmark"] == name
         assert config["dataset_path"] == (bench.hub_id or (bench.release.hub_id if bench.release else None)
                                           or f"pr_eval.benchmarks.{name}")

@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr_eval import report, report_pictures
-from pr_eval.data import SAMPLES_DIR
-from pr_eval.runner import evaluate
+from pr_eval.report import page as report, pictures as report_pictures
+from pr_eval.data.load import SAMPLES_DIR
+from pr_eval.run.evaluate import evaluate
+from pr_eval.cli import report as cli_report
 
 INJECTION = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -245,15 +246,15 @@ def test_viewer_is_capped_per_task_and_says_so(run_folder, tmp_path):
 
 def test_command_line(run_folder, tmp_path, capsys):
     out = tmp_path / "r.html"
-    assert report.main([str(run_folder), "--output", str(out), "--max-samples", "1"]) == 0
+    assert cli_report.main([str(run_folder), "--output", str(out), "--max-samples", "1"]) == 0
     assert out.is_file() and capsys.readouterr().out.strip() == str(out)
-    assert report.main([str(tmp_path / "nothing")]) == 2
+    assert cli_report.main([str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert "pr-eval report: error:" in err and "is not a run folder" in err and "results/<model>" in err
-    assert report.main([str(run_folder), "--max-samples", "0"]) == 2
+    assert cli_report.main([str(run_folder), "--max-samples", "0"]) == 2
     assert "--max-samples must be a positive number" in capsys.readouterr().err
     (tmp_path / "a-file").write_text("")
-    assert report.main([str(run_folder), "--output", str(tmp_path / "a-file" / "r.html")]) == 1
+    assert cli_report.main([str(run_folder), "--output", str(tmp_path / "a-file" / "r.html")]) == 1
     assert "cannot write the report" in capsys.readouterr().err
 
 

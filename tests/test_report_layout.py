@@ -13,7 +13,7 @@ import pytest
 from report_folder import Page, write_run
 from test_printed_tables import DEMO_CASES
 
-from pr_eval import report
+from pr_eval.report import page as report
 
 
 def test_scores_come_first_and_the_data_source_is_one_row(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from report_folder import INJECTED, needs_chromium, probed, write_run
 
-from pr_eval import report
+from pr_eval.report import page as report
 
 pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
 

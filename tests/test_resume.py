@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT
 
 from pr_eval.protocol import PIXEL_REASONER
-from pr_eval.store import JOURNAL_FILE, RESULTS_FILE, RUN_FILE
+from pr_eval.run.store import JOURNAL_FILE, RESULTS_FILE, RUN_FILE
 
 pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
 
@@ -117,7 +117,7 @@ def runs(tmp_path_factory, engine):
     from resume_child import LIMIT, forced_turns
 
     from pr_eval.models import resolve_model
-    from pr_eval.runner import evaluate
+    from pr_eval.run.evaluate import evaluate
 
     base = tmp_path_factory.mktemp("resume")
     logs = base / "logs"
@@ -251,10 +251,10 @@ def test_killed_three_times_and_resumed_equals_an_uninterrupted_run(runs):
 def run_cli(monkeypatch, capsys):
     """`pr-eval ARGS` in this process (no engine is started: the runs below need none or are
     refused first): (exit status, stdout, stderr)."""
-    from pr_eval.cli import main
+    from pr_eval.cli.run import main
 
     monkeypatch.setenv("PR_EVAL_DATA", "samples")
-    from pr_eval.quiet import ENVIRONMENT
+    from pr_eval.run.quiet import ENVIRONMENT
 
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)  # main() sets them: restored afterwards
@@ -318,7 +318,7 @@ def test_a_bare_resume_without_an_unfinished_run_is_a_clear_error(run_cli, tmp_p
 
 
 def test_ctrl_c_says_where_the_samples_are_and_how_to_finish(runs, run_cli, monkeypatch):
-    from pr_eval.model_adapters.pixel_reasoner import PixelReasoner
+    from pr_eval.lmms.adapter import PixelReasoner
 
     def interrupted(self, requests):
         raise KeyboardInterrupt

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pr_eval.safe_eval import Refused, safe_eval
+from pr_eval.loop.safe_eval import Refused, safe_eval
 
 ATOMS = st.one_of(
     st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=False, width=32).map(repr),

@@ -19,10 +19,13 @@ from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pr_eval import cli, metrics, sampling
+from pr_eval.cli import run as cli
+from pr_eval.scoring import metrics
+from pr_eval.loop import sampling
 from pr_eval.protocol import PIXEL_REASONER, PROTOCOLS, SAMPLED, with_overrides
-from pr_eval.sides import InputError, index_samples
-from pr_eval.store import JOURNAL_FILE, RESULTS_FILE
+from pr_eval.compare.sides import InputError, index_samples
+from pr_eval.run.store import JOURNAL_FILE, RESULTS_FILE
+from pr_eval.cli import compare as cli_compare
 
 # --- pass@k -----------------------------------------------------------------------------------------
 
@@ -188,7 +191,7 @@ def records(folder: Path) -> list[dict]:
 
 
 def evaluate(demo_engine, output: Path, **options):
-    from pr_eval import runner
+    from pr_eval.run import evaluate as runner
     from pr_eval.models import resolve_model
 
     protocol = with_overrides(SAMPLED, samples_per_question=K)
@@ -239,9 +242,8 @@ def test_rerunning_gives_identical_rollouts_whatever_the_batching(sampled_run, d
 
 
 def test_compare_pairs_sampled_runs_by_question(sampled_run, capsys):
-    from pr_eval import gate
 
-    status = gate.compare_main([str(sampled_run.folder), str(sampled_run.folder), "--json"])
+    status = cli_compare.compare([str(sampled_run.folder), str(sampled_run.folder), "--json"])
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert status == 0 and rows[0]["n"] == QUESTIONS and rows[0]["delta"] == 0.0
 
@@ -252,7 +254,6 @@ def test_a_sampled_run_cut_to_its_lucky_rollouts_or_reseeded_is_refused(sampled_
     compare and check, naming the questions."""
     import shutil
 
-    from pr_eval import gate
 
     rows = records(sampled_run.folder)
     for name, edit in (("cut", lambda rs: [r for r in rs if r["metrics"]["accuracy"] == 1.0]),
@@ -262,7 +263,7 @@ def test_a_sampled_run_cut_to_its_lucky_rollouts_or_reseeded_is_refused(sampled_
         edited = edit([dict(r) for r in rows])
         assert edited != rows
         (folder / "samples_pr_zoom.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
-        status = gate.compare_main([str(sampled_run.folder), str(folder)])
+        status = cli_compare.compare([str(sampled_run.folder), str(folder)])
         err = capsys.readouterr().err
         assert status == 2, err
         if name == "cut":

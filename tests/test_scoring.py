@@ -1,4 +1,4 @@
-"""Tests for pr_eval.scoring and pr_eval.answers: the reference's verdicts, the benchmark metrics, and never raising."""
+"""Tests for pr_eval.scoring.rules and pr_eval.scoring.answers: the reference's verdicts, the benchmark metrics, and never raising."""
 
 import threading
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pr_eval.answers import anls, count_accuracy, extract_answer, letter_accuracy, parse_options
-from pr_eval.scoring import reference_accuracy
+from pr_eval.scoring.answers import anls, count_accuracy, extract_answer, letter_accuracy, parse_options
+from pr_eval.scoring.rules import reference_accuracy
 
 pytestmark = pytest.mark.smoke  # part of the drift alarm (scripts/fresh_check.py)
 

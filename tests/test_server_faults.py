@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, JsonHandler, start_server, stop_server
 
-from pr_eval.data import SAMPLES_DIR
+from pr_eval.data.load import SAMPLES_DIR
 
 pytestmark = pytest.mark.server  # starts a server, a subprocess or a browser: not in make test-fast
 

@@ -1,4 +1,4 @@
-"""The simulated GPU engine of benchmarks/simulated.py: its cost model, its prefix and KV caches,
+"""The simulated GPU engine of perf/simulated.py: its cost model, its prefix and KV caches,
 and that it drives the real loop to the same trajectories under all three schedules (no vLLM)."""
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from pr_eval import loop
+from pr_eval.loop import steps as loop
 from pr_eval.engines.base import GenerationRequest
 from pr_eval.protocol import PIXEL_REASONER, Decoding
-from pr_eval.tools import crop_call
+from pr_eval.loop.tools import crop_call
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = 1e4  # simulated seconds per wall second: the tests barely sleep
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("simulated_benchmark", ROOT / "benchmarks" / "simulated.py")
+    spec = importlib.util.spec_from_file_location("simulated_benchmark", ROOT / "perf" / "simulated.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

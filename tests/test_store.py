@@ -16,20 +16,10 @@ from conftest import ROOT, noise_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pr_eval.faults import parse_fault
-from pr_eval.runs import Run, RunError, load_run
-from pr_eval.store import (
-    JOURNAL_FILE,
-    RUN_FILE,
-    SCHEMA,
-    ResumeRefused,
-    RunStore,
-    StoreError,
-    find_unfinished,
-    journal_line,
-    parse_journal,
-    resume_mismatches,
-)
+from pr_eval.run.faults import parse_fault
+from pr_eval.run.folder import Run, RunError, load_run
+from pr_eval.run.store import (JOURNAL_FILE, RUN_FILE, SCHEMA, ResumeRefused, RunStore, StoreError,
+                               find_unfinished, journal_line, parse_journal, resume_mismatches)
 from pr_eval.trajectory import ImageInfo, Trajectory
 
 
@@ -218,7 +208,7 @@ def test_one_run_folder_has_one_writer(tmp_path):
 def test_kill_mid_write_hook_leaves_half_a_line_that_the_next_open_drops(tmp_path):
     """The test hook itself: a real SIGKILL in the middle of the 2nd line of a child process."""
     code = ("import sys; sys.path.insert(0, 'tests'); from test_store import _info, _trajectory; "
-            "from pr_eval.store import RunStore; s = RunStore.create(sys.argv[1], _info()); "
+            "from pr_eval.run.store import RunStore; s = RunStore.create(sys.argv[1], _info()); "
             "[s.append(_trajectory(i)) for i in range(3)]")
     env = dict(os.environ, PR_EVAL_FAULT="kill-mid-write:2")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], cwd=ROOT,
@@ -300,8 +290,8 @@ def test_find_unfinished_puts_the_most_saved_matching_run_first(tmp_path):
 
 def test_a_failing_report_only_warns(tmp_path, monkeypatch, caplog):
     """The run's files are written before the report: a report bug must not turn it into a failure."""
-    from pr_eval import report
-    from pr_eval.runner import write_report_safely
+    from pr_eval.report import page as report
+    from pr_eval.run.evaluate import write_report_safely
 
     def broken(folder):
         raise ValueError("bad template")
@@ -317,7 +307,7 @@ def test_run_folders_started_in_the_same_second_get_their_own_names(tmp_path):
     import datetime as dt
 
     from pr_eval.protocol import PIXEL_REASONER
-    from pr_eval.runner import create_run_store
+    from pr_eval.run.evaluate import create_run_store
 
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     with create_run_store(tmp_path, "org/My Model", PIXEL_REASONER, when, _info()) as first:

@@ -1,5 +1,6 @@
 """The shape of the house: no import circle among pr_eval's modules (imports inside functions
-included), and no module past the size a reader can hold."""
+included), no module past the size a reader can hold, a package root that stays a hallway (the
+rooms are its subpackages, one per step of the flow), and each room's public face."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where each installed package's source lives (pyproject's package-dir).
-PACKAGES = {"pr_eval": ROOT / "pr_eval", "pr_eval.model_adapters": ROOT / "model_adapters"}
+PACKAGES = {"pr_eval": ROOT / "pr_eval"}
 MAX_LINES = 420
+# The modules at the package root: what every room shares (the record, the settings, the errors).
+MAX_ROOT_MODULES = 12
+# The rooms, in the order of the flow (pr_eval/__init__.py draws it).
+ROOMS = ("cli", "data", "benchmarks", "families", "loop", "engines", "lmms", "run", "scoring", "judge",
+         "report", "compare")
 
 
 def modules() -> dict[str, Path]:
@@ -95,8 +101,8 @@ def test_the_graph_is_read_from_the_code():
     graph = import_graph()
     assert "pr_eval.benchmarks.vstar" in graph["pr_eval.benchmarks"]          # from . import vstar
     assert "pr_eval.benchmarks.registry" in graph["pr_eval.benchmarks.vstar"]  # from .registry import ...
-    assert "pr_eval.data" in graph["pr_eval.lmms_task"]
-    assert "pr_eval.loop" in graph["pr_eval.model_adapters.pixel_reasoner"]   # from ..loop import ...
+    assert "pr_eval.data.load" in graph["pr_eval.lmms.task"]
+    assert "pr_eval.loop.steps" in graph["pr_eval.lmms.adapter"]   # from ..loop.steps import ...
 
 
 def test_no_import_circles_among_pr_eval_modules():
@@ -122,3 +128,31 @@ def test_the_circle_finder_finds_circles(tmp_path):
 def test_no_module_is_too_long(name):
     lines = len(modules()[name].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines; split it along its seams (at most {MAX_LINES})"
+
+
+def test_the_package_root_is_a_hallway():
+    root = sorted(p.name for p in (ROOT / "pr_eval").glob("*.py"))
+    assert len(root) <= MAX_ROOT_MODULES, f"{len(root)} modules at pr_eval/'s root ({', '.join(root)}); " \
+        f"put a module in the room of its step (at most {MAX_ROOT_MODULES} at the root)"
+    rooms = sorted(p.parent.name for p in (ROOT / "pr_eval").glob("*/__init__.py"))
+    assert rooms == sorted(ROOMS), "a room was added or removed: name it in ROOMS and in pr_eval/__init__.py"
+    hallway = (ROOT / "pr_eval" / "__init__.py").read_text(encoding="utf-8")
+    assert all(f"{room}/" in hallway for room in ROOMS), "pr_eval/__init__.py's map names every room"
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_each_room_says_what_it_holds(room):
+    """Each room's docstring lists its modules, and its public face's names exist."""
+    import importlib
+
+    package = importlib.import_module(f"pr_eval.{room}")
+    folder = ROOT / "pr_eval" / room
+    doc = package.__doc__ or ""
+    if room in ("benchmarks", "families"):  # registries: one module per benchmark / family
+        return
+    missing = [p.name for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__") and p.name not in doc]
+    assert not missing, f"pr_eval/{room}/__init__.py does not list {', '.join(missing)}"
+    for name in getattr(package, "__all__", []):
+        assert getattr(package, name) is not None, f"pr_eval.{room}.{name}"
+    with pytest.raises(AttributeError):
+        getattr(package, "no_such_name")

@@ -11,9 +11,11 @@ import jsonschema
 import pytest
 from test_gate import inject_wrong, make_run
 
-from pr_eval import gate, submission
+from pr_eval.compare import gate, submission
+from pr_eval.cli import submit as cli_submit
+from pr_eval.cli import compare as cli_compare
 
-SCHEMA = Path(submission.__file__).parent / "schemas" / submission.SCHEMA_FILE
+SCHEMA = Path(submission.__file__).parent.parent / "schemas" / submission.SCHEMA_FILE
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,7 @@ def run_and_file(engine, tiny_model, tmp_path_factory):
     base = tmp_path_factory.mktemp("submit")
     folder = make_run(engine, tiny_model, base / "runs", limit=4).folder
     out = base / "submission.json"
-    assert submission.main([str(folder), "--output", str(out)]) == 0
+    assert cli_submit.main([str(folder), "--output", str(out)]) == 0
     return folder, out
 
 
@@ -62,7 +64,7 @@ def test_submission_holds_the_run(run_and_file, capsys):
             assert p["answer"] == record["target"] and p["scores"]["letter_accuracy"] == 1.0
             assert p["tool_calls"] == len(record["tool_calls"])
             assert p["record_sha256"] == submission.sha256(record)
-    assert submission.main(["--validate", str(out), "--run", str(folder)]) == 0
+    assert cli_submit.main(["--validate", str(out), "--run", str(folder)]) == 0
     assert "valid pr-eval-submission 1.0" in capsys.readouterr().out
 
 
@@ -114,7 +116,7 @@ def _bad_type(d):
 def test_a_tampered_submission_is_rejected_with_the_reason(run_and_file, tmp_path, capsys, edit, messages):
     _, out = run_and_file
     path = _tampered(out, tmp_path, edit)
-    assert submission.main(["--validate", str(path)]) == 1
+    assert cli_submit.main(["--validate", str(path)]) == 1
     err = capsys.readouterr().err
     assert "INVALID submission" in err
     for message in messages:
@@ -135,33 +137,33 @@ def test_recomputed_checksums_still_fail_against_the_run(run_and_file, tmp_path,
     forged["checksum"] = submission.checksum(forged)
     path = tmp_path / "forged.json"
     path.write_text(json.dumps(forged))
-    assert submission.main(["--validate", str(path)]) == 0
-    assert submission.main(["--validate", str(path), "--run", str(folder)]) == 1
+    assert cli_submit.main(["--validate", str(path)]) == 0
+    assert cli_submit.main(["--validate", str(path), "--run", str(folder)]) == 1
     first = document["predictions"][0]
     assert f"prediction ({first['task']}, {first['sample_id']}) differs from its record" in capsys.readouterr().err
 
 
 def test_a_submission_is_a_paired_baseline(run_and_file, tmp_path, capsys):
     folder, out = run_and_file
-    assert gate.check_main([str(folder), "--baseline", str(out), "--max-drop", "1"]) == 0
+    assert cli_compare.check([str(folder), "--baseline", str(out), "--max-drop", "1"]) == 0
     assert "(n=4, paired)" in capsys.readouterr().out
     inject_wrong(folder, tmp_path / "worse", "pr_vstar", 4)  # 4 of 4: one-sided McNemar p = 1/16
-    assert gate.check_main([str(tmp_path / "worse"), "--baseline", str(out), "--max-drop", "5", "--alpha", "0.1"]) == 1
-    assert submission.main([str(tmp_path / "worse"), "--output", str(tmp_path / "worse.json")]) == 0
+    assert cli_compare.check([str(tmp_path / "worse"), "--baseline", str(out), "--max-drop", "5", "--alpha", "0.1"]) == 1
+    assert cli_submit.main([str(tmp_path / "worse"), "--output", str(tmp_path / "worse.json")]) == 0
     worse = json.loads((tmp_path / "worse.json").read_text())
     assert worse["benchmarks"]["vstar"]["score"] == 0.0
-    assert submission.main(["--validate", str(tmp_path / "worse.json"), "--run", str(tmp_path / "worse")]) == 0
+    assert cli_submit.main(["--validate", str(tmp_path / "worse.json"), "--run", str(tmp_path / "worse")]) == 0
 
 
 def test_bad_usage_exits_2(run_and_file, tmp_path, capsys):
     folder, out = run_and_file
-    assert submission.main([]) == 2
-    assert submission.main([str(folder), "--validate", str(out)]) == 2
-    assert submission.main(["--validate", str(tmp_path / "none.json")]) == 2
-    assert submission.main([str(tmp_path / "no-run")]) == 2
+    assert cli_submit.main([]) == 2
+    assert cli_submit.main([str(folder), "--validate", str(out)]) == 2
+    assert cli_submit.main(["--validate", str(tmp_path / "none.json")]) == 2
+    assert cli_submit.main([str(tmp_path / "no-run")]) == 2
     assert "no such run folder" in capsys.readouterr().err
     (tmp_path / "junk.json").write_text("{not json")
-    assert submission.main(["--validate", str(tmp_path / "junk.json")]) == 1
+    assert cli_submit.main(["--validate", str(tmp_path / "junk.json")]) == 1
     assert "not valid JSON" in capsys.readouterr().err
 
 
@@ -192,8 +194,8 @@ def test_a_dropped_prediction_with_every_number_fixed_up_is_rejected_against_the
 
     path = tmp_path / "dropped.json"
     path.write_text(json.dumps(_forge(document, drop)))
-    assert submission.main(["--validate", str(path)]) == 0  # consistent on its own
-    assert submission.main(["--validate", str(path), "--run", str(folder)]) == 1
+    assert cli_submit.main(["--validate", str(path)]) == 0  # consistent on its own
+    assert cli_submit.main(["--validate", str(path), "--run", str(folder)]) == 1
     err = capsys.readouterr().err
     assert (f"1 question(s) of the run are missing from the submission, e.g. ({victim['task']}, "
             f"{victim['sample_id']})") in err
@@ -215,8 +217,8 @@ def test_a_changed_protocol_with_its_fingerprint_recomputed_is_rejected_against_
     forged = _forge(document, recap)
     path = tmp_path / "recapped.json"
     path.write_text(json.dumps(forged))
-    assert submission.main(["--validate", str(path)]) == 0
-    assert submission.main(["--validate", str(path), "--run", str(folder)]) == 1
+    assert cli_submit.main(["--validate", str(path)]) == 0
+    assert cli_submit.main(["--validate", str(path), "--run", str(folder)]) == 1
     err = capsys.readouterr().err
     assert (f"protocol fingerprint {forged['protocol']['fingerprint']} differs from {original}, the one the "
             "run's records carry") in err
@@ -224,7 +226,7 @@ def test_a_changed_protocol_with_its_fingerprint_recomputed_is_rejected_against_
 
 def test_validating_another_pr_eval_file_says_what_it_is(tmp_path):
     """Issue 26: a check baseline given to `submit --validate` listed 13 schema errors."""
-    from pr_eval.submission import validate_file
+    from pr_eval.compare.submission import validate_file
 
     reference = Path(__file__).resolve().parents[1] / "results" / "paper_table1.json"
     _, problems = validate_file(reference)

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pr_eval import data, sources
+from pr_eval.data import load as data, sources
 from pr_eval.benchmarks import BENCHMARKS
 from pr_eval.benchmarks import zoom as synthetic
 from pr_eval.engines.base import GenerationResult
 from pr_eval.errors import DataError
-from pr_eval.imaging import fit_size
-from pr_eval.lmms_task import _doc
-from pr_eval.loop import start, step
+from pr_eval.data.imaging import fit_size
+from pr_eval.lmms.task import _doc
+from pr_eval.loop.steps import start, step
 from pr_eval.protocol import PIXEL_REASONER
-from pr_eval.answers import parse_options
-from pr_eval.tools import crop_call
+from pr_eval.scoring.answers import parse_options
+from pr_eval.loop.tools import crop_call
 
 
 def test_same_seed_same_questions_and_pixels():

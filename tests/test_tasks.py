@@ -20,9 +20,9 @@ from lmms_eval.tasks import TaskManager
 from PIL import Image
 from pr_eval.benchmarks.mvbench import SUBTASKS, keep_subtask, subtask_of
 
-from pr_eval.data import SAMPLES_DIR
+from pr_eval.data.load import SAMPLES_DIR
 from pr_eval.errors import DataError
-from pr_eval.runner import TASKS_DIR, collect
+from pr_eval.run.evaluate import TASKS_DIR, collect
 from pr_eval.trajectory import DATA_ERROR, ToolCall, Trajectory
 
 BENCHMARK_TASKS = ["pr_vstar", "pr_tallyqa_complex", "pr_infovqa", "pr_mvbench"]
@@ -248,7 +248,7 @@ def test_pr_eval_collects_groups_pooling_what_lmms_eval_cannot(suite_run, tmp_pa
 
 
 def test_sample_records_keep_every_metric_and_leave_out_what_a_sample_is_not_in(suite_run):
-    from pr_eval.runner import sample_records, task_metric_names
+    from pr_eval.run.evaluate import sample_records, task_metric_names
 
     names = task_metric_names(suite_run["configs"]["pr_mvbench_object_shuffle"])
     [record] = sample_records(suite_run["samples"]["pr_mvbench_object_shuffle"][0], names, "mvbench")

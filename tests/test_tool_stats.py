@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pr_eval.metrics import mean_of_subset, sample_metrics, tool_figures
+from pr_eval.scoring.metrics import mean_of_subset, sample_metrics, tool_figures
 from pr_eval.trajectory import Generation, ToolCall, Trajectory
 
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pr_eval.engines.base import GenerationResult
-from pr_eval.loop import start, step
+from pr_eval.loop.steps import start, step
 from pr_eval.protocol import PIXEL_REASONER as P
-from pr_eval.tools import Call, crop_region, is_tool_request, last_call_text
+from pr_eval.loop.tools import Call, crop_region, is_tool_request, last_call_text
 from pr_eval.trajectory import ANSWERED, MAX_IMAGES, MAX_TOKENS, Sample
 
 RANGE_1 = ("Execution Error: Incorrect `target_image` argument in `crop_image_normalized` operation. "

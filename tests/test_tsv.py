@@ -1,4 +1,4 @@
-"""VLMEvalKit TSVs (pr_eval.tsv): indexed once, each image decoded alone, damage per row."""
+"""VLMEvalKit TSVs (pr_eval.data.tsv): indexed once, each image decoded alone, damage per row."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pr_eval import data, tsv
+from pr_eval.data import load as data, tsv
 from pr_eval.errors import DataError
 
 

@@ -16,9 +16,9 @@ from conftest import load_script
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pr_eval import data
-from pr_eval.data import DataError, load_samples, read_rows, resolve
-from pr_eval.video import NUM_FRAMES, frame_indices, read_frames
+from pr_eval.data import load as data
+from pr_eval.data.load import DataError, load_samples, read_rows, resolve
+from pr_eval.data.video import NUM_FRAMES, frame_indices, read_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 cv2 = pytest.importorskip("cv2")  # writes the test videos
@@ -130,7 +130,7 @@ def mvbench_copy(tmp_path) -> Path:
 
 
 def test_missing_frame_fails_only_its_sample_and_a_short_frame_list_runs(mvbench_copy, tmp_path):
-    from pr_eval.lmms_task import _doc, doc_to_visual
+    from pr_eval.lmms.task import _doc, doc_to_visual
 
     (mvbench_copy / "images" / "mvbench-moving_count-0" / "frame_04.jpg").unlink()
     (mvbench_copy / "images" / "mvbench-scene_transition-1" / "frame_09.jpg").write_bytes(b"\x00broken" * 50)
@@ -155,7 +155,7 @@ def test_missing_frame_fails_only_its_sample_and_a_short_frame_list_runs(mvbench
 
 
 def test_official_video_rows_decode_16_frames_and_a_truncated_one_fails_alone(tmp_path):
-    from pr_eval.lmms_task import _doc, doc_to_visual
+    from pr_eval.lmms.task import _doc, doc_to_visual
 
     folder = make_samples.make_mvbench_official(tmp_path / "mvbench", layout="original", leak_items=2)
     clip = folder / "video/clevrer/video_validation/video_10001.mp4"

@@ -10,7 +10,7 @@ from conftest import RecordingEngine, crop_call, noise_image, scripted
 from conftest import select_call as select
 from PIL import Image
 
-from pr_eval.loop import run_samples
+from pr_eval.loop.steps import run_samples
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import ANSWERED, Sample, message_text
 

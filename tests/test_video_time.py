@@ -29,7 +29,7 @@ import pytest
 import torch
 from conftest import noise_image
 
-from pr_eval.loop import request, start
+from pr_eval.loop.steps import request, start
 from pr_eval.protocol import PIXEL_REASONER as P
 from pr_eval.trajectory import Sample
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pr_eval import data, official
+from pr_eval.data import load as data, official
 from pr_eval.benchmarks import BENCHMARKS
 from pr_eval.benchmarks.visualprobe import exact_match, normalize, write_samples
 from pr_eval.errors import DataError
-from pr_eval.metrics import sample_metrics, trajectory_from_response
+from pr_eval.scoring.metrics import sample_metrics, trajectory_from_response
 from pr_eval.trajectory import Trajectory
 
 COMMIT = "c" * 40

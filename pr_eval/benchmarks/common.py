@@ -10,9 +10,9 @@ import random
 import re
 from pathlib import Path
 
-from .. import answers
 from ..errors import DataError
 from ..files import write_atomic
+from ..scoring import answers
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 OPTION_SUFFIX = "Answer with the option's letter from the given choices directly."

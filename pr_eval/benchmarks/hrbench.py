@@ -5,7 +5,7 @@ and `hr_bench_8k.tsv` (4.63 GB) with columns index, question, answer (a letter),
 (`single`: fine-grained single-instance perception, FSP; `cross`: cross-instance, FCP), A, B, C,
 D, cycle_category and image (base64, or the index of a row sharing it). 800 rows each: 200
 questions, each asked with its options in 4 rotations. The TSV is indexed once and each image
-decoded when its question runs (`pr_eval.tsv`); a local copy is any folder holding the file.
+decoded when its question runs (`pr_eval.data.tsv`); a local copy is any folder holding the file.
 Bundled samples: `write_samples` (a few questions in the same schema, rotations sharing one
 image by reference, as VLMEvalKit writes them).
 
@@ -26,8 +26,8 @@ import base64
 import io
 from pathlib import Path
 
+from ..data.tsv import index_tsv
 from ..errors import DataError
-from ..tsv import index_tsv
 from .common import LETTERS, embedded_rows, option_letter, render_options
 from .infovqa import save_embedded_image
 from .registry import Benchmark, Converted, Release

@@ -19,8 +19,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from .. import answers
 from ..errors import DataError
+from ..scoring import answers
 from .common import embedded_rows, write_cached
 from .registry import Benchmark, Converted, Release
 

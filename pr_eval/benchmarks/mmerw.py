@@ -8,7 +8,7 @@ Sources, each a local copy being any folder holding the file(s):
   the download of `mmerw_lite`): index, image (base64, or the index of a row sharing it),
   question, `multi-choice options` (five "(A) ..." strings written by pandas as Python's repr of a
   list), answer (A-E), category ("Perception/Monitoring", ...), `l2-category` (the subtask).
-  Indexed once, images decoded one question at a time (`pr_eval.tsv`);
+  Indexed once, images decoded one question at a time (`pr_eval.data.tsv`);
 - lmms-eval's parquet copies (`yifanzhang114/MME-RealWorld-Lmms-eval`, the download of `mmerw`,
   and `yifanzhang114/MME-RealWorld-lite-lmms-eval`; split `train`): the same columns, the options
   a list, the image in the column `bytes`. Read a few rows at a time; each distinct image is
@@ -46,8 +46,8 @@ import io
 import re
 from pathlib import Path
 
+from ..data.tsv import index_tsv
 from ..errors import DataError
-from ..tsv import index_tsv
 from .common import LETTERS, embedded_rows, missing, option_letter, option_text, render_options
 from .infovqa import save_embedded_image
 from .registry import Benchmark, Converted, Release

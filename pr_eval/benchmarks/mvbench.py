@@ -21,17 +21,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.sources import extract_zip
 from ..errors import DataError
-from ..sources import extract_zip
-from .common import (
-    LETTERS,
-    digest_files,
-    missing,
-    option_letter,
-    read_json_list,
-    render_options,
-    shuffled_order,
-)
+from .common import (LETTERS, digest_files, missing, option_letter, read_json_list, render_options,
+                     shuffled_order)
 from .registry import Benchmark, Converted, Release
 
 LAYOUT = ("json/<subtask>.json and the videos (the hub's `video` branch, or video/... "

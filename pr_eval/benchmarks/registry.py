@@ -37,7 +37,7 @@ Converter = Callable[[Path, Path, str, int, "int | None"], Converted]
 
 @dataclass(frozen=True)
 class Release:
-    """A benchmark's own release ("official" data source, see `pr_eval.official`)."""
+    """A benchmark's own release ("official" data source, see `pr_eval.data.official`)."""
 
     hub_id: str | None                 # where "official" downloads it from (None: not on the hub)
     convert: Converter                 # its files -> rows
@@ -93,7 +93,7 @@ class Benchmark:
     # rule), not the mean over samples; equal when every group is as large.
     main_by_group: bool = False
     # Its rows carry target boxes (`targets`: [x1, y1, x2, y2] in pixels of the first image), so
-    # the crop-grounding figures (pr_eval.grounding) are reported.
+    # the crop-grounding figures (pr_eval.scoring.grounding) are reported.
     grounding: bool = False
     subtasks: tuple[str, ...] = ()     # one lmms-eval task per subtask, grouped under `task`
     # subtask name -> the `process_docs` that keeps its documents (tasks/<task>/<task>_<subtask>.yaml

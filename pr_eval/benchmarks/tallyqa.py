@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import answers
 from ..errors import DataError
+from ..scoring import answers
 from .common import digest_files, read_json_list
 from .registry import Benchmark, Converted, Release
 

@@ -7,11 +7,11 @@ answer (a letter), category ("Perception/OCR", "Reasoning/Perspective Transform"
 the image). 10 subtasks: Perception (Attributes 29, Material 13, Physical State 23, Object
 Retrieval 16, OCR 68) and Reasoning (Perspective Transform 85, Ordering 57, Contact and Occlusion
 41, Spatial Containment 29, Comparison 44). Indexed once, images decoded one question at a time
-(`pr_eval.tsv`). Bundled samples: `write_samples`.
+(`pr_eval.data.tsv`). Bundled samples: `write_samples`.
 
 Scored by the option letter, with the paper-compatible accuracy broken down by Perception and
 Reasoning and by subtask. The boxes make the crop-grounding figures possible
-(`pr_eval.grounding`): whether the model's crops hold the targets, the best IoU per target, and
+(`pr_eval.scoring.grounding`): whether the model's crops hold the targets, the best IoU per target, and
 accuracy when the crops hit or missed. TreeBench's own mIoU reads boxes the model writes in its
 reasoning; a pixel reasoner shows where it looks by cropping, so its crops are what is measured
 here (a different figure, named differently). Boxes are read as JSON, or as four numbers each;
@@ -26,8 +26,8 @@ import json
 import re
 from pathlib import Path
 
+from ..data.tsv import index_tsv
 from ..errors import DataError
-from ..tsv import index_tsv
 from .common import LETTERS, option_letter, option_text, render_options
 from .registry import Benchmark, Converted, Release
 

@@ -13,7 +13,7 @@ image path that leaves the folder is kept and refused per sample when its images
 samples: `write_samples` (a few colour questions per difficulty in the same schema).
 
 Scored here by an exact match of the answer (`exact_match`, 0 or 1):
-  - the prediction is what `pr_eval.answers.extract_answer` reads from the final turn (the last
+  - the prediction is what `pr_eval.scoring.answers.extract_answer` reads from the final turn (the last
     `\\boxed{}`, else the last `<answer>...</answer>`, else the rest of the last "Answer:" line;
     an empty box is an empty answer), or the whole final turn where it finds none;
   - the prediction and the solution are each normalized: lower-cased, inner runs of whitespace
@@ -49,8 +49,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageDraw
 
-from .. import answers
 from ..errors import DataError
+from ..scoring import answers
 from .common import digest_files, read_json_list
 from .registry import Benchmark, Converted, Group, Release
 

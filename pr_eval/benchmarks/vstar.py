@@ -9,7 +9,7 @@ scripts/make_samples.py.
 
 Scored by the option letter; the paper-compatible accuracy is broken down by category
 (attribute / spatial), read from the row, its qid or image path, or its number of options. The
-official release's `bbox` annotations give the crop-grounding figures (pr_eval.grounding);
+official release's `bbox` annotations give the crop-grounding figures (pr_eval.scoring.grounding);
 Pixel-Reasoner's copy has no boxes, so there they are empty ("-").
 """
 
@@ -20,15 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import DataError
-from .common import (
-    LETTERS,
-    digest_files,
-    option_letter,
-    option_text,
-    read_json_object,
-    render_options,
-    shuffled_order,
-)
+from .common import (LETTERS, digest_files, option_letter, option_text, read_json_object, render_options,
+                     shuffled_order)
 from .registry import Benchmark, Converted, Release
 
 CATEGORIES = {"direct_attributes": "attribute", "relative_position": "spatial"}

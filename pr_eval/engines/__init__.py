@@ -1,15 +1,26 @@
 """Engines turn conversations into one assistant turn each. The loop never batches by hand: the
 continuous schedule hands each trajectory's next turn to `submit` (ContinuousEngine: vllm, openai)
 the moment it is ready and the engine batches whatever is in flight; the turn-synchronous one
-hands every unfinished trajectory of a turn to `Engine.generate` at once (every engine)."""
+hands every unfinished trajectory of a turn to `Engine.generate` at once (every engine).
+
+    base.py      the Engine interface, requests and results, retries
+    vllm.py      vLLM in this process (offline), continuous batching
+    openai.py    OpenAI-compatible servers (vLLM serve, ...): concurrency, routing, retries
+    served.py    what a server must show to be used (its pixel bounds, its model)
+    hf.py        transformers, one request at a time (debugging; GPU machines without vLLM)
+    media.py     how the openai engine sends images: lossless, each encoded once per trajectory
+    deadline.py  a request's time limit
+    reaper.py    engine processes die with their run
+
+`build_engine` is the one place that chooses."""
 
 from __future__ import annotations
 
-from .base import (DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ContinuousEngine, Engine, EngineError, GenerationRequest,
-                   GenerationResult, can_submit)
+from .base import (DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ContinuousEngine, Engine, EngineError,
+                    GenerationRequest, GenerationResult, can_submit)
 
 ENGINES = ("vllm", "openai", "hf")
-# How trajectories share an engine (pr_eval.loop.run_samples); the first is the default.
+# How trajectories share an engine (pr_eval.loop.steps.run_samples); the first is the default.
 SCHEDULES = ("continuous", "turn-sync", "one-at-a-time")
 
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol as _Interface, Sequence
+from typing import Protocol as _Interface
+from typing import Sequence
 
 from PIL import Image
 
@@ -32,7 +33,7 @@ class GenerationRequest:
     messages: list[dict]
     images: list[Image.Image]
     constraint: str | None = None
-    # This request's sampling seed (a sampled rollout's turn, `pr_eval.sampling.turn_seed`);
+    # This request's sampling seed (a sampled rollout's turn, `pr_eval.loop.sampling.turn_seed`);
     # None: the protocol's `Decoding.seed`, as every greedy run uses.
     seed: int | None = None
     # The trajectory this turn belongs to (loop.request sets it): an engine spread over several

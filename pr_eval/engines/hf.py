@@ -31,7 +31,6 @@ from ..protocol import Decoding, Protocol
 from .base import (EngineError, GenerationRequest, GenerationResult, media_in_order, to_chat_messages,
                    video_input)
 
-
 log = logging.getLogger(__name__)
 
 

@@ -33,7 +33,6 @@ from PIL import Image
 
 from .base import EngineError, GenerationRequest
 
-
 # How images travel. "bmp" (to vLLM servers): uncompressed, lossless, about 100x quicker to write
 # than PNG (a 2240x1568 photo: ~5 ms against ~500 ms for PNG at compress level 1) and as quick to
 # read; ~1.3x (noisy photos) to ~2x (clean ones) the bytes of PNG, which loopback and a LAN carry in

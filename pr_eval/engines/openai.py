@@ -42,7 +42,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
-from ..chat import IM_END
+from ..loop.chat import IM_END
 from ..protocol import Decoding, Protocol
 from . import deadline, served
 from .base import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, EngineError, GenerationRequest, GenerationResult

@@ -29,7 +29,7 @@ from typing import Callable
 
 from PIL import Image
 
-from ..imaging import FACTOR, reference_size
+from ..data.imaging import FACTOR, reference_size
 from ..protocol import PixelBounds, Protocol
 from .base import EngineError, GenerationRequest
 from .media import EncodedImages, SharedFolder, to_openai_messages

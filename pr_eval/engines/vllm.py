@@ -24,8 +24,10 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
-from .. import quiet, reaper, runlog
 from ..protocol import Decoding, Protocol
+from ..run import log as runlog
+from ..run import quiet
+from . import reaper
 from .base import (EngineError, GenerationRequest, GenerationResult, media_in_order, to_chat_messages,
                    video_input)
 
@@ -52,7 +54,7 @@ def default_engine_args(protocol: Protocol, model_path: str | None = None, max_m
                              "max_pixels": protocol.engine_pixels.max_pixels},
         enable_prefix_caching=True,
         seed=protocol.decoding.seed,
-        use_tqdm_on_load=not quiet.is_quiet(),  # the checkpoint-loading bar (pr_eval.quiet)
+        use_tqdm_on_load=not quiet.is_quiet(),  # the checkpoint-loading bar (pr_eval.run.quiet)
     )
     if _on_cpu():
         # On CPU "gpu_memory_utilization" is the share of system RAM reserved for the KV cache;
@@ -228,7 +230,7 @@ class VLLMEngine:
         self.video_fps = protocol.video_fps
         self.media_route = {"pixel_bounds": "engine mm_processor_kwargs", "video_fps": self.video_fps}
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        # vLLM's engine processes must not outlive a killed run (pr_eval.reaper says why)
+        # vLLM's engine processes must not outlive a killed run (pr_eval.engines.reaper says why)
         self._watcher = reaper.guard()
         try:
             with runlog.engine_output():  # the engine's processes write to the run's log, if any

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from ..tools import clean_text
+from ..loop.tools import clean_text
 from ..trajectory import DATA_ERROR, ImageInfo, Sample, ToolCall, Trajectory
 
 # --- What a family decides ----------------------------------------------------------------------

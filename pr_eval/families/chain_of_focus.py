@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from ..data.imaging import reference_size
 from ..errors import DataError
-from ..imaging import reference_size
+from ..loop.tools import journal_safe
 from ..protocol import Caps, Decoding, PixelBounds, Protocol
-from ..tools import journal_safe
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOOL_CALLS, ImageInfo
 from .base import (Family, JudgePrompt, Verdict, add_image, crop_info, failed, feedback, finish,
                    last_response, new_call, normalized, released_for, say, text_part)

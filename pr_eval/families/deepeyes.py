@@ -29,27 +29,13 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..errors import DataError
+from ..loop.safe_eval import Refused, safe_eval
+from ..loop.tools import journal_safe
 from ..protocol import Caps, Decoding, PixelBounds, Protocol
-from ..safe_eval import Refused, safe_eval
-from ..tools import journal_safe
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOOL_CALLS, TOOL_ERROR, ImageInfo
 from . import deepeyes_hrbench, deepeyes_judge
-from .base import (
-    Family,
-    JudgePrompt,
-    Verdict,
-    add_image,
-    choices,
-    crop_info,
-    failed,
-    feedback,
-    finish,
-    last_response,
-    new_call,
-    normalized,
-    say,
-    text_part,
-)
+from .base import (Family, JudgePrompt, Verdict, add_image, choices, crop_info, failed, feedback, finish,
+                   last_response, new_call, normalized, say, text_part)
 
 # --- Byte-exact strings of eval_vstar.py (a7a337a l.53-76; the same at cc3ff4d) ------------------
 

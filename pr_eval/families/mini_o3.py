@@ -30,11 +30,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from ..chat import message_text
 from ..errors import DataError, is_our_bug
+from ..loop.chat import message_text
+from ..loop.safe_eval import safe_eval
+from ..loop.tools import clean_text, journal_safe
 from ..protocol import Caps, Decoding, PixelBounds, Protocol, Sampling
-from ..safe_eval import safe_eval
-from ..tools import clean_text, journal_safe
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS, ImageInfo
 from . import mini_o3_images as images
 from .base import (Family, JudgePrompt, Verdict, add_image, crop_info, failed, feedback, finish, new_call,

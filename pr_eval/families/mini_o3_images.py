@@ -18,8 +18,8 @@ import re
 from PIL import Image
 
 from ..errors import DataError
+from ..loop.safe_eval import MAX_SEQUENCE_ITEMS, Refused
 from ..protocol import PixelBounds
-from ..safe_eval import MAX_SEQUENCE_ITEMS, Refused
 
 MIN_SIDE = 28  # multimodal_dataset.py:108, vllm_async_engine.py:207
 

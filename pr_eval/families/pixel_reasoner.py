@@ -11,15 +11,16 @@ leaves a question undecided, so there is no judge. Settings: the fields of `pr_e
 
 from __future__ import annotations
 
-from .. import chat, scoring
-from ..answers import extract_answer
+from ..data.imaging import fit_image
+from ..data.video import pad_frames
 from ..errors import DataError
-from ..imaging import fit_image
+from ..loop import chat
+from ..loop.tools import (CROP, SELECT_FRAMES, Call, blind, clean_text, error_kind, execute, is_tool_request,
+                          journal_safe, last_call_text)
 from ..protocol import BLIND_TOOL, BLIND_TOOL_BLANK, NO_TOOL, PIXEL_REASONER, PIXEL_REASONER_FAMILY, SAMPLED
-from ..tools import (CROP, SELECT_FRAMES, Call, blind, clean_text, error_kind, execute, is_tool_request,
-                     journal_safe, last_call_text)
+from ..scoring import rules as scoring
+from ..scoring.answers import extract_answer
 from ..trajectory import ANSWERED, MAX_IMAGES, MAX_TOKENS, MAX_TOOL_CALLS, ImageInfo, ToolCall
-from ..video import pad_frames
 from .base import Family, Verdict, add_image, feedback, finish, say, text_part, video_part
 
 

@@ -1,1 +1,0 @@
-"""lmms-eval model adapters (installed as `pr_eval.model_adapters`)."""

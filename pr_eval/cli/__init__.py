@@ -1,0 +1,49 @@
+"""The command line: `pr-eval` and its commands, one module each.
+
+    run.py      `pr-eval --model M --tasks T ...`: the evaluation (options -> checked -> pr_eval.run)
+    checks.py   checks of a command line that need no model and no data
+    compat.py   installed packages known to break pr-eval, refused at start
+    ask.py      `pr-eval ask`: one question through the loop, turn by turn
+    report.py   `pr-eval report RUN_DIR`
+    compare.py  `pr-eval compare A B` and `pr-eval check RUN --baseline X --max-drop P`
+    submit.py   `pr-eval submit RUN_DIR` and `--validate FILE`
+    __main__.py `python -m pr_eval.cli`
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+USAGE = """`pr-eval`: evaluate a checkpoint on pixel-reasoning benchmarks through lmms-eval and vLLM.
+
+    pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks vstar
+    pr-eval --model tiny --tasks vstar --data samples --limit 4
+    pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks suite --data-dir ./pr-data
+    pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks vstar --engine openai --base-url http://gpu1:8000/v1
+    pr-eval --model TIGER-Lab/PixelReasoner-RL-v1 --tasks vstar --resume     finish the last unfinished run
+
+Commands on finished runs (each has its own --help):
+    pr-eval report RUN_DIR                          the HTML report of a run
+    pr-eval compare RUN_A RUN_B                     per-benchmark deltas, paired intervals, McNemar
+    pr-eval check RUN --baseline FILE --max-drop P  exit 1 on a significant drop beyond P points
+    pr-eval submit RUN_DIR                          a leaderboard submission file
+    pr-eval ask --model M --image FILE "question"   one question through the evaluation loop, turn by turn
+"""
+
+# `pr-eval COMMAND ...`: the commands, each a module of this package with a function of argv that
+# returns the exit status; without a command, `pr-eval` evaluates (pr_eval.cli.run). Each module is
+# imported only when its command runs, so a usage error answers at once.
+COMMANDS = {"report": ("report", "main"), "compare": ("compare", "compare"), "check": ("compare", "check"),
+            "submit": ("submit", "main"), "ask": ("ask", "main")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # what pr-eval does, the commands on finished runs included
+        print(USAGE.strip() + "\n\nEvery option: pr-eval --help; each command's: pr-eval COMMAND --help")
+        return 2
+    module, function = COMMANDS.get(argv[0], ("run", "main"))
+    if argv[0] in COMMANDS:
+        argv = argv[1:]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)(argv)
