@@ -158,7 +158,7 @@ def make_data(folder: Path, n: int) -> Path:
 
 def unskippable_ms(folder: Path) -> float:
     """Decode, input resize, crops and crop resizes of every question, single-threaded (ms/question),
-    on the documents and images the run reads (`lmms_task`'s)."""
+    on the documents and images the run reads (`pr_eval.lmms.task`'s)."""
     from pr_eval.lmms import task as lmms_task
     from pr_eval.data.imaging import fit_image
     from pr_eval.protocol import PIXEL_REASONER as P
@@ -213,14 +213,14 @@ MODE_LABELS = {"none": "-", "png-every-turn": "PNG, every turn (before)", "png-o
 
 def patch_stages(stages: Stages, mode: str) -> None:
     from pr_eval.data import load as data
-    from pr_eval.loop import steps as loop
+    from pr_eval.families import pixel_reasoner as family  # calls fit_image and execute by these names
     from pr_eval.scoring import metrics
     from pr_eval.run import store
     from pr_eval.engines import media
 
     stages.wrap(data, "load_image", "decode")
-    stages.wrap(loop, "fit_image", "resize")
-    stages.wrap(loop, "execute", "crop")
+    stages.wrap(family, "fit_image", "resize")
+    stages.wrap(family, "execute", "crop")
     stages.wrap(media, "encode_base64", "encode")
     stages.wrap(media.SharedFolder, "make", "encode")  # --media-dir: the file's write
     stages.wrap(store.RunStore, "append", "store")
@@ -299,8 +299,8 @@ def section(rows: list[tuple[str, str, dict]], floor_ms: float, sizes: list[int]
                      f"{m['wall_ms'] / floor_ms:.1f}x | {m['samples_per_s']:.2f} | {m['cpu_ms']:.0f} | "
                      + " | ".join(f"{m['stages'][s]:.0f}" for s in STAGES) + f" | {m['stages']['other']:.0f} | "
                      f"{m['peak_mib']:.0f} |")
-    lines += ["", "Stages are CPU ms per question inside: decode `data.load_image`, resize `loop.fit_image` (inputs), "
-              "crop `loop.execute` (the cut and the crop's resize), encode `media.encode_base64` (over HTTP only), store "
+    lines += ["", "Stages are CPU ms per question inside: decode `imaging.load_image`, resize `imaging.fit_image` (inputs), "
+              "crop `tools.execute` (the cut and the crop's resize), encode `media.encode_base64` (over HTTP only), store "
               "`RunStore.append` (the shown images as files, the journal line), scoring `metrics.sample_metrics`; "
               "other: the rest of the process's CPU (lmms-eval, the loop, JSON, the HTTP client and its threads). "
               "Over HTTP the scripted server runs in its own process, not counted here."]

@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, time
 started = time.perf_counter()
-from pr_eval import lmms_task
+from pr_eval.lmms import task as lmms_task
 import_s = time.perf_counter() - started
 limit = None if sys.argv[3] == "none" else int(sys.argv[3])
-from pr_eval import data
+from pr_eval.data import load as data
 data.default_cache_dir = lambda: __import__("pathlib").Path(sys.argv[2])
 started = time.perf_counter()
 source, docs = lmms_task._documents("hrbench4k", sys.argv[1], limit)

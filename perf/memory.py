@@ -170,9 +170,9 @@ def machine() -> str:
 
 
 def command_line(script: str, argv=None) -> str:
-    """How a benchmark was run, for its section: `python benchmarks/<script> [ARGS]`."""
+    """How a benchmark was run, for its section: `python perf/<script> [ARGS]`."""
     raw = sys.argv[1:] if argv is None else list(argv)
-    return f"python benchmarks/{script}" + (" " + shlex.join(raw) if raw else "")
+    return f"python perf/{script}" + (" " + shlex.join(raw) if raw else "")
 
 
 def publish(text: str, no_write: bool) -> None:

@@ -156,7 +156,7 @@ def scaled_protocol(protocol, scale: int):
 
 
 def scripted_text(constraint: str | None) -> str:
-    """The text a constraint written by `loop.scripted` forces (it is `re.escape(text)`)."""
+    """The text a constraint written by `pr_eval.loop.steps.scripted` forces (it is `re.escape(text)`)."""
     if constraint is None:
         return FALLBACK
     return re.sub(r"\\(.)", r"\1", constraint, flags=re.DOTALL)

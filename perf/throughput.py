@@ -4,7 +4,7 @@
     python perf/throughput.py --image-tokens 0 --samples 40   # the protocol's own pixel bounds
     python perf/throughput.py --samples 40 --no-write # a quick look
     python perf/throughput.py --model /path/to/checkpoint --image-tokens 0 --samples 1000 \
-        --batch-size 256                                    # a real checkpoint on a GPU
+        --batch-size 256                              # a real checkpoint on a GPU
 
 Schedules (`pr_eval.loop.steps.run_samples(schedule=...)`), all against the same vLLM engine:
 - one-at-a-time: each sample runs alone to its end (lmms-eval's agentic path, Chain-of-Focus, VLM-R3);

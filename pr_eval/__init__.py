@@ -1,8 +1,8 @@
 """pr-eval: evaluation of models that reason in pixel space, one room per step of the flow.
 
     dataset row  ->  prompt  ->  trajectory  ->  answer, score  ->  run folder  ->  report, comparison
-    data/            families/   loop/           scoring/         run/            report/
-    benchmarks/                  engines/        judge/                           compare/
+    data/            families/   loop/           scoring/           run/            report/
+    benchmarks/                  engines/        judge/                             compare/
 
     cli/         `pr-eval` and its commands (run, ask, report, compare, check, submit)
     data/        where a benchmark's rows live, read and turned into Samples

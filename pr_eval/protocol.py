@@ -143,7 +143,7 @@ class Reference:
     fingerprint) because a rule change moves scores even when no number above changes."""
 
     implementation: str = "TIGER-AI-Lab/Pixel-Reasoner@a3a6c3a"  # the commit whose behaviour is reproduced
-    scoring: str = "rule_reward"          # scoring.reference_accuracy on chat.scored_text
+    scoring: str = "rule_reward"          # pr_eval.scoring.rules.reference_accuracy on chat.scored_text
     scored_text: str = "conversation-after-first-assistant"  # the decoded conversation, special tokens kept
     chat_template: str = "qwen2.5-vl"     # how the conversation is rendered for scoring and tool parsing
     tool_request: str = "ends-with-close-tag"   # output minus <|im_end|> ends exactly with </tool_call>

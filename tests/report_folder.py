@@ -49,7 +49,7 @@ def _record(task: str, doc_id: int, target, answer: str, accuracy: float, calls:
 
 
 def write_run(folder: Path, model: str = "demo", tasks=("zoom", "vstar", "tallyqa", "infovqa", "mvbench")) -> Path:
-    """A finished run folder as the runner writes it: results.json, run.json and per-sample
+    """A finished run folder as pr_eval.run.evaluate writes it: results.json, run.json and per-sample
     records of V* (one right, one wrong, one with markup in its gold answer) and two MVBench
     subtasks (all right; the other 18 hold no records)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""A run for test_resume.py to kill: `runner.evaluate` on the bundled V* samples with the real
+"""A run for test_resume.py to kill: `pr_eval.run.evaluate` on the bundled V* samples with the real
 tiny vLLM engine, every turn forced by a guide so that any two runs do the same work whatever
 their batches (a resumed run batches its remaining samples differently).
 

@@ -89,7 +89,7 @@ def test_a_broken_call_is_fed_back_and_an_unboxed_answer_goes_to_the_judge(tagge
     assert not call.ok and call.error_kind == "malformed"
     assert traj.messages[3]["content"][0]["text"].startswith("Zoom failed: Expecting value")
     scored = metrics.sample_metrics(traj, {"answer": "A"}, "vstar")
-    # lmms-eval's mean sees 0; the run marks it undecided (judge_family.rule_only), for the judge
+    # lmms-eval's mean sees 0; the run marks it undecided (pr_eval.judge.family.rule_only), for the judge
     assert scored["accuracy"] == 0.0 and traj.scores["undecided"] is True
     assert scored["attribute_accuracy"]["weight"] == 0.0  # breakdowns leave it out
     family = families.family_of(protocol)

@@ -310,7 +310,7 @@ def test_the_engine_is_sent_only_the_shown_images():
 
 
 def test_the_crop_sources_are_dropped_when_the_trajectory_is_handed_on():
-    """However it ended: an engine error never reaches the family's own step (loop.finished)."""
+    """However it ended: an engine error never reaches the family's own step (pr_eval.loop.steps.finished)."""
     from pr_eval.engines.base import GenerationResult
     from pr_eval.loop.steps import finished, step
 

@@ -1,4 +1,4 @@
-"""Conformance of `scoring.reference_accuracy` with the reference evaluation's scoring.
+"""Conformance of `pr_eval.scoring.rules.reference_accuracy` with the reference evaluation's scoring.
 
 The paper's accuracy is the verdict of the reference's `rule_reward` (TIGER-AI-Lab/Pixel-Reasoner,
 curiosity_driven_rl/openrlhf/trainer/ppo_utils/experience_maker.py), called in evaluation as

@@ -213,7 +213,7 @@ SCORE_KEYS = ("accuracy", "letter_accuracy", "count_accuracy", "attribute_accura
 
 def inject_wrong(run: Path, dest: Path, task: str, count: int) -> list[str]:
     """A copy of `run` in which `count` right answers of `task` are wrong: the final answer text,
-    the per-sample scores, and results.json's figures recomputed from the samples as the runner
+    the per-sample scores, and results.json's figures recomputed from the samples as pr_eval.run.evaluate
     computes them (lmms-eval's own copy under "lmms_eval" is left as it was)."""
     shutil.copytree(run, dest)
     path = dest / f"samples_{task}.jsonl"
@@ -386,7 +386,7 @@ def test_bootstrap_of_a_large_benchmark_is_quick():
 
 
 def _write_group_run(folder: Path, group_accuracy: float) -> None:
-    """A run folder laid out as the runner writes MVBench: two subtasks under the pr_mvbench group
+    """A run folder laid out as pr_eval.run.evaluate writes MVBench: two subtasks under the pr_mvbench group
     (members and benchmarks as results.json saves them)."""
     folder.mkdir(parents=True)
     scores = {"pr_mvbench_action_count": [1.0, 0.0, 1.0], "pr_mvbench_moving_count": [1.0, 1.0]}

@@ -1,4 +1,4 @@
-"""The HTML report of a run: built from a real run folder (runner.evaluate with the session's vLLM
+"""The HTML report of a run: built from a real run folder (pr_eval.run.evaluate with the session's vLLM
 engine, scripted crops, one answer that tries to inject markup), read back by headless Chromium.
 
 The browser tests are skipped only where /usr/bin/chromium is missing (`make test` installs it)."""
@@ -57,7 +57,7 @@ def _scripts() -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def run_folder(engine, tiny_model, tmp_path_factory) -> Path:
     """A finished run folder as pr-eval writes it (4 V* questions, 1 MVBench video question),
-    and its report (written by the runner at the end of the run)."""
+    and its report (written by pr_eval.run.evaluate at the end of the run)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PR_EVAL_DATA", "samples")
         run = evaluate(model="tiny", model_path=tiny_model, tasks=TASKS, output=tmp_path_factory.mktemp("runs"),

@@ -24,7 +24,7 @@ from pr_eval.trajectory import ImageInfo, Trajectory
 
 
 def _finished_folder(tmp_path, with_layout=True):
-    """A results.json as the runner writes it: MVBench's group with two subtasks, and V*."""
+    """A results.json as pr_eval.run.evaluate writes it: MVBench's group with two subtasks, and V*."""
     summary = {
         "metrics": {"pr_mvbench": {"letter_accuracy": 0.5, "accuracy": 0.5, "rapr": None},
                     "pr_mvbench_action_count": {"letter_accuracy": 1.0, "accuracy": 1.0, "rapr": 0.0},

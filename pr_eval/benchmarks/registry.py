@@ -8,7 +8,7 @@ bundled samples and what generates them), what a row adds to its document and Sa
 V*'s category, MVBench's subtask), how an answer is scored by the benchmark's own rule (`score`,
 named `main`) beside the paper-compatible accuracy every benchmark reports, which breakdowns of
 that accuracy it has, and how the CLI and the tables name it. The CLI, the lmms-eval task class,
-the runner's tables, the gate, the report and the submission read these records and nothing else.
+the printed tables, the gate, the report and the submission read these records and nothing else.
 """
 
 from __future__ import annotations

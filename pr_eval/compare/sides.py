@@ -165,7 +165,7 @@ def rollout_means(per_rollout: list[dict]) -> dict:
 
 
 def read_run(folder: Path, summary: dict | None = None) -> Side:
-    """A finished run folder (runs.load_run plus its per-sample records). Each benchmark's
+    """A finished run folder (pr_eval.run.folder.load_run plus its per-sample records). Each benchmark's
     figures are recomputed from its records and must agree with results.json (an edited or
     half-copied folder is refused). `summary`: results.json, where the caller has read it."""
     folder = Path(folder)

@@ -36,7 +36,7 @@ class GenerationRequest:
     # This request's sampling seed (a sampled rollout's turn, `pr_eval.loop.sampling.turn_seed`);
     # None: the protocol's `Decoding.seed`, as every greedy run uses.
     seed: int | None = None
-    # The trajectory this turn belongs to (loop.request sets it): an engine spread over several
+    # The trajectory this turn belongs to (pr_eval.loop.steps.request sets it): an engine spread over several
     # servers keeps a trajectory's turns on one, where its conversation is in the prefix cache.
     session: str | None = None
 
@@ -71,7 +71,7 @@ class ContinuousEngine(Engine, _Interface):
 
     The continuous loop uses it to let every trajectory go on the moment its own turn is done,
     instead of waiting for the slowest trajectory of the turn. Engines without `submit` run the
-    continuous schedule turn by turn (see `loop.effective_schedule`)."""
+    continuous schedule turn by turn (see `pr_eval.loop.steps.effective_schedule`)."""
 
     def submit(self, request: GenerationRequest, decoding: Decoding) -> "Future[GenerationResult]":
         """Start one request and return at once. The future's result is the GenerationResult,

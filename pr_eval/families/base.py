@@ -84,7 +84,7 @@ class Family:
         raise NotImplementedError
 
     def release(self, traj: Trajectory) -> None:
-        """Drop what the family keeps beside a trajectory once it is handed on (loop.finished)."""
+        """Drop what the family keeps beside a trajectory once it is handed on (pr_eval.loop.steps.finished)."""
 
     # -- the score ---------------------------------------------------------------------------
     no_answer = "(none)"   # what `pr-eval ask` prints when `final_answer` finds none

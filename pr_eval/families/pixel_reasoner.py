@@ -5,7 +5,7 @@ images are shown resized into the protocol's input bounds and the tools cut from
 A turn is a tool request when it ends with `</tool_call>`; the call read is the LAST one of the
 whole conversation (`tools.last_call_text`), parsed with `json` and run by `tools.execute`, whose
 exceptions' texts are fed back as the reference feeds them. The verdict is the reference's rule
-(`scoring.reference_accuracy`) on the conversation after the first assistant header; it never
+(`pr_eval.scoring.rules.reference_accuracy`) on the conversation after the first assistant header; it never
 leaves a question undecided, so there is no judge. Settings: the fields of `pr_eval.protocol.Protocol`.
 """
 

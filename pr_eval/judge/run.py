@@ -1,6 +1,6 @@
 """The optional judge over a finished run's per-sample records (see pr_eval.judge.client).
 
-    samples' records (runner.finish) -> [here: one JudgeItem per trajectory, judged once,
+    samples' records (evaluate.finish) -> [here: one JudgeItem per trajectory, judged once,
         journaled in judgements.jsonl] -> each record's "judge", results.json "judge",
         `judge_accuracy` in the task's metrics (beside, never instead of, `accuracy`)
 

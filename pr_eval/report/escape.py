@@ -4,7 +4,7 @@
 
 Everything that came from a model or a dataset is escaped on the server side (`esc`), so a model
 answer that contains markup shows as text. The report's modules (pr_eval.report.page, charts,
-report_pictures, report_viewer) all write their text through this one.
+pictures, viewer) all write their text through this one.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The report's "Judge and rules" section: what the optional LLM judge said, next to the rules.
 
-    results.json "judge" {"settings": JudgeSettings.record(), "tasks": {task: judge_run.summarize(...)}}
+    results.json "judge" {"settings": JudgeSettings.record(), "tasks": {task: pr_eval.judge.run.summarize(...)}}
         + the samples of the disagreeing keys (question, answer, gold)
         -> [HTML here] -> the page (pr_eval.report.page, after the tool sections, before the viewer)
 

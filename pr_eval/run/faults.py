@@ -1,14 +1,14 @@
 """Fault injection for tests: the one seam through which a test makes a run crash on purpose.
 
-    dataset row -> prompt -> trajectory -> journal line (store) -> samples, results.json (runner)
+    dataset row -> prompt -> trajectory -> journal line (store) -> samples, results.json (evaluate)
                                                ^ kill-mid-write:N          ^ kill-before-results
 
 Never set it in a real run. The environment variable PR_EVAL_FAULT makes the process SIGKILL
 itself at a named point, to show that the journal (pr_eval.run.store) survives a crash:
     PR_EVAL_FAULT=kill-mid-write:N     write the first half of this process's N-th journal line,
                                        flush it, then SIGKILL (a crash in the middle of a write)
-    PR_EVAL_FAULT=kill-before-results  SIGKILL once every sample is in the journal, before the
-                                       runner writes samples_*.jsonl and results.json
+    PR_EVAL_FAULT=kill-before-results  SIGKILL once every sample is in the journal, before
+                                       pr_eval.run.evaluate writes samples_*.jsonl and results.json
 Production code calls `point(name)` where a named crash may happen and `cut_write(n)` before
 the n-th journal write; both do nothing unless the variable names them.
 """

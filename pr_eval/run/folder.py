@@ -5,8 +5,8 @@
 
     run.json               the run record (pr_eval.run.store writes it when the run starts)
     trajectories.jsonl     the journal: one line per finished sample (store, while the run goes)
-    samples_<task>.jsonl   per-sample records: trajectory and metrics (runner, at the end)
-    results.json           figures, counts, members, benchmarks (runner, last: the run is finished)
+    samples_<task>.jsonl   per-sample records: trajectory and metrics (evaluate, at the end)
+    results.json           figures, counts, members, benchmarks (evaluate, last: the run is finished)
 
 This module sits below the writer (pr_eval.run.evaluate builds the same `Run` from lmms-eval's results)
 and below everything that reads a folder (report, compare, check, submit); it imports none of them.

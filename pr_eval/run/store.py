@@ -5,7 +5,7 @@
                              data sources and row counts (written atomically at the start)
         trajectories.jsonl   the journal: one line per finished sample, appended as it finishes
         images/<task>/<doc_id>/<k>.<ext>   the images the model saw (written before the line)
-        samples_<task>.jsonl, results.json, report.html   written by the runner when the run ends
+        samples_<task>.jsonl, results.json, report.html   written by pr_eval.run.evaluate when the run ends
 
 Why a journal of our own: lmms-eval hands the model every request at once and keeps the answers
 in memory until all are done (its --use_cache commits only then), so a crash loses the whole run.
