@@ -229,7 +229,7 @@ def end_lines(traj: Trajectory, seconds: float) -> list[str]:
 
 def trajectory_html(traj: Trajectory, facts: Sequence[tuple[str, object]] = (), seconds: float | None = None) -> str:
     """One self-contained page: the trajectory as the run report's viewer shows it (the same card,
-    `report_viewer.sample_card`, with the images the model saw inlined), under `facts` (what
+    `pr_eval.report.viewer.sample_card`, with the images the model saw inlined), under `facts` (what
     was asked of which model). Call it before the trajectory's pixels are dropped."""
     from ..report.page import STYLE
     from ..report.view import RunView, SampleView
@@ -362,10 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         if traj.stop_reason == DATA_ERROR:
             raise UsageError(traj.error)
         check_environment()
-        from ..models import ModelNotFound, resolve_model
+        from ..engines.config import EngineConfig
+        from ..models import ModelNotFound
 
-        try:
-            model_path = args.model if args.engine == "openai" else resolve_model(args.model)
+        try:  # one trajectory: one request in flight
+            engine_config = EngineConfig.from_options(args, max_concurrency=1)
         except ModelNotFound as exc:
             raise UsageError(str(exc)) from None
     except UsageError as exc:
@@ -373,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.verbose:
         quiet.enable()
-    from ..engines import build_engine
-
-    facts = [("model", args.model), ("checkpoint", model_path), ("engine", args.engine),
+    facts = [("model", args.model), ("checkpoint", engine_config.model), ("engine", args.engine),
              ("protocol", f"{protocol.name} (fingerprint {protocol.fingerprint})"),
              ("seed", args.seed if protocol.sampling is not None else None),
              ("files", ", ".join(args.image) or args.video), ("command", shlex.join(["pr-eval", "ask", *argv]))]
@@ -396,11 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                 written.append(path)
 
     try:
-        engine = build_engine(args.engine, model_path, protocol, base_urls=args.base_url, api_model=args.api_model,
-                              max_concurrency=1, max_model_len=args.max_model_len,
-                              gpu_memory_utilization=args.gpu_memory_utilization,
-                              request_timeout=args.request_timeout, retries=args.retries,
-                              pixel_check=args.pixel_check)
+        engine = engine_config.build(protocol)
         began = time.monotonic()
         follow(engine, traj, protocol, say, on_finish=save)
     except EngineError as exc:

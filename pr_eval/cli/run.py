@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import __version__, benchmarks
 from ..data.sources import FRONT_END_ENV, source_spec, use_source
 from ..engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
+from ..engines.config import EngineConfig
 from ..errors import UsageError
 from ..families import PROTOCOLS, family_of, get_protocol, refusal
 from ..protocol import DEFAULT_PROTOCOL, with_overrides
@@ -195,13 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         if (refused := refusal(base, tasks)) is not None:
             raise UsageError(refused)
         check_environment()  # an installed package known to break a run: refused before any engine
-        from ..models import ModelNotFound, resolve_model
+        from ..models import ModelNotFound
 
         try:
             # a served model is loaded by its server; --model is then only its name in the results
-            model_path = args.model if args.engine == "openai" else resolve_model(args.model)
+            engine_config = EngineConfig.from_options(args, max_concurrency=args.batch_size)
         except ModelNotFound as exc:
             raise UsageError(str(exc)) from None
+        model_path = engine_config.model
         try:
             protocol = with_overrides(base, args.max_tool_calls, args.max_images, args.max_new_tokens,
                                       args.samples_per_question)
@@ -228,11 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     from ..run.evaluate import RunError, evaluate
     from ..run.store import ResumeRefused, StoreError
 
-    engine_args = dict(base_urls=args.base_url, api_model=args.api_model, max_concurrency=args.batch_size,
-                       max_model_len=args.max_model_len, tensor_parallel_size=args.tensor_parallel_size,
-                       gpu_memory_utilization=args.gpu_memory_utilization, request_timeout=args.request_timeout,
-                       retries=args.retries, mm_cache_gb=args.mm_cache_gb, routing=args.routing,
-                       media_dir=args.media_dir, pixel_check=args.pixel_check)
     stores = []
 
     def announce(store):
@@ -245,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop_signals():
             run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
-                           limit=args.limit, output=args.output, batch_size=args.batch_size, engine_kind=args.engine,
-                           engine_args=engine_args, resume=resume, schedule=args.schedule, seed=args.seed,
+                           limit=args.limit, output=args.output, batch_size=args.batch_size,
+                           engine_config=engine_config, resume=resume, schedule=args.schedule, seed=args.seed,
                            command=["pr-eval", *argv], announce=announce, judge=judge)
     except (KeyboardInterrupt, Terminated) as exc:
         return interrupted(isinstance(exc, Terminated), stores, argv)

@@ -3,6 +3,8 @@ continuous schedule hands each trajectory's next turn to `submit` (ContinuousEng
 the moment it is ready and the engine batches whatever is in flight; the turn-synchronous one
 hands every unfinished trajectory of a turn to `Engine.generate` at once (every engine).
 
+    config.py    EngineConfig: which engine and model, and every engine option, built once by each
+                 front end (pr-eval, pr-eval ask, lmms-eval's model_args)
     base.py      the Engine interface, requests and results, retries
     vllm.py      vLLM in this process (offline), continuous batching
     openai.py    OpenAI-compatible servers (vLLM serve, ...): concurrency, routing, retries
@@ -12,7 +14,7 @@ hands every unfinished trajectory of a turn to `Engine.generate` at once (every 
     deadline.py  a request's time limit
     reaper.py    engine processes die with their run
 
-`build_engine` is the one place that chooses."""
+`build_engine` is the one place that chooses; `EngineConfig.build` calls it."""
 
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ def build_engine(kind: str, model: str, protocol, *, base_urls=None, api_model: 
                  request_timeout: float | None = None, retries: int | None = None,
                  mm_cache_gb: float | None = None, routing: str | None = None,
                  media_dir: str | None = None, pixel_check: bool = True) -> Engine:
-    """The engine `kind` names, the one place that chooses: `pr-eval --engine`, lmms-eval's
-    `engine=` model_arg and `runner.evaluate` all come here.
+    """The engine `kind` names, the one place that chooses, reached through `EngineConfig.build`
+    (what `pr-eval`, `pr-eval ask` and lmms-eval's model_args configure).
 
     `model` is a loadable checkpoint for vllm and hf, and the default served name for openai
     (which loads nothing itself; `api_model` overrides the name). `request_timeout` (seconds per

@@ -37,16 +37,18 @@ from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
 from ..cli.compat import startup_refusal
-from ..engines import build_engine
+from ..engines.config import MODEL_ARG_FIELDS, EngineConfig
 from ..families import get_protocol
 from ..loop.sampling import rollout_seed
 from ..loop.steps import Guide, run_samples
-from ..models import resolve_model
 from ..protocol import DEFAULT_PROTOCOL, Protocol, with_overrides
 from ..run.store import RunStore, sample_key, stored_answer, trajectory_key
 from ..trajectory import Sample, Trajectory
 
 log = logging.getLogger(__name__)
+# The engine's model_args (`pretrained` and `engine` are the constructor's own): EngineConfig's fields
+ENGINE_MODEL_ARGS = ({f.name for f in dataclasses.fields(EngineConfig)} - {"kind", "model", "base_urls"}) | (
+    set(MODEL_ARG_FIELDS) - {"pretrained", "engine"})
 
 
 class PixelReasoner(lmms):
@@ -54,24 +56,23 @@ class PixelReasoner(lmms):
 
     def __init__(self, pretrained: str = "tiny", protocol: str | Protocol = DEFAULT_PROTOCOL,
                  batch_size: int | str = 64, max_tool_calls: int | None = None, max_images: int | None = None,
-                 max_new_tokens: int | None = None,
-                 engine=None, guide: Guide | None = None,
-                 on_trajectory: Callable[[Trajectory], None] | None = None,
-                 max_model_len: int | None = None, tensor_parallel_size: int | None = None,
-                 gpu_memory_utilization: float | None = None, device: str | None = None,
-                 max_batch_size: int | None = None, base_url: str | None = None,
-                 api_model: str | None = None, max_concurrency: int | str | None = None,
+                 max_new_tokens: int | None = None, engine=None, engine_config: EngineConfig | None = None,
+                 guide: Guide | None = None, on_trajectory: Callable[[Trajectory], None] | None = None,
                  schedule: str | None = None, store: RunStore | None = None,
-                 request_timeout: float | str | None = None, retries: int | str | None = None,
-                 routing: str | None = None, media_dir: str | None = None, pixel_check: bool | str = True,
-                 engine_factory: Callable[[], object] | None = None,
-                 samples_per_question: int | str | None = None, seed: int | str | None = 0, **unused):
+                 samples_per_question: int | str | None = None, seed: int | str | None = 0,
+                 device: str | None = None, max_batch_size: int | None = None, **options):
+        """`engine`: an engine to use (the caller closes it), or from lmms-eval's model_args the
+        engine's kind (vllm, openai, hf); `engine_config`: the engine to build on first use (what
+        `pr-eval` passes). Otherwise the engine is configured from model_args: `pretrained`, and
+        every option EngineConfig names (base_url, api_model, max_model_len, ...). `device` and
+        `max_batch_size` are lmms-eval's generic model_args, which the engines do not use."""
         super().__init__()
         refusal = startup_refusal()
         if refusal:  # lmms-eval's own CLI reaches us here; say it before any request is run
             raise RuntimeError(refusal)
+        unused = sorted(set(options) - ENGINE_MODEL_ARGS)
         if unused:
-            log.warning("pixel_reasoner ignores unknown model_args: %s", ", ".join(sorted(unused)))
+            log.warning("pixel_reasoner ignores unknown model_args: %s", ", ".join(unused))
         base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
         self.protocol = with_overrides(base, _int(max_tool_calls), _int(max_images), _int(max_new_tokens),
                                        _int(samples_per_question))
@@ -81,28 +82,21 @@ class PixelReasoner(lmms):
         self.on_trajectory = on_trajectory
         self.schedule = schedule or None
         self.store = store
-        if engine is None and engine_factory is None or isinstance(engine, str):  # model_args: engine=vllm|openai|hf
-            kind = engine or "vllm"
-
-            def engine_factory():
-                return build_engine(kind, pretrained if kind == "openai" else resolve_model(pretrained),
-                                    self.protocol, base_urls=base_url.split("|") if base_url else None,
-                                    api_model=api_model, max_concurrency=_int(max_concurrency) or self.batch_size,
-                                    max_model_len=_int(max_model_len), tensor_parallel_size=_int(tensor_parallel_size),
-                                    gpu_memory_utilization=_float(gpu_memory_utilization),
-                                    request_timeout=_float(request_timeout), retries=_int(retries),
-                                    routing=routing or None, media_dir=media_dir or None,
-                                    pixel_check=_bool(pixel_check))
-
+        if engine is None and engine_config is None or isinstance(engine, str):  # model_args: engine=vllm|openai|hf
+            engine_config = EngineConfig.from_model_args(
+                pretrained=pretrained, engine=engine or "vllm",
+                **{k: v for k, v in options.items() if k in ENGINE_MODEL_ARGS})
             engine = None
+        if engine_config is not None and engine_config.max_concurrency is None:  # as many as a batch
+            engine_config = dataclasses.replace(engine_config, max_concurrency=self.batch_size)
         self._engine = engine
-        self._engine_factory = engine_factory
+        self.engine_config = engine_config
 
     @property
     def engine(self):
         """The engine, built on first use (resuming a run whose samples are all saved builds none)."""
         if self._engine is None:
-            self._engine = self._engine_factory()
+            self._engine = self.engine_config.build(self.protocol)
         return self._engine
 
     @property
@@ -204,20 +198,3 @@ class PixelReasoner(lmms):
 def _int(value) -> int | None:
     """lmms-eval passes model_args as strings (or already parsed numbers)."""
     return None if value is None or value == "" else int(value)
-
-
-def _bool(value) -> bool:
-    """As `_int`, for on/off model_args (true/false, yes/no, 1/0)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-def _float(value) -> float | None:
-    """As `_int`, for fractional model_args."""
-    return None if value is None or value == "" else float(value)

@@ -2,9 +2,15 @@
 folder (pr_eval.run.store) receives each sample as it finishes, then lmms-eval's results beside ours
 (protocol record, per-sample trajectories and scores).
 
-    dataset row -> prompt -> trajectory -> answer -> score -> [runner: run folder] -> report
+    dataset row -> prompt -> trajectory -> answer -> score -> [here: run folder] -> report
 
-The runner only runs and writes; pr_eval.run.folder reads a finished folder back (`load_run`) and
+The hop through lmms-eval, in plain calls: `evaluate` builds the model adapter itself
+(pr_eval.lmms.adapter.PixelReasoner, with the run's EngineConfig and store) and hands the instance
+to lmms-eval's `simple_evaluate`, with the task YAMLs of tasks/ (each names the task class
+pr_eval.lmms.task.PixelReasonerTask). lmms-eval then calls `PixelReasoner.generate_until` with
+every request of a task, and the task's `process_results` (pr_eval.lmms.task) scores each answer.
+
+This module only runs and writes; pr_eval.run.folder reads a finished folder back (`load_run`) and
 pr_eval.report.tables prints its tables."""
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..data import sources
+from ..engines.config import EngineConfig
 from ..families import family_of, family_of_record, get_protocol
 from ..files import write_atomic
 from ..judge import family as judge_family
@@ -94,7 +101,7 @@ def slug(text: str) -> str:
 
 def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Protocol = DEFAULT_PROTOCOL,
              limit: int | None = None, output: str | Path = "results", batch_size: int = 64,
-             engine_args: dict | None = None, engine=None, guide=None, *, engine_kind: str = "vllm",
+             engine_config: EngineConfig | None = None, engine=None, guide=None, *,
              resume: str | Path | None = None, schedule: str | None = None, seed: int | None = None,
              command: list[str] | None = None, announce: Callable[[RunStore], None] | None = None,
              judge: JudgeSettings | None = None) -> Run:
@@ -102,15 +109,17 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
     loaded and the engine is ready (a run that cannot start leaves no folder), each sample saved
     as it finishes, samples_<task>.jsonl, results.json and report.html at the end.
 
-    engine: an engine to use (the caller closes it); without one, `engine_kind` is built from
-    `engine_args` on first use and closed at the end. resume: a run folder to finish: its saved
+    engine: an engine to use (the caller closes it); without one, `engine_config` (default: vLLM
+    with `model_path`) is built on first use and closed at the end. resume: a run folder to finish: its saved
     samples are not run again; ResumeRefused when it holds another evaluation (model, protocol
     fingerprint, tasks, limit or data). schedule: how trajectories share the engine (None: the
     loop's default). announce: called with the store once the folder exists (the CLI prints it).
     judge: an LLM judge (pr_eval.judge.client) whose verdicts are recorded as `judge_accuracy`."""
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
+    if engine is None and engine_config is None:
+        engine_config = EngineConfig(model=str(model_path))
     started = _dt.datetime.now(_dt.timezone.utc)
-    info = run_info(model, model_path, engine.name if engine is not None else engine_kind, proto, tasks, limit,
+    info = run_info(model, model_path, engine.name if engine is not None else engine_config.kind, proto, tasks, limit,
                     batch_size, schedule, seed, command, started)
     if judge is not None:
         family = family_of(proto)
@@ -123,19 +132,17 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
 
             lmms_task.preload(list(tasks), limit)
             if engine is None:
-                from ..engines import build_engine
-
-                engine = build_engine(engine_kind, model_path, proto, **(engine_args or {}))
+                engine = engine_config.build(proto)
                 owned.callback(engine.close)
             store = create_run_store(output, model, proto, started, info)
-        run = _run_in(store, tasks, limit, engine, engine_kind, model_path, proto, engine_args, guide, batch_size,
-                      schedule, seed, announce, judge)
+        run = _run_in(store, tasks, limit, engine, engine_config, proto, guide, batch_size, schedule, seed,
+                      announce, judge)
     write_report_safely(run.folder)
     return run
 
 
-def _run_in(store, tasks, limit, engine, engine_kind, model_path, proto, engine_args, guide, batch_size, schedule,
-            seed, announce, judge) -> Run:
+def _run_in(store, tasks, limit, engine, engine_config, proto, guide, batch_size, schedule, seed, announce,
+            judge) -> Run:
     """The run itself, in its folder: lmms-eval with our model adapter, then the final files."""
     with store:
         from lmms_eval.evaluator import simple_evaluate
@@ -145,13 +152,7 @@ def _run_in(store, tasks, limit, engine, engine_kind, model_path, proto, engine_
 
         if announce:
             announce(store)
-        factory = None
-        if engine is None:
-            from ..engines import build_engine
-
-            def factory():
-                return build_engine(engine_kind, model_path, proto, **(engine_args or {}))
-        lm = PixelReasoner(engine=engine, engine_factory=factory, protocol=proto, batch_size=batch_size,
+        lm = PixelReasoner(engine=engine, engine_config=engine_config, protocol=proto, batch_size=batch_size,
                            guide=guide, store=store, schedule=schedule, seed=seed or 0)
         try:
             with quiet.lmms_eval_bars_hidden(), sources.limited(limit):
