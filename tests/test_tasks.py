@@ -8,6 +8,7 @@ pr-eval table) on small generated datasets in the Pixel-Reasoner schema.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -248,10 +249,20 @@ def test_pr_eval_collects_groups_pooling_what_lmms_eval_cannot(suite_run, tmp_pa
 
 
 def test_sample_records_keep_every_metric_and_leave_out_what_a_sample_is_not_in(suite_run):
-    from pr_eval.run.evaluate import sample_records, task_metric_names
+    """The records are the journal's trajectories (what the store saved as each sample ended) with
+    lmms-eval's metrics of the sample; an answer without a saved trajectory stops the run."""
+    from pr_eval.run.evaluate import RunError, sample_records, task_metric_names
+    from pr_eval.run.store import sample_key
 
-    names = task_metric_names(suite_run["configs"]["pr_mvbench_object_shuffle"])
-    [record] = sample_records(suite_run["samples"]["pr_mvbench_object_shuffle"][0], names, "mvbench")
+    task = "pr_mvbench_object_shuffle"
+    names = task_metric_names(suite_run["configs"][task])
+    entry = suite_run["samples"][task][0]
+    saved = {"trajectory": json.loads(entry["resps"][0][0]), "timing": {"seconds": 1.5}, "images": ["a.png"]}
+    journal = {sample_key(task, entry["doc_id"]): saved}
+    [record] = sample_records(task, entry, names, "mvbench", journal)
+    assert record["timing"] == {"seconds": 1.5} and record["image_files"] == ["a.png"]
+    with pytest.raises(RunError, match="no saved trajectory"):
+        sample_records(task, entry, names, "mvbench", {})
     assert record["metrics"]["letter_accuracy"] == 0.0 and record["metrics"]["rapr"] == 1.0
     assert record["metrics"]["accuracy_with_tools"] == 0.0 and record["metrics"]["accuracy_without_tools"] is None
     assert record["tool_calls"][0]["name"] == "crop_image_normalized"

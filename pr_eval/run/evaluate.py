@@ -40,10 +40,11 @@ from ..judge.run import judge_records
 from ..loop import sampling
 from ..protocol import DEFAULT_PROTOCOL, Protocol
 from ..report import page as report
-from ..scoring.metrics import pool, sample_metrics, trajectories_from_response
+from ..scoring.metrics import pool, sample_metrics
+from ..trajectory import Trajectory
 from . import faults, quiet
-from .folder import Run, RunError, leaf_tasks, plain_value, record_key, task_metric_names
-from .store import RESULTS_FILE, RunStore, StoreError
+from .folder import Run, RunError, leaf_tasks, plain_value, task_metric_names
+from .store import RESULTS_FILE, RunStore, StoreError, sample_key
 
 log = logging.getLogger(__name__)
 
@@ -246,10 +247,7 @@ def finish(store: RunStore, results: dict, tasks: list[str], judge: JudgeSetting
         benchmark = (configs.get(task, {}).get("metadata") or {}).get("benchmark")
         records_of[task] = []
         for entry in results.get("samples", {}).get(task, []):
-            for record in sample_records(entry, names, benchmark):
-                saved = store.done.get(record_key(task, record)) or {}
-                record["timing"], record["image_files"] = saved.get("timing"), saved.get("images")
-                records_of[task].append(record)
+            records_of[task].extend(sample_records(task, entry, names, benchmark, store.done))
     family = judge_family.family_of_run(records_of)
     if family is not None:  # a peer's rule, then its own judge (pr_eval.judge.family)
         judge_family.rule_only(family, run.metrics, run.members, records_of)
@@ -296,26 +294,33 @@ def write_report_safely(folder: Path) -> None:
                     "retry with `pr-eval report %s`", folder, type(exc).__name__, exc, folder)
 
 
-def sample_records(entry: dict, metric_names: list[str], benchmark: str | None) -> list[dict]:
-    """lmms-eval's sample entry as our per-sample records: the trajectory plus its metrics, or
-    for a sampled question one record per rollout, each with that rollout's own metrics."""
-    response = entry.get("filtered_resps") or entry.get("resps") or [""]
-    while isinstance(response, list):
-        response = response[0] if response else ""
-    doc = entry.get("doc") or {}
-    trajs = trajectories_from_response(response, doc, "")
+def sample_records(task: str, entry: dict, metric_names: list[str], benchmark: str | None,
+                   journal: dict[str, dict]) -> list[dict]:
+    """lmms-eval's sample entry as our per-sample records: the trajectory the journal saved
+    (already decoded: lmms-eval's response is the same trajectory as JSON, which only the task's
+    `process_results` reads) with its metrics, timing and image files; for a sampled question,
+    one record per rollout, each with that rollout's own metrics."""
+    doc, doc_id = entry.get("doc") or {}, entry.get("doc_id")
+    saved = [journal[key]] if (key := sample_key(task, doc_id)) in journal else \
+        [journal[k] for k in itertools.takewhile(journal.__contains__,
+                                                 (sample_key(task, doc_id, r) for r in itertools.count()))]
+    if not saved:
+        raise RunError(f"{task} sample {doc_id} has an answer but no saved trajectory in the run's journal; "
+                       "run the same command with --resume to finish the run")
     records = []
-    for traj in trajs:
-        record = traj.to_record()
-        record["doc_id"] = entry.get("doc_id")
-        if traj.rollout is None:
+    for line in saved:
+        record = dict(line["trajectory"])
+        record["doc_id"] = doc_id
+        if line.get("rollout") is None:
             values = entry
         else:  # the entry holds the question's means; each rollout's own come from its trajectory
+            traj = Trajectory.from_record(record)
             values = sample_metrics(traj, doc, benchmark) if benchmark else {}
             record["answer"] = family_of_record(traj).final_answer(traj)
         record["metrics"] = {k: plain_value(values[k]) for k in metric_names if k in values}
         if doc.get("group"):  # what a grouped metric (HR-Bench's cycles) averages over first
             record["group"] = str(doc["group"])
+        record["timing"], record["image_files"] = line.get("timing"), line.get("images")
         records.append(record)
     return records
 
