@@ -129,7 +129,7 @@ FAMILY_WORDS = {"deepeyes": (r"[\"']deepeyes", r"DeepEyes\b", "<tool_response>")
                 "mini_o3": (r"[\"']mini-o3[\"']", r"[\"']mini-o3-", "<grounding>", "observation_"),
                 "chain_of_focus": (r"[\"']chain-of-focus", r"Chain-of-Focus")}
 # Modules that may name a family: its own, the registry, and the prose of the seam's own modules.
-ALLOWED = {"families/__init__.py", "families/base.py", "protocol.py", "safe_eval.py", "judge_family.py"}
+ALLOWED = {"families/__init__.py", "families/base.py", "protocol.py", "loop/safe_eval.py", "judge/family.py"}
 
 
 @pytest.mark.parametrize("module", sorted(FAMILY_WORDS))

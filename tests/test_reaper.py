@@ -16,7 +16,7 @@ pytestmark = pytest.mark.server  # starts subprocesses: not in make test-fast
 
 RUN = """
 import subprocess, sys, time
-from pr_eval import reaper
+from pr_eval.engines import reaper
 watcher = reaper.guard()
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 print(child.pid, watcher.pid, flush=True)
@@ -54,7 +54,7 @@ def test_the_children_of_a_sigkilled_run_are_ended_and_the_watcher_goes_too():
 
 ENDS = """
 import subprocess, sys
-from pr_eval import reaper
+from pr_eval.engines import reaper
 watcher = reaper.guard()
 child = subprocess.Popen([sys.executable, "-c", "pass"])
 child.wait()

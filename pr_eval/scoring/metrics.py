@@ -3,7 +3,7 @@
     trajectory + doc -> sample_metrics(traj, doc, benchmark) -> one flat dict per sample -> means
 
 Every benchmark reports the same shape: the paper-compatible `accuracy` (the reference's rule,
-`scoring.reference_accuracy`), the benchmark's own metric (`main` of its `pr_eval.benchmarks`
+`rules.reference_accuracy`), the benchmark's own metric (`main` of its `pr_eval.benchmarks`
 record: option letter for V* and MVBench, exact count for TallyQA, ANLS for InfoVQA), its
 breakdowns, and the tool-use figures. Only the benchmark's record differs.
 
