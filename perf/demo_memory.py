@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-PR_EVAL = [sys.executable, "-m", "pr_eval.cli.run"]
+PR_EVAL = [sys.executable, "-m", "pr_eval.cli"]
 DEMO = ["--model", "demo", "--tasks", "zoom,vstar,tallyqa,infovqa,mvbench", "--data", "samples"]
 BEFORE = ["--gpu-memory-utilization", "0.25", "--mm-cache-gb", "4"]
 

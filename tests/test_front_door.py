@@ -215,7 +215,7 @@ def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, monkeypatch, capsys)
 
 # --- bad command lines: one line, exit 2, before anything heavy is imported ------------------------
 
-CHILD = ("import sys\nfrom pr_eval.cli.run import main\nstatus = main(sys.argv[1:])\n"
+CHILD = ("import sys\nfrom pr_eval.cli import main\nstatus = main(sys.argv[1:])\n"
          "heavy = [m for m in ('torch', 'vllm', 'lmms_eval', 'transformers', 'scipy') if m in sys.modules]\n"
          "if heavy:\n    print('imported', heavy, file=sys.stderr)\nsys.exit(status)\n")
 

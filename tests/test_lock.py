@@ -142,7 +142,7 @@ def test_pr_eval_refuses_to_start_beside_a_release_known_to_break_it(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: filelock\nVersion: 4.3.1\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "pr_eval.cli.run", "--model", "tiny", "--tasks", "vstar",
+    result = subprocess.run([sys.executable, "-m", "pr_eval.cli", "--model", "tiny", "--tasks", "vstar",
                              "--data", "samples"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     line = result.stderr.strip().splitlines()[-1]
