@@ -95,6 +95,9 @@ class Benchmark:
     # Its rows carry target boxes (`targets`: [x1, y1, x2, y2] in pixels of the first image), so
     # the crop-grounding figures (pr_eval.scoring.grounding) are reported.
     grounding: bool = False
+    # The colours its options name, as its pictures draw them (a synthetic benchmark knows them): a
+    # probe's counterfactual edit swaps them exactly instead of rotating hues (pr_eval.probe).
+    palette: dict[str, tuple[int, int, int]] | None = None
     subtasks: tuple[str, ...] = ()     # one lmms-eval task per subtask, grouped under `task`
     # subtask name -> the `process_docs` that keeps its documents (tasks/<task>/<task>_<subtask>.yaml
     # names the subtask in its metadata)

@@ -83,6 +83,7 @@ class Item:
     color: str               # the dot's colour (the correct option's text)
     cell: tuple[int, int]    # (row, column) of the square's grid cell
     box: tuple[float, float, float, float]  # normalized [x1, y1, x2, y2] around the grid point
+    card: tuple[int, int, int, int]  # the white card's pixels [x1, y1, x2, y2]: the target box
 
     @property
     def qid(self) -> str:
@@ -105,6 +106,14 @@ def answer_box(cell: tuple[int, int]) -> tuple[float, float, float, float]:
     """The box a good model asks to crop: the grid point -/+ HALF_BOX, two decimals."""
     x, y = grid_point(cell)
     return tuple(round(v, 2) for v in (x - HALF_BOX, y - HALF_BOX, x + HALF_BOX, y + HALF_BOX))
+
+
+def card_box(cell: tuple[int, int], offset: tuple[int, int], scale: float = 1) -> tuple[int, int, int, int]:
+    """The white card's pixels [x1, y1, x2, y2) on the canvas: the question's target box."""
+    x, y = grid_point(cell)
+    cx, cy = round(x * CANVAS) + offset[0], round(y * CANVAS) + offset[1]
+    side = 2 * round(CARD * scale / 2)
+    return cx - side // 2, cy - side // 2, cx - side // 2 + side, cy - side // 2 + side
 
 
 def canvas(cell: tuple[int, int], color: str, offset: tuple[int, int], scale: float = 1) -> Image.Image:
@@ -161,7 +170,8 @@ def make_item(index: int, seed: int = 0, split: str = "test", plan: tuple[int, i
     parity = SPLITS[split] % 2
     offset = tuple(int(v) for v in rng.choice(np.arange(-JITTER + parity, JITTER + 1, 2), size=2))
     return Item(index=index, image=canvas(cell, color, offset, scale), question=question_text(),
-                answer=LETTERS[color_index], color=color, cell=cell, box=answer_box(cell))
+                answer=LETTERS[color_index], color=color, cell=cell, box=answer_box(cell),
+                card=card_box(cell, offset, scale))
 
 
 def make_benchmark(n: int = DEFAULT_ROWS, seed: int = 0) -> list[Item]:
@@ -182,7 +192,8 @@ PARQUET = "zoom.parquet"
 
 
 def write_benchmark(out_dir: str | os.PathLike, n: int = DEFAULT_ROWS, seed: int = 0) -> Path:
-    """Write `zoom.parquet` (qid, question, image, answer, as Pixel-Reasoner's V* copy) and
+    """Write `zoom.parquet` (qid, question, image, answer, as Pixel-Reasoner's V* copy, and the
+    card's box as `targets`, as TreeBench's rows give theirs) and
     `images/<qid>.png` (lossless: JPEG would smear the small dot's colour) into `out_dir`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -193,9 +204,10 @@ def write_benchmark(out_dir: str | os.PathLike, n: int = DEFAULT_ROWS, seed: int
     for item in make_benchmark(n, seed):
         relative = f"images/{item.qid}.png"
         item.image.save(out / relative, format="PNG", optimize=False, compress_level=6)
-        rows.append({"qid": item.qid, "question": item.question, "image": [relative], "answer": item.answer})
+        rows.append({"qid": item.qid, "question": item.question, "image": [relative], "answer": item.answer,
+                     "targets": [[float(v) for v in item.card]]})
     schema = pa.schema([("qid", pa.string()), ("question", pa.string()), ("image", pa.list_(pa.string())),
-                        ("answer", pa.string())])
+                        ("answer", pa.string()), ("targets", pa.list_(pa.list_(pa.float64())))])
     parquet = out / PARQUET
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), parquet, compression="zstd")
     return parquet
@@ -225,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 BENCHMARK = Benchmark(
     name="zoom", title="Zoom (synthetic)", task="pr_zoom", rows=DEFAULT_ROWS, synthetic=True,
     samples="python -m pr_eval.benchmarks.zoom",
-    main="letter_accuracy", main_label="letter acc", score=option_letter,
+    main="letter_accuracy", main_label="letter acc", score=option_letter, grounding=True,
+    palette=COLORS,
 )
 
 
