@@ -16,6 +16,7 @@
     judge/       the optional LLM judges, beside the rules
     report/      the text tables and the HTML report
     compare/     comparisons, the regression gate, leaderboard submissions
+    probe/       does the answer come from the pixels? interventions and the faithfulness card
 
 At the root, what every room shares: `trajectory` (the one record that flows and is written to
 disk), `protocol` (the settings, named and fingerprinted), `errors`, `files`, and `models` /

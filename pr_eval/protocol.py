@@ -167,7 +167,16 @@ PIXEL_REASONER_FAMILY = "pixel-reasoner"
 # What every family's protocol records: engines read decoding, pixel bounds, caps and the context
 # length; the family's own behaviour is in `rules`.
 SHARED_SETTINGS = ("name", "version", "family", "rules", "system_prompt", "decoding", "caps", "engine_pixels",
-                   "max_model_len", "differences", "sampling")
+                   "max_model_len", "differences", "sampling", "intervention")
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """A faithfulness probe's edit of what the model sees (pr_eval.probe): its name and exactly how
+    it edits, so a probe's result can never pass for a plain run's (its fingerprint differs)."""
+
+    name: str     # e.g. "target-masked", "counterfactual-edit", "crop-blank", "crop-uncropped"
+    method: str   # one sentence: what is changed, and how
 
 
 @dataclass(frozen=True)
@@ -214,10 +223,12 @@ class Protocol:
     # module; None for Pixel Reasoner, whose settings are the fields above).
     family: str = PIXEL_REASONER_FAMILY
     rules: Any = None
+    # A faithfulness probe's intervention (pr_eval.probe.variants); None for every plain protocol.
+    intervention: Intervention | None = None
 
     def settings(self) -> dict:
         """Every setting that can change a score, as plain JSON-able data. Settings added after a
-        protocol was published (`sampling`, `family`) appear only where they are not the default,
+        protocol was published (`sampling`, `family`, `intervention`) appear only where they are not the default,
         so published fingerprints stay. Another family's protocol keeps the settings every engine
         reads (SHARED_SETTINGS) and its own `rules`; the Pixel-Reasoner fields it does not use are
         left out."""
@@ -225,6 +236,8 @@ class Protocol:
         data.pop("notes")
         if data["sampling"] is None:
             data.pop("sampling")
+        if data["intervention"] is None:
+            data.pop("intervention")
         if self.family == PIXEL_REASONER_FAMILY:
             data.pop("family")
             data.pop("rules")

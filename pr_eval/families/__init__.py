@@ -42,7 +42,13 @@ def family_of_record(traj) -> Family:
 
 
 def get_protocol(name: str) -> Protocol:
-    """The protocol of that name, of any family; a retired one's ValueError names its successor."""
+    """The protocol of that name, of any family; a retired one's ValueError names its successor.
+    A probe's variant is named "<protocol>+<intervention>" (pr_eval.probe.variants)."""
+    base, plus, edit = name.partition("+")
+    if plus and base in PROTOCOLS:
+        from ..probe.variants import variant
+
+        return variant(PROTOCOLS[base], edit)
     try:
         return PROTOCOLS[name]
     except KeyError:

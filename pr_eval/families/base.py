@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..loop.tools import clean_text
+from ..probe.variants import intervene_crop
 from ..trajectory import DATA_ERROR, ImageInfo, Sample, ToolCall, Trajectory
 
 # --- What a family decides ----------------------------------------------------------------------
@@ -122,7 +123,10 @@ def video_part(index: int) -> dict:
 
 
 def add_image(traj: Trajectory, image: Image.Image, info: ImageInfo) -> dict:
-    """Put an image into the conversation's image list; returns the content part that shows it."""
+    """Put an image into the conversation's image list; returns the content part that shows it.
+    Under a probe's crop edit (the trajectory's meta), a crop is replaced here, for every family."""
+    if traj.meta.get("intervention"):
+        image, info = intervene_crop(traj.meta["intervention"].get("name"), image, info, traj.pixels)
     traj.pixels.append(image)
     traj.images.append(info)
     return image_part(len(traj.pixels))

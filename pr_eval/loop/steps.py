@@ -29,6 +29,7 @@ from ..engines.base import Engine, GenerationRequest, GenerationResult, can_subm
 from ..errors import DataError, is_our_bug
 from ..families import family_of, family_of_record
 from ..families.base import image_part, text_part, video_part  # noqa: F401 - re-exported for tests and ask
+from ..probe.variants import intervene_sample
 from ..protocol import PIXEL_REASONER_FAMILY, Protocol
 from ..trajectory import DATA_ERROR, ENGINE_ERROR, MAX_TOOL_CALLS, Generation, Sample, Trajectory
 from . import chat
@@ -65,6 +66,9 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
     try:
         if sample.is_video and not family.video:
             raise DataError(f"protocol {protocol.name!r} runs images only; this sample is a video")
+        if protocol.intervention is not None:  # a faithfulness probe's edit (pr_eval.probe.variants)
+            sample, edited = intervene_sample(sample, protocol)
+            traj.meta["intervention"] = edited or {"name": protocol.intervention.name}
         family.open(traj, sample, protocol)
     except Exception as exc:  # noqa: BLE001 - the one boundary around a sample's data: whatever its
         # loader raises (a DataError saying why, or a decoder's own exception) is this sample's error;

@@ -23,13 +23,13 @@ be shown an edited photograph.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..data.imaging import to_rgb
+from ..scoring.answers import parse_options  # noqa: F401 - the scorer's reading of options
 
 Box = tuple[float, float, float, float]  # (x1, y1, x2, y2) in pixels of the image as stored
 
@@ -47,9 +47,6 @@ METHOD_RECOLOUR = ("inside the target boxes (pixels as stored, rounded outward),
                    "is within the tolerance of the source colour's hue (circular distance, inclusive) and "
                    "whose saturation and value reach the minimums gets the target colour's hue, its "
                    "saturation and value (its max and min channel) kept, before the protocol's resize")
-
-# One option per line as `render_options` (pr_eval.benchmarks.common) writes it: "(A) red".
-_OPTION_LINE = re.compile(r"^\(([A-Z])\) ?(.*?)[ \t]*$", re.MULTILINE)
 
 
 # --- Boxes ---------------------------------------------------------------------------------------
@@ -194,20 +191,6 @@ def recolour(image: Image.Image, boxes: Iterable[Sequence[float]], source: str, 
 
 # --- Which edit a question allows -----------------------------------------------------------------
 
-def parse_options(question: str) -> dict[str, str]:
-    """The lettered options of a question as `render_options` writes them, one per line "(A) red":
-    letter -> option text (stripped). As the scorer's `parse_options` (pr_eval.scoring.answers), only
-    the last run of letters A, B, C, ... in order counts, and only with two options or more; else {}."""
-    options: dict[str, str] = {}
-    for match in _OPTION_LINE.finditer(question or ""):
-        letter, text = match.group(1), match.group(2).strip()
-        if letter == "A":
-            options = {"A": text}
-        elif options and ord(letter) == ord(max(options)) + 1:
-            options[letter] = text
-    return options if len(options) >= 2 else {}
-
-
 def counterfactual(options: dict[str, str], answer: str) -> tuple[str, str, str] | None:
     """The recolouring edit a multiple-choice colour question allows: (new letter, source colour,
     target colour), colours lower-case. The target is the first option after the answer in letter
@@ -226,3 +209,22 @@ def counterfactual(options: dict[str, str], answer: str) -> tuple[str, str, str]
         if text in HUES and HUES[text] != HUES[source]:
             return letter, source, text
     return None
+
+
+METHOD_REPAINT = ("inside the target boxes (pixels as stored, rounded outward), every pixel of exactly the "
+                  "source option's colour as the benchmark draws it is painted in the target option's colour "
+                  "as the benchmark draws it, before the protocol's resize")
+
+
+def repaint(image: Image.Image, boxes: Iterable[Sequence[float]], source: tuple[int, int, int],
+            target: tuple[int, int, int]) -> tuple[Image.Image, int]:
+    """A copy of `image` in which, inside the boxes' pixel rectangles, every pixel of exactly the
+    RGB colour `source` becomes `target` (a synthetic benchmark knows the colours it draws, so its
+    counterfactual is the picture it would have drawn); and the number of pixels changed."""
+    pixels = _rgb_array(image)
+    inside = _region(boxes, image.width, image.height)
+    if inside is None:
+        raise ValueError("no target box inside the image")
+    chosen = inside & np.all(pixels == np.asarray(source, dtype=pixels.dtype), axis=-1)
+    pixels[chosen] = np.asarray(target, dtype=pixels.dtype)
+    return Image.fromarray(pixels, "RGB"), int(chosen.sum()) if tuple(source) != tuple(target) else 0

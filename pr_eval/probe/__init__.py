@@ -1,0 +1,28 @@
+"""Does the answer come from the pixels? A faithfulness probe: the protocol beside its interventions.
+
+    interventions.py  the edits, as pure functions: target boxes masked, colours recoloured,
+                      blank crops (what each shows, and what it cannot)
+    variants.py       a protocol under an intervention: a named, fingerprinted variant, and what
+                      it does to a sample (the loop) and to a crop (the families' add_image)
+    card.py           the card: accuracy under each intervention beside the protocol's, paired
+                      differences with intervals and tests, flips, follows-the-edit, derived figures
+    page.py           probe.html, "Does it look?"
+
+`pr-eval probe` (pr_eval.cli.probe) runs the variants with one engine and writes the card.
+
+The room's public face is the names below (`from pr_eval.probe import variant`), each imported from
+its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_FACE = {"CATALOGUE": "variants", "build_card": "card", "card_text": "card", "variant": "variants"}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name not in _FACE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_FACE[name]}"), name)
