@@ -7,6 +7,7 @@
     report.py   `pr-eval report RUN_DIR`
     compare.py  `pr-eval compare A B` and `pr-eval check RUN --baseline X --max-drop P`
     submit.py   `pr-eval submit RUN_DIR` and `--validate FILE`
+    probe.py    `pr-eval probe --model M --tasks T`: the protocol and its interventions, the card
     __main__.py `python -m pr_eval.cli`
 """
 
@@ -29,13 +30,15 @@ Commands on finished runs (each has its own --help):
     pr-eval check RUN --baseline FILE --max-drop P  exit 1 on a significant drop beyond P points
     pr-eval submit RUN_DIR                          a leaderboard submission file
     pr-eval ask --model M --image FILE "question"   one question through the evaluation loop, turn by turn
+    pr-eval probe --model M --tasks zoom,vstar      does the answer come from the pixels? the protocol
+                                                    beside its interventions, on the same questions
 """
 
 # `pr-eval COMMAND ...`: the commands, each a module of this package with a function of argv that
 # returns the exit status; without a command, `pr-eval` evaluates (pr_eval.cli.run). Each module is
 # imported only when its command runs, so a usage error answers at once.
 COMMANDS = {"report": ("report", "main"), "compare": ("compare", "compare"), "check": ("compare", "check"),
-            "submit": ("submit", "main"), "ask": ("ask", "main")}
+            "submit": ("submit", "main"), "ask": ("ask", "main"), "probe": ("probe", "main")}
 
 
 def main(argv: list[str] | None = None) -> int:
