@@ -238,6 +238,8 @@ CHILD = ("import sys\nfrom pr_eval.cli import main\nstatus = main(sys.argv[1:])\
      "pr-eval: error: nobody/no-such-model is not in the Hugging Face cache and the hub is off"),
     (["ask", "--model", "demo", "--image", "/nonexistent.png", "what?"], "pr-eval ask: error: "),
     (["compare", "/nonexistent/a", "/nonexistent/b"], "pr-eval compare: error: "),
+    (["probe", "--model", "demo", "--tasks", "zoom", "--data", "samples", "--interventions", "squint"],
+     "pr-eval probe: error: --interventions: unknown intervention"),
 ])
 def test_a_bad_command_line_is_one_line_before_any_heavy_import(argv, says):
     """Each is exit 2 with one line, found before torch, vLLM, lmms-eval, transformers or scipy is

@@ -91,6 +91,26 @@ def test_the_counterfactual_moves_the_answer_to_the_edited_option():
         variants.intervene_sample(question, protocol)
 
 
+def test_the_counterfactual_rotates_hues_where_the_benchmark_draws_no_palette():
+    """V* (official release, with its `bbox`): a red object in the box becomes the next colour
+    option's hue; the rest of the picture, and pixels of other colours in the box, stay."""
+    picture = Image.new("RGB", (40, 30), (200, 200, 200))
+    picture.paste((220, 20, 20), (10, 10, 20, 20))   # the red object
+    picture.paste((250, 250, 250), (20, 10, 24, 20))  # a white patch inside the box
+    question = "What is the color of the cup?\n(A) white\n(B) red\n(C) blue\n(D) black"
+    sample = Sample("pr_vstar", "v1", question, "B", lambda: [picture.copy()], meta={"targets": [[8, 8, 26, 22]]})
+    edited, record = variants.intervene_sample(sample, variants.variant(PIXEL_REASONER, "counterfactual-edit"))
+    image = np.asarray(edited.load_images()[0])
+    assert (record["edited_answer"], record["from"], record["to"]) == ("C", "red", "blue")  # white, black: no hue
+    assert record["changed_pixels"] == 100 and "hue" in record["method"]
+    r, g, b = image[15, 15]
+    assert b > 200 and r < 40 and g < 40  # the object is blue now, as bright and as saturated
+    before = np.asarray(picture)
+    outside = np.ones(before.shape[:2], bool)
+    outside[10:20, 10:20] = False
+    assert (image[outside] == before[outside]).all()
+
+
 @pytest.mark.parametrize("name", ["crop-blank", "crop-uncropped"])
 def test_crop_edits_reach_every_family_through_add_image(name):
     source = Image.new("RGB", (64, 48), (10, 200, 30))

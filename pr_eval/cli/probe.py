@@ -24,6 +24,7 @@ from ..errors import DataError, UsageError
 from ..families import get_protocol, refusal
 from ..files import write_atomic
 from ..probe import variants as probe_variants
+from ..protocol import with_overrides
 from ..run import log as runlog
 from ..run import quiet
 from ..run.interrupts import Terminated, received, resume_command, stop, stop_signals, where_logged
@@ -115,7 +116,8 @@ def main(argv: list[str]) -> int:
         check_generated(tasks, args)
         judge = run_command.judge_settings(args)  # each run's own judge, as a run takes it
         try:
-            base = get_protocol(args.protocol)
+            base = with_overrides(get_protocol(args.protocol), args.max_tool_calls, args.max_images,
+                                  args.max_new_tokens, args.samples_per_question)
         except ValueError as exc:
             raise UsageError(f"--protocol: {exc}") from None
         names = chosen(args, base)
