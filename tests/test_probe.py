@@ -38,7 +38,13 @@ def test_every_protocol_has_variants_with_their_own_fingerprints():
         if protocol.blind or not protocol.tools_enabled:
             continue
         names = variants.applicable(protocol)
-        assert {"target-masked", "counterfactual-edit", "crop-blank", "crop-uncropped"} <= set(names), protocol.name
+        if protocol.sampling is not None:  # not probed: its card would need per-rollout pairing
+            assert names == [], protocol.name
+            continue
+        expected = {"target-masked", "counterfactual-edit", "crop-blank", "crop-uncropped"}
+        if protocol.name == "deepeyes-correct-first":  # it reorders the options: no edited letter
+            expected.discard("counterfactual-edit")
+        assert expected <= set(names), protocol.name
         for name in names:
             v = variants.variant(protocol, name)
             if protocol is PIXEL_REASONER and name in variants.OWN_VARIANTS:
@@ -125,6 +131,11 @@ def test_crop_edits_reach_every_family_through_add_image(name):
     else:
         assert shown is source and (info.width, info.height) == (64, 48)
     assert info.kind == "crop" and info.box == [8, 8, 40, 40]  # the record says what was asked
+    # what a family shows for a call that failed (Chain-of-Focus' fallbacks: a crop without a box)
+    # is not a crop the tool returned: it stays
+    fallback = source.resize((128, 96))
+    family_base.add_image(traj, fallback, ImageInfo(kind="crop", width=128, height=96, parent=1))
+    assert traj.pixels[2] is fallback
 
 
 # --- the command and the card ------------------------------------------------------------------------
@@ -142,13 +153,51 @@ class FromTheQuestion:
         pass
 
 
-def run_probe(monkeypatch, engine, tmp_path, *extra) -> tuple[int, Path]:
+class Looks:
+    """A test double that looks: it finds the white card, crops around it (Pixel Reasoner's call),
+    then names the colour of the dot in the crop it got back (a letter of zoom's drawn colours)."""
+
+    name = "looks"
+
+    def generate(self, requests, decoding):
+        return [self._turn(r) for r in requests]
+
+    def _turn(self, request):
+        if len(request.images) == 1:
+            pixels = np.asarray(request.images[0].convert("RGB")).astype(int)
+            ys, xs = np.nonzero((pixels == 255).all(axis=-1))
+            if len(xs) == 0:  # no card to find (it was masked): answer without looking closer
+                return self._say("\\boxed{A}")
+            h, w = pixels.shape[:2]
+            box = [round(float(v), 3) for v in (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)]
+            call = {"name": "crop_image_normalized", "arguments": {"bbox_2d": box, "target_image": 1}}
+            return self._say("<tool_call>\n" + json.dumps(call) + "\n</tool_call>")
+        crop = np.asarray(request.images[-1].convert("RGB")).astype(int)
+        ys, xs = np.nonzero((crop > 235).all(axis=-1))  # the card, resized: near-white
+        if len(xs) == 0:
+            return self._say("\\boxed{A}")
+        card = crop[ys.min():ys.max() + 1, xs.min():xs.max() + 1].reshape(-1, 3)
+        dot = card[(np.abs(card - 255).sum(axis=1) > 150)]  # what is on the card
+        if len(dot) < 20:
+            return self._say("\\boxed{A}")
+        distance = [np.abs(dot.mean(axis=0) - np.array(rgb)).sum() for rgb in zoom.COLORS.values()]
+        return self._say("\\boxed{%s}" % "ABCD"[int(np.argmin(distance))])
+
+    @staticmethod
+    def _say(text):
+        return GenerationResult(text=text, prompt_tokens=10, output_tokens=4, finish_reason="stop", stop="<|im_end|>")
+
+    def close(self):
+        pass
+
+
+def run_probe(monkeypatch, engine, tmp_path, *extra, tasks="zoom") -> tuple[int, Path]:
     from pr_eval.cli import probe
 
     monkeypatch.setattr(engines, "build_engine", lambda *args, **kwargs: engine)
     for name in quiet.ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-    status = probe.main(["--model", "demo", "--tasks", "zoom", "--data", "samples", "--output", str(tmp_path),
+    status = probe.main(["--model", "demo", "--tasks", tasks, "--data", "samples", "--output", str(tmp_path),
                          *extra])
     return status, next(p for p in tmp_path.iterdir() if p.is_dir())
 
@@ -160,12 +209,14 @@ def test_a_model_that_does_not_look_is_caught(monkeypatch, tmp_path, capsys):
     card = plan["card"]["zoom"]
     assert set(card["interventions"]) == {"crop-blank", "crop-uncropped", "no-tool", "target-masked",
                                           "counterfactual-edit"}
+    golds = [item.answer for item in zoom.make_benchmark()[:24]]
     for name, figure in card["interventions"].items():
-        assert figure["n"] == 24 and figure["delta"] == 0 and not figure["significant"], name
+        assert figure["n"] == 24 and not figure["significant"], name
+        if name != "counterfactual-edit":  # the others keep every gold: nothing changes at all
+            assert figure["delta"] == 0 and figure["flips"]["lost"] == figure["flips"]["gained"] == 0, name
     edit = card["interventions"]["counterfactual-edit"]
     # it answers A whatever the picture shows: it follows the edit only where the edit made A right
     # (the yellow dots, D, turned red), and stays where the answer was A
-    golds = [item.answer for item in zoom.make_benchmark()[:24]]
     assert edit["follows_edit"]["n"] == 24 and edit["follows_edit"]["successes"] == golds.count("D")
     assert edit["stays_original"]["successes"] == golds.count("A")
     assert plan["variants"]["target-masked"]["fingerprint"] != plan["protocol"]["fingerprint"]
@@ -187,7 +238,7 @@ def test_the_demo_model_reads_the_dot_it_zooms_into(monkeypatch, tmp_path, demo_
     assert masked["accuracy"] <= 0.5 and masked["delta"] < 0 and masked["chance"] == 0.25
     assert edit["follows_edit"]["rate"] >= 0.5 > edit["stays_original"]["rate"]
     page = (folder / "probe.html").read_text()
-    assert "Does it look?" in page and "flipped under target-masked" in page and "<script" not in page
+    assert "Does it look?" in page and "target-masked, edited and flipped questions" in page and "<script" not in page
     # --resume of a finished probe runs nothing again and writes the same card
     status, _ = run_probe(monkeypatch, None, tmp_path, "--limit", "16", "--interventions",
                           "target-masked,counterfactual-edit", "--resume", str(folder))
@@ -232,3 +283,60 @@ def test_a_bad_probe_command_is_one_line(monkeypatch, tmp_path, capsys, extra, s
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and says in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_that_looks_drops_under_the_edits_that_hide_what_it_reads(monkeypatch, tmp_path, capsys):
+    """The CPU tier's counterpart of the demo model's probe: a double that reads the dot it crops
+    loses it under crop-blank and target-masked, and follows every counterfactual edit."""
+    status, folder = run_probe(monkeypatch, Looks(), tmp_path, "--limit", "16", "--interventions",
+                               "crop-blank,target-masked,counterfactual-edit")
+    assert status == 0, capsys.readouterr().err[-2000:]
+    card = json.loads((folder / "probe.json").read_text())["card"]["zoom"]
+    assert card["protocol_accuracy"] == 1.0
+    blank, masked, edit = (card["interventions"][n] for n in ("crop-blank", "target-masked", "counterfactual-edit"))
+    golds = [item.answer for item in zoom.make_benchmark()[:16]]
+    assert blank["accuracy"] == golds.count("A") / 16 and blank["significant"] and blank["flips"]["gained"] == 0
+    assert masked["accuracy"] == golds.count("A") / 16 and masked["significant"] and masked["chance"] == 0.25
+    # scored against the edited colour: it follows every edit, and never stays with the old one
+    assert edit["accuracy"] == 1.0 and edit["delta"] == 0 and edit["follows_edit"]["rate"] == 1.0
+    assert edit["stays_original"]["successes"] == 0
+    page = (folder / "probe.html").read_text()
+    assert "flipped under crop-blank" in page and "target-masked, edited and flipped questions" in page
+    assert page.count("(edited)") == 6  # three before/after pictures of each input edit
+
+
+def test_an_edit_that_applies_to_no_question_says_so(monkeypatch, tmp_path, capsys):
+    """The bundled V* rows carry no target boxes: each masked question is a data error of that run
+    (the model never sees it), and the card has no figure for it rather than the protocol's
+    accuracy against a run of errors."""
+    status, folder = run_probe(monkeypatch, FromTheQuestion(), tmp_path, "--limit", "3", "--interventions",
+                               "target-masked", tasks="vstar")
+    assert status == 0, capsys.readouterr().err[-2000:]
+    figure = json.loads((folder / "probe.json").read_text())["card"]["vstar"]["interventions"]["target-masked"]
+    assert figure["status"] == "not applicable" and figure["n"] == 0 and figure["not_applied"] == 3
+    assert figure["accuracy"] is None and figure["delta"] is None and not figure["significant"]
+    assert "(3 not applicable)" in capsys.readouterr().out
+
+
+def test_resume_refuses_another_probe(monkeypatch, tmp_path, capsys):
+    status, folder = run_probe(monkeypatch, FromTheQuestion(), tmp_path, "--limit", "2", "--interventions",
+                               "target-masked")
+    assert status == 0
+    capsys.readouterr()
+    status, _ = run_probe(monkeypatch, FromTheQuestion(), tmp_path, "--limit", "2", "--interventions",
+                          "target-masked", "--seed", "1", "--resume", str(folder))
+    err = capsys.readouterr().err
+    assert status == 2 and "that probe ran another seed" in err and err.count("\n") == 1
+
+
+def test_the_page_shows_what_a_model_wrote_as_text(monkeypatch, tmp_path, capsys):
+    class Hostile(FromTheQuestion):
+        def generate(self, requests, decoding):
+            text = "\\boxed{<script>alert(1)</script><img src=x onerror=alert(2)>}"
+            return [GenerationResult(text=text, prompt_tokens=10, output_tokens=4, finish_reason="stop",
+                                     stop="<|im_end|>") for _ in requests]
+
+    status, folder = run_probe(monkeypatch, Hostile(), tmp_path, "--limit", "3", "--interventions", "target-masked")
+    assert status == 0, capsys.readouterr().err[-2000:]
+    page = (folder / "probe.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script" not in page and "<img src=x" not in page

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from ..data.sources import FRONT_END_ENV, use_source
@@ -67,6 +68,18 @@ def chosen(args, base) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_judge_for(judge, protocol) -> None:
+    from ..families import family_of
+    from ..judge.client import check_judge
+    from ..judge.family import check_family_judge
+
+    family = family_of(protocol)
+    try:
+        check_family_judge(judge, family) if family.judge is not None else check_judge(judge)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def find_run(folder: Path, fingerprint: str) -> Path | None:
     """The run folder of the probe folder that ran under the protocol of that fingerprint."""
     for info in sorted(folder.glob("*/run.json")):
@@ -81,14 +94,22 @@ def find_run(folder: Path, fingerprint: str) -> Path | None:
 
 def probe_folder(args, plan: dict) -> Path:
     """A new probe folder under --output, or the one --resume names (refused when it is another
-    probe: model, protocol, tasks, interventions, limit or data)."""
+    probe: model, protocol, tasks, interventions, limit, data, seed or judge)."""
     if args.resume is None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         from ..run.evaluate import slug
 
-        folder = Path(args.output) / f"{slug(args.model)}-probe-{slug(plan['protocol']['name'])}-{stamp}"
-        folder.mkdir(parents=True, exist_ok=False)
-        return folder
+        name = f"{slug(args.model)}-probe-{slug(plan['protocol']['name'])}-{stamp}"
+        for attempt in range(1, 100):  # two probes started in the same second get two folders
+            folder = Path(args.output) / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                folder.mkdir(parents=True, exist_ok=False)
+                return folder
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise UsageError(f"--output {args.output}: cannot write there ({exc.strerror or exc})") from None
+        raise UsageError(f"--output {args.output}: too many probes started at {stamp}")
     if args.resume in (run_command.NEWEST, run_command.AUTO):
         raise UsageError("pr-eval probe --resume needs the probe folder: --resume PROBE_DIR")
     folder = Path(args.resume)
@@ -96,7 +117,7 @@ def probe_folder(args, plan: dict) -> Path:
         saved = json.loads((folder / PLAN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise UsageError(f"--resume {folder}: not a probe folder (no readable {PLAN_FILE})") from None
-    differ = [k for k in ("model", "tasks", "interventions", "limit", "data_spec")
+    differ = [k for k in ("model", "tasks", "interventions", "limit", "data_spec", "seed", "judge")
               if saved.get(k) != plan[k]] + (["protocol"] if (saved.get("protocol") or {}).get("fingerprint")
                                              != plan["protocol"]["fingerprint"] else [])
     if differ:
@@ -121,6 +142,8 @@ def main(argv: list[str]) -> int:
         except ValueError as exc:
             raise UsageError(f"--protocol: {exc}") from None
         names = chosen(args, base)
+        if judge is not None:  # a judge that cannot be used is found now, not after every run
+            check_judge_for(judge, base)
         protocols = {PROTOCOL_KEY: base, **{n: probe_variants.variant(base, n) for n in names}}
         for protocol in protocols.values():
             if (refused := refusal(protocol, tasks)) is not None:
@@ -135,7 +158,8 @@ def main(argv: list[str]) -> int:
             raise UsageError(str(exc)) from None
         plan = {"schema": "pr-eval-probe/1", "model": args.model, "model_path": engine_config.model,
                 "protocol": base.record(), "tasks": tasks, "interventions": names, "limit": args.limit,
-                "data_spec": run_command.data_spec(args),
+                "data_spec": run_command.data_spec(args), "seed": args.seed,
+                "judge": judge.record() if judge is not None else None,
                 "variants": {k: {"name": p.name, "fingerprint": p.fingerprint} for k, p in protocols.items()}}
         folder = probe_folder(args, plan)
     except UsageError as exc:
@@ -152,6 +176,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run_all(args, argv, folder: Path, plan: dict, protocols: dict, engine_config, tasks, judge) -> int:
+    from ..compare.sides import InputError
     from ..engines import EngineError
     from ..probe.card import build_card, card_text
     from ..run.evaluate import RunError, evaluate
@@ -176,16 +201,26 @@ def _run_all(args, argv, folder: Path, plan: dict, protocols: dict, engine_confi
         status, what = (143, "terminated (SIGTERM)") if isinstance(exc, Terminated) else (130, "interrupted")
         return stop(f"\npr-eval probe: {what}; to finish the probe: "
                     f"{resume_command(['probe', *argv], folder)}", status)
-    except (EngineError, DataError, RunError, StoreError, ResumeRefused) as exc:
+    except Exception as exc:  # noqa: BLE001 - one line for every way a run can end, the rest in the log
         if received() is not None:
             return stop(f"\npr-eval probe: interrupted; to finish the probe: "
                         f"{resume_command(['probe', *argv], folder)}", 143 if received() == signal.SIGTERM else 130)
-        return stop(f"pr-eval probe: error: {exc}{where_logged()}; to finish the probe: "
-                    f"{resume_command(['probe', *argv], folder)}", 1)
+        if isinstance(exc, ResumeRefused):  # the folder holds another evaluation: resuming cannot help
+            return stop(f"pr-eval probe: error: {exc}", 2)
+        if isinstance(exc, (EngineError, DataError, RunError, StoreError)):
+            return stop(f"pr-eval probe: error: {exc}{where_logged()}; to finish the probe: "
+                        f"{resume_command(['probe', *argv], folder)}", 1)
+        runlog.write(traceback.format_exc())  # a bug of ours: one line here, the traceback in the log
+        if runlog.log_path() is None:
+            raise
+        return stop(f"pr-eval probe: internal error: {type(exc).__name__}: {exc}{where_logged()}", 1)
     finally:
         if engine is not None:
             engine.close()
-    card = build_card(folders[PROTOCOL_KEY], {k: f for k, f in folders.items() if k != PROTOCOL_KEY})
+    try:
+        card = build_card(folders[PROTOCOL_KEY], {k: f for k, f in folders.items() if k != PROTOCOL_KEY})
+    except InputError as exc:  # a run folder of the probe was edited or damaged
+        return stop(f"pr-eval probe: error: {exc}", 1)
     plan.update({"runs": {k: f.name for k, f in folders.items()}, "card": card,
                  "methods": {k: probe_variants.CATALOGUE[k] for k in plan["interventions"]}})
     write_atomic(folder / PLAN_FILE, json.dumps(plan, indent=2, allow_nan=False) + "\n")

@@ -44,11 +44,12 @@ def family_of_record(traj) -> Family:
 def get_protocol(name: str) -> Protocol:
     """The protocol of that name, of any family; a retired one's ValueError names its successor.
     A probe's variant is named "<protocol>+<intervention>" (pr_eval.probe.variants)."""
-    base, plus, edit = name.partition("+")
+    base, plus, edit = name.rpartition("+")
     if plus and base in PROTOCOLS:
-        from ..probe.variants import variant
+        from ..probe.variants import CATALOGUE, variant
 
-        return variant(PROTOCOLS[base], edit)
+        if edit in CATALOGUE:
+            return variant(PROTOCOLS[base], edit)
     try:
         return PROTOCOLS[name]
     except KeyError:

@@ -39,7 +39,8 @@ def wilson(successes: int, n: int, alpha: float = DEFAULT_ALPHA) -> tuple[float,
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low, high = centre - half, centre + half
+    return (0.0 if low < 1e-12 else low), (1.0 if high > 1 - 1e-12 else high)
 
 
 def rate(successes: int, n: int, alpha: float = DEFAULT_ALPHA) -> dict:
@@ -109,11 +110,17 @@ def _chose(record: dict, letter: str) -> bool:
 def compare_one(base: Benchmark, other: Benchmark, records: dict, name: str, alpha: float) -> dict:
     """One intervention on one benchmark."""
     metric = benchmarks.main_metric(base.name)
-    keys = [k for k, r in records.items() if applied(r) and k in base.samples]
-    narrowed_base = dataclasses.replace(base, samples={k: base.samples[k] for k in keys})
-    narrowed = dataclasses.replace(other, samples={k: other.samples[k] for k in keys if k in other.samples})
+    keys = [k for k, r in records.items() if applied(r) and k in base.samples and k in other.samples]
+    if not keys:  # e.g. no target boxes in this data: nothing to compare, and no figure to show
+        return {"metric": metric, "status": "not applicable", "n": 0, "not_applied": len(records),
+                "protocol_accuracy": None, "accuracy": None, "delta": None, "ci": None, "interval": None,
+                "test": None, "p": None, "significant": False,
+                "flips": {"lost": 0, "gained": 0, "lost_ids": [], "gained_ids": []}}
+    # only the questions both runs answered; `reported` (whole-run figures) is never the fallback
+    narrowed_base = dataclasses.replace(base, samples={k: base.samples[k] for k in keys}, reported={})
+    narrowed = dataclasses.replace(other, samples={k: other.samples[k] for k in keys}, reported={})
     row = compare_benchmark(narrowed_base, narrowed, metric, alpha)
-    figure = {"metric": metric, "n": row.n, "not_applied": len(records) - len(keys),
+    figure = {"metric": metric, "status": row.status, "n": row.n, "not_applied": len(records) - len(keys),
               "protocol_accuracy": row.a, "accuracy": row.b, "delta": row.delta,
               "ci": list(row.ci) if row.ci else None, "interval": row.interval or None,
               "test": None if row.test == "-" else row.test, "p": row.p,

@@ -18,7 +18,7 @@ from ..report.escape import clip, esc, shown
 from ..report.page import STYLE
 from ..report.pictures import figure
 from ..report.view import load_view
-from .variants import CROP_EDITS
+from .variants import CROP_EDITS, INPUT_EDITS
 
 PAGE_FILE = "probe.html"
 SHOWN_FLIPS = 6  # flipped questions drawn per intervention and benchmark, each way
@@ -88,9 +88,16 @@ def pictures(views: dict, base, other, name: str) -> str:
 
 
 def flipped(views: dict, indexes: dict, name: str, figure_: dict) -> str:
-    """Up to SHOWN_FLIPS lost and gained questions: both runs' first image and answers."""
+    """Up to SHOWN_FLIPS lost and gained questions: both runs' pictures and answers; for an input
+    edit also the first questions it edited whatever their answers (the before/after pictures of
+    an edit the model followed would otherwise never be shown)."""
     cards = []
-    for way, ids in (("lost", figure_["flips"]["lost_ids"]), ("gained", figure_["flips"]["gained_ids"])):
+    ways = [("lost", figure_["flips"]["lost_ids"]), ("gained", figure_["flips"]["gained_ids"])]
+    if name in INPUT_EDITS:
+        edited = [k for k, s in indexes[name].items() if (s.traj.meta.get("intervention") or {}).get("targets")
+                  and s.traj.stop_reason != "data_error" and k in indexes[PROTOCOL_KEY]]
+        ways.insert(0, ("edited", sorted(edited)[:3]))
+    for way, ids in ways:
         for key in ids[:SHOWN_FLIPS]:
             base, other = indexes[PROTOCOL_KEY].get(key), indexes[name].get(key)
             if base is None or other is None:
@@ -118,7 +125,8 @@ def render(folder: Path, plan: dict) -> str:
         for name, figure_ in entry["interventions"].items():
             cards = flipped(views, indexes, name, figure_)
             if cards:
-                sections.append(f"<h3>{esc(bench)}: flipped under {esc(name)}</h3>{cards}")
+                sections.append(f"<h3>{esc(bench)}: {esc(name)}, edited and flipped questions</h3>{cards}"
+                                if name in INPUT_EDITS else f"<h3>{esc(bench)}: flipped under {esc(name)}</h3>{cards}")
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     policy = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

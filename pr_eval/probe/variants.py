@@ -36,7 +36,7 @@ CATALOGUE = {
     NO_TOOL_NAME: "the protocol's own prompt without tools (where the family has one)",
     TARGET_MASKED: edits.MASK_METHOD,
     COUNTERFACTUAL: "on a colour question, the target's colour changed to the next option's colour, so that "
-                    "option becomes the answer: where the benchmark knows the colours it draws, " + edits.METHOD_REPAINT
+                    "option becomes the answer the run is scored against: where the benchmark knows the colours it draws, " + edits.METHOD_REPAINT
                     + "; elsewhere " + edits.METHOD_RECOLOUR,
 }
 INPUT_EDITS = (TARGET_MASKED, COUNTERFACTUAL)
@@ -47,21 +47,30 @@ OWN_VARIANTS = {CROP_BLANK: BLIND_TOOL_BLANK, CROP_UNCROPPED: BLIND_TOOL, NO_TOO
 
 
 def variant(base: Protocol, name: str) -> Protocol:
-    """`base` under intervention `name`. ValueError when the name is unknown or the family has no
-    such variant (a no-tool prompt exists for Pixel Reasoner only)."""
+    """`base` under intervention `name`. ValueError when the name is unknown or the protocol has no
+    such variant: a no-tool prompt is Pixel Reasoner's only; a sampled protocol is not probed (its
+    card would need per-rollout pairing); a counterfactual needs the options in the data's order."""
     if name not in CATALOGUE:
         raise ValueError(f"unknown intervention {name!r}; choose from: {', '.join(CATALOGUE)}")
     if base.intervention is not None or base.blind is not None or not base.tools_enabled:
         raise ValueError(f"protocol {base.name!r} is already an ablation; probe its base protocol")
+    if base.sampling is not None:
+        raise ValueError(f"protocol {base.name!r} samples rollouts; probe a greedy protocol")
     if base.name == PIXEL_REASONER.name and name in OWN_VARIANTS:
         return OWN_VARIANTS[name]
-    if name == NO_TOOL_NAME:
+    renamed = base.name + SEPARATOR + name
+    if base.family == PIXEL_REASONER_FAMILY:  # its own mechanisms: the blind crops, the no-tool prompt
+        if name in CROP_EDITS:
+            return dataclasses.replace(base, name=renamed, blind="blank" if name == CROP_BLANK else "input")
+        if name == NO_TOOL_NAME:
+            return dataclasses.replace(base, name=renamed, system_prompt=NO_TOOL.system_prompt,
+                                       guideline=NO_TOOL.guideline, tools_enabled=False)
+    elif name == NO_TOOL_NAME:
         raise ValueError(f"protocol {base.name!r} has no no-tool prompt of its own")
-    if base.family == PIXEL_REASONER_FAMILY and name in CROP_EDITS:  # its own blind mechanism
-        return dataclasses.replace(base, name=base.name + SEPARATOR + name,
-                                   blind="blank" if name == CROP_BLANK else "input")
-    return dataclasses.replace(base, name=base.name + SEPARATOR + name,
-                               intervention=Intervention(name=name, method=CATALOGUE[name]))
+    if name == COUNTERFACTUAL and getattr(base.rules, "option_order", "data") != "data":
+        raise ValueError(f"protocol {base.name!r} reorders the options, so an edited answer's letter is not "
+                         "the one it shows")
+    return dataclasses.replace(base, name=renamed, intervention=Intervention(name=name, method=CATALOGUE[name]))
 
 
 def applicable(base: Protocol) -> list[str]:
@@ -117,14 +126,15 @@ def intervene_sample(sample: Sample, protocol: Protocol) -> tuple[Sample, dict]:
             raise DataError(f"{intervention.name}: no {source} pixel inside the target box")
         record["changed_pixels"] = changed
         return [image, *rest]
-    return dataclasses.replace(sample, load_images=recoloured), record
+    # the edited picture's answer is the new option: the run scores against it (scoring.metrics)
+    return dataclasses.replace(sample, answer=letter, load_images=recoloured), record
 
 
 def intervene_crop(name: str | None, image: Image.Image, info: ImageInfo,
                    shown: list[Image.Image]) -> tuple[Image.Image, ImageInfo]:
     """A crop a tool returned, under a crop edit (`name`, from the trajectory's meta); other images
     and other edits pass unchanged. `shown`: the conversation's images so far."""
-    if name not in CROP_EDITS or info.kind != "crop":
+    if name not in CROP_EDITS or info.kind != "crop" or info.box is None:  # no box: not a successful crop
         return image, info
     if name == CROP_BLANK:
         image = edits.blank_like(image)

@@ -154,10 +154,14 @@ def sample_metrics(traj: Trajectory, doc: dict, benchmark: str) -> dict:
     lower bound); a pr-eval run marks it undecided in its records, reports `accuracy` over the
     decided questions and counts the rest (pr_eval.judge.family), and breakdowns leave it out.
     The benchmark's own metric reads the final turn. A sample lost to a data or engine error
-    scores 0 everywhere and 1 in `error_rate`. Sets `traj.scores` as a side record.
+    scores 0 everywhere and 1 in `error_rate`. Sets `traj.scores` as a side record. Under a
+    probe's counterfactual edit (pr_eval.probe) the gold is the edited option's letter.
     """
     own = benchmarks.get(benchmark)
     family = family_of_record(traj)
+    edited = (traj.meta.get("intervention") or {}).get("edited_answer")
+    if edited is not None:  # a probe's counterfactual picture: its answer is the edited option
+        doc = {**doc, "answer": edited}
     failed = traj.stop_reason in ERRORS
     verdict = None if failed else family.verdict(traj, doc["answer"])
     undecided = verdict is not None and verdict.score is None
