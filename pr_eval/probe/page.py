@@ -103,7 +103,9 @@ def flipped(views: dict, indexes: dict, name: str, figure_: dict) -> str:
             if base is None or other is None:
                 continue
             answers = (f"protocol: {esc(clip(_answer(base.traj), 40))} &middot; {esc(name)}: "
-                       f"{esc(clip(_answer(other.traj), 40))} &middot; gold: {esc(shown(base.traj.target))}")
+                       f"{esc(clip(_answer(other.traj), 40))} &middot; gold: {esc(shown(base.traj.target))}"
+                       + (f" (edited: {esc(shown(other.traj.target))})" if other.traj.target != base.traj.target
+                          else ""))
             cards.append(f'<div class="card"><b>{esc(key)}</b> ({way}): {esc(clip(base.traj.question, 160))}'
                          f'<br><small>{answers}</small><div class="pics">{pictures(views, base, other, name)}'
                          "</div></div>")
