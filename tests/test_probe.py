@@ -300,6 +300,9 @@ def test_a_model_that_looks_drops_under_the_edits_that_hide_what_it_reads(monkey
     # scored against the edited colour: it follows every edit, and never stays with the old one
     assert edit["accuracy"] == 1.0 and edit["delta"] == 0 and edit["follows_edit"]["rate"] == 1.0
     assert edit["stays_original"]["successes"] == 0
+    edited = next(p for p in folder.iterdir() if "counterfactual" in p.name)
+    record = json.loads((edited / "samples_pr_zoom.jsonl").read_text().splitlines()[0])
+    assert record["target"] == record["meta"]["intervention"]["edited_answer"] != golds[0]
     page = (folder / "probe.html").read_text()
     assert "flipped under crop-blank" in page and "target-masked, edited and flipped questions" in page
     assert page.count("(edited)") == 6  # three before/after pictures of each input edit

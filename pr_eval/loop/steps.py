@@ -69,6 +69,7 @@ def start(sample: Sample, protocol: Protocol) -> Trajectory:
         if protocol.intervention is not None:  # a faithfulness probe's edit (pr_eval.probe.variants)
             sample, edited = intervene_sample(sample, protocol)
             traj.meta["intervention"] = edited or {"name": protocol.intervention.name}
+            traj.target = sample.answer  # a counterfactual's edited option
         family.open(traj, sample, protocol)
     except Exception as exc:  # noqa: BLE001 - the one boundary around a sample's data: whatever its
         # loader raises (a DataError saying why, or a decoder's own exception) is this sample's error;
