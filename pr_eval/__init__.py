@@ -19,8 +19,8 @@
     probe/       does the answer come from the pixels? interventions and the faithfulness card
 
 At the root, what every room shares: `trajectory` (the one record that flows and is written to
-disk), `protocol` (the settings, named and fingerprinted), `errors`, `files`, and `models` /
-`tiny_model` (model names and the built-in small models).
+disk), `protocol` (the settings, named and fingerprinted), `errors`, `files`, `models` /
+`tiny_model` (model names and the built-in small models), and `faces` (each room's public face).
 """
 
 __version__ = "0.1.0"

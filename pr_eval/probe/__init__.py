@@ -10,19 +10,10 @@
 
 `pr-eval probe` (pr_eval.cli.probe) runs the variants with one engine and writes the card.
 
-The room's public face is the names below (`from pr_eval.probe import variant`), each imported from
-its module on first use.
+Its public face (pr_eval.faces): the names below, imported on first use.
 """
 
-from __future__ import annotations
+from ..faces import face
 
-import importlib
-
-_FACE = {"CATALOGUE": "variants", "build_card": "card", "card_text": "card", "variant": "variants"}
-__all__ = sorted(_FACE)
-
-
-def __getattr__(name: str):
-    if name not in _FACE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_FACE[name]}"), name)
+__getattr__, __all__ = face(__name__, {"CATALOGUE": "variants", "build_card": "card", "card_text": "card",
+                                       "variant": "variants"})
