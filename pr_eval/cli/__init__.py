@@ -8,6 +8,7 @@
     compare.py  `pr-eval compare A B` and `pr-eval check RUN --baseline X --max-drop P`
     submit.py   `pr-eval submit RUN_DIR` and `--validate FILE`
     probe.py    `pr-eval probe --model M --tasks T`: the protocol and its interventions, the card
+    table.py    `pr-eval table RUN...`: the paper-style table of runs, submissions, published rows
     __main__.py `python -m pr_eval.cli`
 """
 
@@ -29,6 +30,7 @@ Commands on finished runs (each has its own --help):
     pr-eval compare RUN_A RUN_B                     per-benchmark deltas, paired intervals, McNemar
     pr-eval check RUN --baseline FILE --max-drop P  exit 1 on a significant drop beyond P points
     pr-eval submit RUN_DIR                          a leaderboard submission file
+    pr-eval table RUN_OR_SUBMISSION...              the paper-style table: a row per model and protocol
     pr-eval ask --model M --image FILE "question"   one question through the evaluation loop, turn by turn
     pr-eval probe --model M --tasks zoom,vstar      does the answer come from the pixels? the protocol
                                                     beside its interventions, on the same questions
@@ -38,7 +40,8 @@ Commands on finished runs (each has its own --help):
 # returns the exit status; without a command, `pr-eval` evaluates (pr_eval.cli.run). Each module is
 # imported only when its command runs, so a usage error answers at once.
 COMMANDS = {"report": ("report", "main"), "compare": ("compare", "compare"), "check": ("compare", "check"),
-            "submit": ("submit", "main"), "ask": ("ask", "main"), "probe": ("probe", "main")}
+            "submit": ("submit", "main"), "ask": ("ask", "main"), "probe": ("probe", "main"),
+            "table": ("table", "main")}
 
 
 def main(argv: list[str] | None = None) -> int:

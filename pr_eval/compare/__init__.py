@@ -5,8 +5,9 @@
     stats.py       the statistics (McNemar, binomial, bootstrap), pure and seeded
     gate.py        `pr-eval check`'s decision: a significant drop beyond the tolerance
     submission.py  leaderboard submission files: built, written, validated
+    table.py       the field's table: runs, submissions, published rows; cells with intervals
 
-The command lines are pr_eval.cli.compare and pr_eval.cli.submit.
+The command lines are pr_eval.cli.compare, pr_eval.cli.submit and pr_eval.cli.table.
 
 Its public face (pr_eval.faces): the names below, imported on first use.
 """
