@@ -1,0 +1,101 @@
+"""New scores from a finished run's saved trajectories, without generating again: the run judged
+(again) by an LLM judge, into a new run folder that records what was re-scored and how.
+
+    finished run folder (results.json, samples_<task>.jsonl, journal, images)
+        -> [here: a new folder beside it; the trajectories and images as they were; every record
+           judged by the judge given (pr_eval.judge.run, or the family's own rule-then-judge,
+           pr_eval.judge.family); results.json's metrics with the new judge_accuracy]
+        -> results.json "rescored": {"from", "at", "judge"}, and the report
+
+Judging is the expensive, changeable part of an evaluation: a run is generated once and judged by
+as many judges as wanted. The rule-based scores never change here (they are the protocol's); the
+new folder is a run folder like any other (`pr-eval report`, `compare`, `check`, `table`, `submit`
+read it), and judging resumes through its judgements.jsonl when interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..files import write_atomic
+from ..judge import family as judge_family
+from ..judge.client import JudgeSettings
+from ..judge.run import judge_records
+from .evaluate import sampled_figures, strict_json, write_report_safely
+from .folder import RunError, load_run, read_jsonl, read_summary
+from .store import JOURNAL_FILE, RESULTS_FILE
+
+COPIED = ("run.json", JOURNAL_FILE, "run.log")
+IMAGES = "images"
+
+
+def rescored_folder(run_dir: Path, judge: JudgeSettings) -> Path:
+    """The default folder of a re-scoring: beside the run, named after it, the judge and the time."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    judge_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in judge.model)[:40]
+    return run_dir.parent / f"{run_dir.name}-judged-{judge_name}-{stamp}"
+
+
+def rescore(run_dir: str | Path, judge: JudgeSettings, output: str | Path | None = None) -> Path:
+    """Judge a finished run's trajectories into a new run folder (default: `rescored_folder`);
+    an unfinished judging of the same output resumes. RunError when the run is not finished or
+    the output holds something else."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    run = load_run(run_dir, summary)
+    out = Path(output) if output is not None else rescored_folder(run_dir, judge)
+    if out.resolve() == run_dir.resolve():
+        raise RunError(f"{out} is the run itself; re-scoring writes a new folder")
+    if out.exists() and (out / RESULTS_FILE).exists():
+        raise RunError(f"{out} already holds a finished run; choose another --output")
+    if out.exists() and any(out.iterdir()) and not (out / "judgements.jsonl").exists():
+        raise RunError(f"{out} is not empty; choose another --output")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, out / name)
+    if (run_dir / IMAGES).is_dir() and not (out / IMAGES).exists():
+        _link_tree(run_dir / IMAGES, out / IMAGES)
+    records_of = {}
+    for task in run.leaves:
+        lines = read_jsonl(run_dir / f"samples_{task}.jsonl")
+        if lines.damage:
+            raise RunError(f"{run_dir}/samples_{task}.jsonl is damaged (line {lines.damage[0].line}); "
+                           "the run cannot be re-scored")
+        records_of[task] = [{k: v for k, v in record.items() if k != "judge"} for _, record in lines.records]
+    family = judge_family.family_of_run(records_of)
+    if family is not None:
+        judge_family.rule_only(family, run.metrics, run.members, records_of)
+        judged = judge_family.judge_undecided(out, judge, family, records_of, run.metrics, run.members)
+    else:
+        judged = judge_records(out, judge, records_of, run.metrics, run.members)
+    protocol = (summary.get("pr_eval") or {}).get("protocol") or {}
+    sampled = sampled_figures(run, records_of) if (protocol.get("settings") or {}).get("sampling") else {}
+    for task, records in records_of.items():
+        write_atomic(out / f"samples_{task}.jsonl",
+                     "".join(json.dumps(strict_json(r), ensure_ascii=False, default=str, allow_nan=False) + "\n"
+                             for r in records))
+    summary = {**summary, "metrics": run.metrics, "judge": judged,
+               "rescored": {"from": str(run_dir.resolve()), "at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                            "what": "judge", "judge": judged.get("settings"),
+                            "previous_judge": (summary.get("judge") or {}).get("settings")}}
+    if sampled:
+        summary["sampled"] = sampled
+    write_atomic(out / RESULTS_FILE, json.dumps(strict_json(summary), indent=2, ensure_ascii=False, default=str,
+                                                allow_nan=False) + "\n")
+    write_report_safely(out)
+    return out
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """The run's images in the new folder: hard links where the disk allows (no second copy)."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    shutil.copytree(source, target, copy_function=link)

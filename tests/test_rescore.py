@@ -1,0 +1,97 @@
+"""`pr-eval rescore`: a finished run judged from its saved trajectories gives exactly what the run
+would have given with that judge, in a new folder that says what was re-scored; nothing runs again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import start_server, stop_server
+from test_judge_run import LenientJudge
+
+from pr_eval.cli import rescore as command
+from pr_eval.engines.base import GenerationResult
+from pr_eval.judge.client import JudgeSettings
+from pr_eval.run.evaluate import evaluate
+from pr_eval.run.rescore import rescore
+
+pytestmark = pytest.mark.server  # a local judge server
+
+
+class Alternating:
+    """Answers A, B, A, B ... (no tool call): some right, some wrong, some the judge disagrees with."""
+
+    name = "alternating"
+
+    def __init__(self):
+        self.turns = 0
+
+    def generate(self, requests, decoding):
+        out = []
+        for _ in requests:
+            self.turns += 1
+            out.append(GenerationResult(text="\\boxed{%s}" % "AB"[self.turns % 2], prompt_tokens=10, output_tokens=4,
+                                        finish_reason="stop", stop="<|im_end|>"))
+        return out
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def judge_server():
+    httpd = start_server(LenientJudge, requests=0, down=False)
+    httpd.url = httpd.root + "/v1"
+    yield httpd
+    stop_server(httpd)
+
+
+@pytest.fixture(scope="module")
+def runs(judge_server, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    judge = JudgeSettings(base_url=judge_server.url, model="lenient")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "samples")
+        plain = evaluate("demo", "x", ["pr_zoom"], limit=8, output=out / "plain", engine=Alternating()).folder
+        judged = evaluate("demo", "x", ["pr_zoom"], limit=8, output=out / "judged", engine=Alternating(),
+                          judge=judge).folder
+    return plain, judged, judge
+
+
+def records(folder):
+    return {r["sample_id"]: r for r in map(json.loads, (folder / "samples_pr_zoom.jsonl").read_text().splitlines())}
+
+
+def test_rescoring_gives_what_the_run_would_have_given_with_that_judge(runs, judge_server, tmp_path):
+    plain, judged, judge = runs
+    asked = judge_server.requests
+    out = rescore(plain, judge, tmp_path / "rescored")
+    assert judge_server.requests - asked == 8  # every trajectory judged once, nothing generated
+    got, want = json.loads((out / "results.json").read_text()), json.loads((judged / "results.json").read_text())
+    assert got["metrics"] == want["metrics"] and 0 < got["metrics"]["pr_zoom"]["judge_accuracy"] < 1
+    assert {k: r["judge"]["verdict"] for k, r in records(out).items()} == \
+           {k: r["judge"]["verdict"] for k, r in records(judged).items()}
+    assert got["rescored"]["from"] == str(plain.resolve()) and got["rescored"]["judge"]["model"] == "lenient"
+    assert got["rescored"]["previous_judge"] is None and "judge_accuracy" not in json.loads(
+        (plain / "results.json").read_text())["metrics"]["pr_zoom"]  # the run itself is left as it was
+    assert (out / "report.html").is_file() and (out / "trajectories.jsonl").is_file()
+    assert sorted(p.name for p in (out / "images").rglob("*.jpg")) == sorted(p.name for p in (plain / "images").rglob("*.jpg"))
+    # a second judging of the same output resumes: nothing is asked again
+    (out / "results.json").unlink()
+    asked = judge_server.requests
+    rescore(plain, judge, out)
+    assert judge_server.requests == asked and json.loads((out / "results.json").read_text())["metrics"] == want["metrics"]
+
+
+def test_the_command_and_its_refusals(runs, judge_server, tmp_path, capsys):
+    plain, _, _ = runs
+    status = command.main([str(plain), "--judge-base-url", judge_server.url, "--judge-model", "lenient",
+                           "--output", str(tmp_path / "new")])
+    assert status == 0 and f"rescored: {tmp_path / 'new'}" in capsys.readouterr().out
+    for argv, says, code in (
+            (["/nonexistent/run"], "no such run folder", 2),
+            ([str(plain), "--output", str(plain)], "is the run itself", 1),
+            ([str(plain), "--output", str(tmp_path / "new")], "already holds a finished run", 1)):
+        assert command.main([*argv, "--judge-base-url", judge_server.url, "--judge-model", "lenient"]) == code
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
