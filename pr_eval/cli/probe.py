@@ -182,7 +182,10 @@ def _run_all(args, argv, folder: Path, plan: dict, protocols: dict, engine_confi
     from ..run.evaluate import RunError, evaluate
     from ..run.store import ResumeRefused, StoreError
 
+    from tqdm import tqdm
+
     engine, folders = None, {}
+    progress = tqdm(total=0, desc="probe", unit="question")  # one bar: each run adds its questions
     try:
         with stop_signals():
             for key, protocol in protocols.items():
@@ -195,7 +198,7 @@ def _run_all(args, argv, folder: Path, plan: dict, protocols: dict, engine_confi
                 run = evaluate(model=args.model, model_path=engine_config.model, tasks=tasks, protocol=protocol,
                                limit=args.limit, output=folder, batch_size=args.batch_size, engine=engine,
                                resume=existing, schedule=args.schedule, seed=args.seed,
-                               command=["pr-eval", "probe", *argv], judge=judge)
+                               command=["pr-eval", "probe", *argv], judge=judge, progress=progress)
                 folders[key] = run.folder
     except (KeyboardInterrupt, Terminated) as exc:
         status, what = (143, "terminated (SIGTERM)") if isinstance(exc, Terminated) else (130, "interrupted")
@@ -215,6 +218,7 @@ def _run_all(args, argv, folder: Path, plan: dict, protocols: dict, engine_confi
             raise
         return stop(f"pr-eval probe: internal error: {type(exc).__name__}: {exc}{where_logged()}", 1)
     finally:
+        progress.close()
         if engine is not None:
             engine.close()
     try:

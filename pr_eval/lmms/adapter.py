@@ -59,7 +59,7 @@ class PixelReasoner(lmms):
                  max_new_tokens: int | None = None, engine=None, engine_config: EngineConfig | None = None,
                  guide: Guide | None = None, on_trajectory: Callable[[Trajectory], None] | None = None,
                  schedule: str | None = None, store: RunStore | None = None,
-                 samples_per_question: int | str | None = None, seed: int | str | None = 0,
+                 samples_per_question: int | str | None = None, seed: int | str | None = 0, progress=None,
                  device: str | None = None, max_batch_size: int | None = None, **options):
         """`engine`: an engine to use (the caller closes it), or from lmms-eval's model_args the
         engine's kind (vllm, openai, hf); `engine_config`: the engine to build on first use (what
@@ -82,6 +82,7 @@ class PixelReasoner(lmms):
         self.on_trajectory = on_trajectory
         self.schedule = schedule or None
         self.store = store
+        self.progress = progress  # a shared tqdm bar to count on (None: the run's own)
         if engine is None and engine_config is None or isinstance(engine, str):  # model_args: engine=vllm|openai|hf
             engine_config = EngineConfig.from_model_args(
                 pretrained=pretrained, engine=engine or "vllm",
@@ -124,7 +125,12 @@ class PixelReasoner(lmms):
             self.store.info["media_route"] = route
             self.store.save_info()
         unit = "rollout" if self.protocol.sampling else "question"
-        progress = tqdm(total=len(todo), desc=f"{unit}s", unit=unit)
+        if self.progress is not None:  # one bar over several runs (pr-eval probe): this run adds its share
+            progress = self.progress
+            progress.total = (progress.total or 0) + len(todo)
+            progress.refresh()
+        else:
+            progress = tqdm(total=len(todo), desc=f"{unit}s", unit=unit)
 
         def finished(traj: Trajectory) -> None:
             progress.update(1)
@@ -140,7 +146,8 @@ class PixelReasoner(lmms):
                                         guide=self.guide, on_finish=finished, **options):
                     answers[trajectory_key(traj)] = traj.to_json()
         finally:
-            progress.close()
+            if progress is not self.progress:
+                progress.close()
         return [self._answer(sample, answers) for sample in questions]
 
     def _rollouts(self, sample: Sample) -> list[Sample]:

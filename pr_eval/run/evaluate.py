@@ -105,7 +105,7 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
              engine_config: EngineConfig | None = None, engine=None, guide=None, *,
              resume: str | Path | None = None, schedule: str | None = None, seed: int | None = None,
              command: list[str] | None = None, announce: Callable[[RunStore], None] | None = None,
-             judge: JudgeSettings | None = None) -> Run:
+             judge: JudgeSettings | None = None, progress=None) -> Run:
     """Run `tasks` and write the run folder (see `pr_eval.run.store`): created once the data is
     loaded and the engine is ready (a run that cannot start leaves no folder), each sample saved
     as it finishes, samples_<task>.jsonl, results.json and report.html at the end.
@@ -115,7 +115,8 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
     samples are not run again; ResumeRefused when it holds another evaluation (model, protocol
     fingerprint, tasks, limit or data). schedule: how trajectories share the engine (None: the
     loop's default). announce: called with the store once the folder exists (the CLI prints it).
-    judge: an LLM judge (pr_eval.judge.client) whose verdicts are recorded as `judge_accuracy`."""
+    judge: an LLM judge (pr_eval.judge.client) whose verdicts are recorded as `judge_accuracy`.
+    progress: a tqdm bar shared by several runs (the run adds its questions to it), else its own."""
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
     if engine is None and engine_config is None:
         engine_config = EngineConfig(model=str(model_path))
@@ -137,13 +138,13 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
                 owned.callback(engine.close)
             store = create_run_store(output, model, proto, started, info)
         run = _run_in(store, tasks, limit, engine, engine_config, proto, guide, batch_size, schedule, seed,
-                      announce, judge)
+                      announce, judge, progress)
     write_report_safely(run.folder)
     return run
 
 
 def _run_in(store, tasks, limit, engine, engine_config, proto, guide, batch_size, schedule, seed, announce,
-            judge) -> Run:
+            judge, progress=None) -> Run:
     """The run itself, in its folder: lmms-eval with our model adapter, then the final files."""
     with store:
         from lmms_eval.evaluator import simple_evaluate
@@ -154,7 +155,7 @@ def _run_in(store, tasks, limit, engine, engine_config, proto, guide, batch_size
         if announce:
             announce(store)
         lm = PixelReasoner(engine=engine, engine_config=engine_config, protocol=proto, batch_size=batch_size,
-                           guide=guide, store=store, schedule=schedule, seed=seed or 0)
+                           guide=guide, store=store, schedule=schedule, seed=seed or 0, progress=progress)
         try:
             with quiet.lmms_eval_bars_hidden(), sources.limited(limit):
                 results = simple_evaluate(model=lm, tasks=list(tasks), limit=limit, log_samples=True,
