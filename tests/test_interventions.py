@@ -361,3 +361,22 @@ def test_counterfactual_is_the_next_option_of_another_hue(options, data):
     assert (was, becomes) == (source, other[0]) and by_letter[letter] == becomes
     skipped = later[:later.index(becomes)]
     assert all(text not in HUES or HUES[text] == HUES[source] for text in skipped)
+
+
+# --- Repainting a benchmark's own colours (zoom) -----------------------------------------------------
+
+@given(image=palette_image([(225, 30, 30), (30, 175, 40), (255, 255, 255), (128, 128, 128)]),
+       boxes=st.lists(ordered_box, min_size=1, max_size=3))
+def test_repaint_changes_exactly_the_source_colour_inside_the_boxes(image, boxes):
+    from pr_eval.probe.interventions import repaint
+
+    before = np.asarray(image).copy()
+    inside = covered(boxes, image.width, image.height)
+    assume(inside.any())
+    out, changed = repaint(image, boxes, (225, 30, 30), (30, 175, 40))
+    after = np.asarray(out)
+    source = (before == (225, 30, 30)).all(axis=-1)
+    assert (after[~inside] == before[~inside]).all()                      # nothing outside the boxes
+    assert (after[inside & ~source] == before[inside & ~source]).all()    # nor any other colour inside
+    assert (after[inside & source] == (30, 175, 40)).all()                # the source colour, repainted
+    assert changed == int((inside & source).sum()) and (np.asarray(image) == before).all()
