@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import start_server, stop_server
-from test_judge_run import LenientJudge
+from test_judge_run import judge_server  # noqa: F401 - the scripted judge, as a fixture
 
 from pr_eval.cli import rescore as command
 from pr_eval.engines.base import GenerationResult
@@ -36,14 +35,6 @@ class Alternating:
 
     def close(self):
         pass
-
-
-@pytest.fixture(scope="module")
-def judge_server():
-    httpd = start_server(LenientJudge, requests=0, down=False)
-    httpd.url = httpd.root + "/v1"
-    yield httpd
-    stop_server(httpd)
 
 
 @pytest.fixture(scope="module")
