@@ -86,3 +86,12 @@ def test_the_command_and_its_refusals(runs, judge_server, tmp_path, capsys):
         assert command.main([*argv, "--judge-base-url", judge_server.url, "--judge-model", "lenient"]) == code
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and says in err, err
+
+
+def test_an_output_that_cannot_be_written_is_one_line(runs, judge_server, tmp_path, capsys):
+    plain, _, _ = runs
+    (tmp_path / "file").write_text("")
+    status = command.main([str(plain), "--judge-base-url", judge_server.url, "--judge-model", "lenient",
+                           "--output", str(tmp_path / "file" / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and "cannot write" in err[-1] and len(err) == 2 and "writing" in err[0]

@@ -137,3 +137,24 @@ def test_bad_input_is_one_line(argv, says, capsys):
     assert command.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err, err
+
+
+def test_a_reference_row_of_a_benchmark_the_file_gives_no_metric_for(tmp_path):
+    """The schema lets a model row name a benchmark missing from "metric": its main metric is meant."""
+    document = json.loads(open(PAPER).read())
+    document["models"]["Pixel-Reasoner 7B"]["hrbench4k"] = 50.0
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(document))
+    built = table.build(command.load_sides([str(path)]))
+    column = next(c for c in built.columns if c.benchmark == "hrbench4k" and c.metric == "cycle_accuracy")
+    assert built.rows[0].cells[column].value == 0.5 and built.rows[0].cells[column].published
+
+
+def test_names_with_backslashes_braces_and_newlines_stay_one_cell():
+    built = table.build([side("a\\b_{x}\nsecond line", [1, 0], protocol="=cmd")])
+    assert "a\\textbackslash{}b\\_\\{x\\} second line" in table.latex(built)
+    assert all("second line" not in line or line.startswith("| a\\b_{x} second line")
+               for line in table.markdown(built).splitlines())
+    assert not any(line.startswith("second line") for line in table.latex(built).splitlines())
+    record = next(csv.DictReader(io.StringIO(table.csv_text(built))))
+    assert record["protocol"].startswith("'=")

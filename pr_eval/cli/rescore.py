@@ -44,11 +44,13 @@ def main(argv: list[str]) -> int:
         judge = JudgeSettings(base_url=args.judge_base_url, model=args.judge_model,
                               concurrency=args.judge_concurrency, timeout_s=args.judge_timeout,
                               retries=args.judge_retries)
-        protocol = ((read_summary(run_dir).get("pr_eval") or {}).get("protocol") or {}).get("name")
+        meta = read_summary(run_dir).get("pr_eval")
+        protocol = (meta.get("protocol") if isinstance(meta, dict) else None) or {}
+        name = protocol.get("name") if isinstance(protocol, dict) else None
         from ..families import FAMILIES, get_protocol
 
         try:
-            family = FAMILIES[get_protocol(protocol).family] if protocol else None
+            family = FAMILIES[get_protocol(name).family] if isinstance(name, str) else None
         except ValueError:
             family = None
         check_family_judge(judge, family) if family is not None and family.judge is not None else check_judge(judge)
@@ -56,16 +58,26 @@ def main(argv: list[str]) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    from ..run.rescore import rescore
+    from ..run.rescore import check_output, rescore, rescored_folder
 
+    out = Path(args.output) if args.output else rescored_folder(run_dir, judge)
     try:
-        out = rescore(run_dir, judge, args.output)
+        check_output(run_dir, out)
+    except RunError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{prog}: writing {out} (if interrupted, the same command with --output {out} finishes it)",
+          file=sys.stderr)
+    try:
+        out = rescore(run_dir, judge, out)
     except (RunError, EngineError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"{prog}: error: cannot write {out} ({exc.strerror or exc}); choose another --output", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        target = args.output or "the folder named above"
-        print(f"\n{prog}: interrupted; the same command with --output {target} finishes it", file=sys.stderr)
+        print(f"\n{prog}: interrupted; to finish: the same command with --output {out}", file=sys.stderr)
         return 130
     print(f"rescored: {out}")
     return 0

@@ -249,15 +249,15 @@ def read_reference(path: Path, document: dict, model: str | None) -> Side:
                          + ", ".join(repr(m) for m in rows))
     scale = 100.0 if document["scale"] == "percent" else 1.0
     sizes = document.get("n") or {}
-    benchmarks = {}
+    benches = {}
     for bench_name in dict.fromkeys(list(document["metric"]) + list(rows[name])):
         metric = document["metric"].get(bench_name) or benchmarks.main_metric(bench_name)
         value = rows[name].get(bench_name)
-        benchmarks[bench_name] = Benchmark(bench_name, reported={metric: None if value is None else value / scale},
+        benches[bench_name] = Benchmark(bench_name, reported={metric: None if value is None else value / scale},
                                            metric=metric, size=sizes.get(bench_name))
     protocol = document["protocol"]
     return Side(label=f"{path}: {name}", kind="reference", model=name, protocol=protocol["name"],
-                fingerprint=protocol.get("fingerprint"), benchmarks=benchmarks)
+                fingerprint=protocol.get("fingerprint"), benchmarks=benches)
 
 
 def schema_problems(document, schema_file: str) -> list[str]:

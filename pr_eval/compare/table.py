@@ -17,6 +17,7 @@ marked and footnoted.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,16 +203,21 @@ def cell_text(cell: Cell | None, intervals: bool = True) -> str:
     return text
 
 
+def _one_line(value: str) -> str:
+    return " ".join(str(value).split())
+
+
 def header(table: Table) -> list[str]:
     marks = {column: "\u2020" for column in table.mixed}
-    return ["model", "protocol"] + [c.label + marks.get(c, "") for c in table.columns]
+    return ["model", "protocol"] + [_one_line(c.label) + marks.get(c, "") for c in table.columns]
 
 
 def body(table: Table, intervals: bool = True) -> list[list[str]]:
     rows = []
     for k, row in enumerate(table.rows):
         label = row.label + (" (published)" if row.published else "") + (" [baseline]" if k == table.baseline else "")
-        rows.append([label, row.protocol] + [cell_text(row.cells.get(c), intervals) for c in table.columns])
+        rows.append([_one_line(label), _one_line(row.protocol)]
+                    + [cell_text(row.cells.get(c), intervals) for c in table.columns])
     return rows
 
 
@@ -226,6 +232,7 @@ def footnotes(table: Table) -> list[str]:
         notes.append(f"(+d*): difference to {base.label} under {base.protocol}; * significant at alpha "
                      f"{table.alpha:g} (McNemar where the questions are paired, bootstrap for graded metrics, "
                      "binomial against a published number)")
+    notes = [_one_line(n) for n in notes]
     ns = {c.label: sorted({r.cells[c].n for r in table.rows if c in r.cells and r.cells[c].n}) for c in table.columns}
     notes.append("n (questions): " + "; ".join(f"{label} {'/'.join(map(str, n))}" for label, n in ns.items() if n))
     return notes
@@ -246,13 +253,16 @@ def markdown(table: Table) -> str:
     return "\n".join(rows + [""] + [f"{n}  " for n in footnotes(table)]) + "\n"
 
 
+_TEX = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_", "{": "\\{",
+        "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "\u2020": "$^\\dagger$"}
+
+
+def tex(value: str) -> str:
+    """Text as LaTeX typesets it, in one pass (so an escape is never escaped again)."""
+    return re.sub(r"[\\&%$#_{}~^\u2020]", lambda m: _TEX[m.group()], value)
+
+
 def latex(table: Table) -> str:
-    def tex(value: str) -> str:
-        for char, escaped in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("$", "\\$"),
-                              ("#", "\\#"), ("_", "\\_"), ("{", "\\{"), ("}", "\\}"), ("~", "\\~{}"),
-                              ("^", "\\^{}"), ("\u2020", "$^\\dagger$")):
-            value = value.replace(char, escaped)
-        return value
     rows = [header(table)] + body(table, intervals=True)
     spec = "ll" + "r" * len(table.columns)
     lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(tex(v) for v in rows[0]) + " \\\\",
@@ -275,7 +285,8 @@ def csv_text(table: Table) -> str:
             cell = row.cells.get(column)
             if cell is None:
                 continue
-            writer.writerow([_plain_text(row.model), row.protocol, row.fingerprint or "", row.kind, column.benchmark,
+            writer.writerow([_plain_text(row.model), _plain_text(row.protocol), _plain_text(row.fingerprint or ""),
+                             row.kind, _plain_text(column.benchmark),
                              column.metric, cell.value, *(cell.ci or (None, None)), cell.n, cell.delta, cell.p,
                              cell.test or "", cell.significant if cell.delta is not None else "",
                              column in table.mixed])

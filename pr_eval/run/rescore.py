@@ -40,6 +40,17 @@ def rescored_folder(run_dir: Path, judge: JudgeSettings) -> Path:
     return run_dir.parent / f"{run_dir.name}-judged-{judge_name}-{stamp}"
 
 
+def check_output(run_dir: Path, out: Path) -> None:
+    """RunError when `out` cannot take the re-scoring: the run itself, a finished run, or a folder
+    holding something else (an interrupted re-scoring, with its judgements.jsonl, is resumed)."""
+    if out.resolve() == Path(run_dir).resolve():
+        raise RunError(f"{out} is the run itself; re-scoring writes a new folder")
+    if out.is_dir() and (out / RESULTS_FILE).exists():
+        raise RunError(f"{out} already holds a finished run; choose another --output")
+    if out.is_dir() and any(out.iterdir()) and not (out / "judgements.jsonl").exists():
+        raise RunError(f"{out} is not empty; choose another --output")
+
+
 def rescore(run_dir: str | Path, judge: JudgeSettings, output: str | Path | None = None) -> Path:
     """Judge a finished run's trajectories into a new run folder (default: `rescored_folder`);
     an unfinished judging of the same output resumes. RunError when the run is not finished or
@@ -48,18 +59,13 @@ def rescore(run_dir: str | Path, judge: JudgeSettings, output: str | Path | None
     summary = read_summary(run_dir)
     run = load_run(run_dir, summary)
     out = Path(output) if output is not None else rescored_folder(run_dir, judge)
-    if out.resolve() == run_dir.resolve():
-        raise RunError(f"{out} is the run itself; re-scoring writes a new folder")
-    if out.exists() and (out / RESULTS_FILE).exists():
-        raise RunError(f"{out} already holds a finished run; choose another --output")
-    if out.exists() and any(out.iterdir()) and not (out / "judgements.jsonl").exists():
-        raise RunError(f"{out} is not empty; choose another --output")
+    check_output(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, out / name)
-    if (run_dir / IMAGES).is_dir() and not (out / IMAGES).exists():
-        _link_tree(run_dir / IMAGES, out / IMAGES)
+    if (run_dir / IMAGES).is_dir():
+        _link_tree(run_dir / IMAGES, out / IMAGES)  # an interrupted copy is completed
     records_of = {}
     for task in run.leaves:
         lines = read_jsonl(run_dir / f"samples_{task}.jsonl")
@@ -73,8 +79,10 @@ def rescore(run_dir: str | Path, judge: JudgeSettings, output: str | Path | None
         judged = judge_family.judge_undecided(out, judge, family, records_of, run.metrics, run.members)
     else:
         judged = judge_records(out, judge, records_of, run.metrics, run.members)
-    protocol = (summary.get("pr_eval") or {}).get("protocol") or {}
-    sampled = sampled_figures(run, records_of) if (protocol.get("settings") or {}).get("sampling") else {}
+    meta = summary.get("pr_eval") if isinstance(summary.get("pr_eval"), dict) else {}
+    protocol = meta.get("protocol") if isinstance(meta.get("protocol"), dict) else {}
+    settings = protocol.get("settings") if isinstance(protocol.get("settings"), dict) else {}
+    sampled = sampled_figures(run, records_of) if settings.get("sampling") else {}
     for task, records in records_of.items():
         write_atomic(out / f"samples_{task}.jsonl",
                      "".join(json.dumps(strict_json(r), ensure_ascii=False, default=str, allow_nan=False) + "\n"
@@ -98,4 +106,7 @@ def _link_tree(source: Path, target: Path) -> None:
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
-    shutil.copytree(source, target, copy_function=link)
+    def link_missing(src, dst):
+        if not os.path.exists(dst):
+            link(src, dst)
+    shutil.copytree(source, target, copy_function=link_missing, dirs_exist_ok=True)
