@@ -8,18 +8,15 @@ import logging
 import sys
 from pathlib import Path
 
+from .run import add_judge_options
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pr-eval rescore", description="New judge scores from a finished run's saved trajectories, "
         "without generating again, into a new run folder that records what was re-scored and how (docs/judge.md).")
     parser.add_argument("run_dir", metavar="RUN", help="a finished run folder")
-    parser.add_argument("--judge-base-url", required=True, metavar="URL",
-                        help="an OpenAI-compatible server whose model judges each final answer")
-    parser.add_argument("--judge-model", required=True, metavar="NAME", help="the model the judge server serves")
-    parser.add_argument("--judge-concurrency", type=int, default=8, metavar="N")
-    parser.add_argument("--judge-timeout", type=float, default=60.0, metavar="SECONDS")
-    parser.add_argument("--judge-retries", type=int, default=2)
+    add_judge_options(parser, required=True)
     parser.add_argument("--output", default=None, metavar="DIR",
                         help="the new run folder (default: beside RUN, named after it, the judge and the time); "
                              "an unfinished re-scoring there resumes")
@@ -33,17 +30,16 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     from ..engines import EngineError
-    from ..judge.client import JudgeSettings, check_judge
-    from ..judge.family import check_family_judge
+    from ..errors import UsageError
+    from ..judge.family import check_judge_for
     from ..run.folder import RunError, read_summary
+    from .run import judge_settings
 
     run_dir = Path(args.run_dir)
     try:
         if not run_dir.is_dir():
             raise RunError(f"{run_dir}: no such run folder")
-        judge = JudgeSettings(base_url=args.judge_base_url, model=args.judge_model,
-                              concurrency=args.judge_concurrency, timeout_s=args.judge_timeout,
-                              retries=args.judge_retries)
+        judge = judge_settings(args)
         meta = read_summary(run_dir).get("pr_eval")
         protocol = (meta.get("protocol") if isinstance(meta, dict) else None) or {}
         name = protocol.get("name") if isinstance(protocol, dict) else None
@@ -53,8 +49,8 @@ def main(argv: list[str]) -> int:
             family = FAMILIES[get_protocol(name).family] if isinstance(name, str) else None
         except ValueError:
             family = None
-        check_family_judge(judge, family) if family is not None and family.judge is not None else check_judge(judge)
-    except (RunError, EngineError, ValueError) as exc:
+        check_judge_for(judge, family)
+    except (RunError, EngineError, UsageError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("math_verify").setLevel(logging.ERROR)

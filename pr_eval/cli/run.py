@@ -139,20 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="finish an interrupted run: its saved samples are kept, the rest run. Without "
                              "RUN_DIR: the unfinished run of this same command under --output with the most "
                              "saved samples; 'auto': that run if there is one, else a new run (make demo)")
+    add_judge_options(parser)
+    parser.add_argument("--verbose", action="store_true", help="show vLLM's and lmms-eval's logs")
+    return parser
+
+
+def add_judge_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """The judge's options, as a run, a probe and `pr-eval rescore` (where they are required) take them."""
     judge = parser.add_argument_group("optional judge (docs/judge.md): its verdicts are recorded as judge_accuracy, "
                                       "beside the rule-based scores, never instead of them")
-    judge.add_argument("--judge-base-url", default=None, metavar="URL",
+    judge.add_argument("--judge-base-url", required=required, default=None, metavar="URL",
                        help="an OpenAI-compatible server (e.g. `vllm serve`) whose model judges each final answer "
                             "against the reference; its key is read from $OPENAI_API_KEY")
-    judge.add_argument("--judge-model", default=None, metavar="NAME", help="the model the judge server serves")
+    judge.add_argument("--judge-model", required=required, default=None, metavar="NAME",
+                       help="the model the judge server serves")
     judge.add_argument("--judge-concurrency", type=int, default=8, metavar="N",
                        help="judge requests in flight (default %(default)s)")
     judge.add_argument("--judge-timeout", type=float, default=60.0, metavar="SECONDS",
                        help="per judge request (default %(default)s); a judgement that times out after its "
                             "retries is recorded as lost, not as a wrong answer")
     judge.add_argument("--judge-retries", type=int, default=2, help="further attempts per judgement (default %(default)s)")
-    parser.add_argument("--verbose", action="store_true", help="show vLLM's and lmms-eval's logs")
-    return parser
 
 
 def judge_settings(args):
@@ -211,12 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--samples-per-question: {exc}") from None
         resume = resume_folder(args, model_path, protocol, tasks)
         if judge is not None:  # a judge that cannot be used is found now, not after every sample ran
-            from ..judge.client import check_judge
-            from ..judge.family import check_family_judge
+            from ..judge.family import check_judge_for
 
-            family = family_of(protocol)
             try:
-                check_family_judge(judge, family) if family.judge is not None else check_judge(judge)
+                check_judge_for(judge, family_of(protocol))
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
     except UsageError as exc:

@@ -27,7 +27,7 @@ from ..families.base import Family
 from ..protocol import fingerprint_of
 from ..run.folder import leaf_tasks, record_key
 from ..trajectory import DATA_ERROR, ENGINE_ERROR, Trajectory
-from .client import STORED_REPLY_CHARS, Judge, Judgement, JudgementJournal, JudgeSettings, _Lost
+from .client import STORED_REPLY_CHARS, Judge, Judgement, JudgementJournal, JudgeSettings, _Lost, check_judge
 from .run import JUDGEMENTS_FILE
 
 
@@ -171,3 +171,12 @@ def check_family_judge(settings: JudgeSettings, family: Family) -> None:
 
 
 __all__ = ["FamilyJudge", "check_family_judge", "family_of_run", "final_verdict", "judge_undecided", "rule_only"]
+
+
+def check_judge_for(settings: JudgeSettings, family: Family | None) -> None:
+    """Ask the judge a run of `family` would use once, before any sample: the family's own judge
+    where it has one (`check_family_judge`), else pr-eval's (`check_judge`). ValueError: one line."""
+    if family is not None and family.judge is not None:
+        check_family_judge(settings, family)
+    else:
+        check_judge(settings)

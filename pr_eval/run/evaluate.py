@@ -249,19 +249,10 @@ def finish(store: RunStore, results: dict, tasks: list[str], judge: JudgeSetting
         records_of[task] = []
         for entry in results.get("samples", {}).get(task, []):
             records_of[task].extend(sample_records(task, entry, names, benchmark, store.done))
-    family = judge_family.family_of_run(records_of)
-    if family is not None:  # a peer's rule, then its own judge (pr_eval.judge.family)
-        judge_family.rule_only(family, run.metrics, run.members, records_of)
-        judged = judge_family.judge_undecided(folder, judge, family, records_of, run.metrics, run.members) \
-            if judge is not None else {}
-    else:
-        judged = judge_records(folder, judge, records_of, run.metrics, run.members) if judge is not None else {}
+    judged = judge_all(folder, judge, records_of, run)
     sampled = sampled_figures(run, records_of) if store.info["protocol"]["settings"].get("sampling") else {}
     run.sampled, run.judge = sampled, judged
-    for task, records in records_of.items():
-        write_atomic(folder / f"samples_{task}.jsonl",
-                     "".join(json.dumps(strict_json(r), ensure_ascii=False, default=str, allow_nan=False) + "\n"
-                             for r in records))
+    write_records(folder, records_of)
     store.info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
     store.save_info()
     info = store.info
@@ -284,6 +275,26 @@ def finish(store: RunStore, results: dict, tasks: list[str], judge: JudgeSetting
     write_atomic(folder / RESULTS_FILE, json.dumps(strict_json(summary), indent=2, ensure_ascii=False, default=str,
                                                    allow_nan=False) + "\n")
     return run
+
+
+def judge_all(folder: Path, judge: JudgeSettings | None, records_of: dict[str, list[dict]], run: Run) -> dict:
+    """A run's verdicts beyond the rules: a peer's rule-only accounting, then its own judge on what
+    the rule left open (pr_eval.judge.family); else pr-eval's judge on every record (None: no
+    judge). Updates the records and `run.metrics`; returns results.json's "judge" entry."""
+    family = judge_family.family_of_run(records_of)
+    if family is not None:
+        judge_family.rule_only(family, run.metrics, run.members, records_of)
+        return judge_family.judge_undecided(folder, judge, family, records_of, run.metrics, run.members) \
+            if judge is not None else {}
+    return judge_records(folder, judge, records_of, run.metrics, run.members) if judge is not None else {}
+
+
+def write_records(folder: Path, records_of: dict[str, list[dict]]) -> None:
+    """samples_<task>.jsonl of every task: its per-sample records, strict JSON, one per line."""
+    for task, records in records_of.items():
+        write_atomic(folder / f"samples_{task}.jsonl",
+                     "".join(json.dumps(strict_json(r), ensure_ascii=False, default=str, allow_nan=False) + "\n"
+                             for r in records))
 
 
 def write_report_safely(folder: Path) -> None:

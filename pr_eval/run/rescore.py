@@ -22,10 +22,8 @@ import shutil
 from pathlib import Path
 
 from ..files import write_atomic
-from ..judge import family as judge_family
 from ..judge.client import JudgeSettings
-from ..judge.run import judge_records
-from .evaluate import sampled_figures, strict_json, write_report_safely
+from .evaluate import judge_all, sampled_figures, strict_json, write_records, write_report_safely
 from .folder import RunError, load_run, read_jsonl, read_summary
 from .store import JOURNAL_FILE, RESULTS_FILE
 
@@ -73,20 +71,12 @@ def rescore(run_dir: str | Path, judge: JudgeSettings, output: str | Path | None
             raise RunError(f"{run_dir}/samples_{task}.jsonl is damaged (line {lines.damage[0].line}); "
                            "the run cannot be re-scored")
         records_of[task] = [{k: v for k, v in record.items() if k != "judge"} for _, record in lines.records]
-    family = judge_family.family_of_run(records_of)
-    if family is not None:
-        judge_family.rule_only(family, run.metrics, run.members, records_of)
-        judged = judge_family.judge_undecided(out, judge, family, records_of, run.metrics, run.members)
-    else:
-        judged = judge_records(out, judge, records_of, run.metrics, run.members)
+    judged = judge_all(out, judge, records_of, run)
     meta = summary.get("pr_eval") if isinstance(summary.get("pr_eval"), dict) else {}
     protocol = meta.get("protocol") if isinstance(meta.get("protocol"), dict) else {}
     settings = protocol.get("settings") if isinstance(protocol.get("settings"), dict) else {}
     sampled = sampled_figures(run, records_of) if settings.get("sampling") else {}
-    for task, records in records_of.items():
-        write_atomic(out / f"samples_{task}.jsonl",
-                     "".join(json.dumps(strict_json(r), ensure_ascii=False, default=str, allow_nan=False) + "\n"
-                             for r in records))
+    write_records(out, records_of)
     summary = {**summary, "metrics": run.metrics, "judge": judged,
                "rescored": {"from": str(run_dir.resolve()), "at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                             "what": "judge", "judge": judged.get("settings"),
