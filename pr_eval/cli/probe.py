@@ -25,6 +25,8 @@ from ..errors import DataError, UsageError
 from ..families import get_protocol, refusal
 from ..files import write_atomic
 from ..probe import variants as probe_variants
+from ..probe.card import PROTOCOL_KEY
+from ..probe.card import SCHEMA as PROBE_SCHEMA
 from ..protocol import with_overrides
 from ..run import log as runlog
 from ..run import quiet
@@ -35,7 +37,6 @@ from .compat import check_environment
 
 PLAN_FILE = "probe.json"
 PAGE_FILE = "probe.html"
-PROTOCOL_KEY = "protocol"  # the card's name for the unedited run
 
 
 def build_parser():
@@ -66,18 +67,6 @@ def chosen(args, base) -> list[str]:
         except ValueError as exc:
             raise UsageError(f"--interventions: {exc}") from None
     return list(dict.fromkeys(names))
-
-
-def check_judge_for(judge, protocol) -> None:
-    from ..families import family_of
-    from ..judge.client import check_judge
-    from ..judge.family import check_family_judge
-
-    family = family_of(protocol)
-    try:
-        check_family_judge(judge, family) if family.judge is not None else check_judge(judge)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def find_run(folder: Path, fingerprint: str) -> Path | None:
@@ -143,7 +132,13 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"--protocol: {exc}") from None
         names = chosen(args, base)
         if judge is not None:  # a judge that cannot be used is found now, not after every run
-            check_judge_for(judge, base)
+            from ..families import family_of
+            from ..judge.family import check_judge_for
+
+            try:
+                check_judge_for(judge, family_of(base))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         protocols = {PROTOCOL_KEY: base, **{n: probe_variants.variant(base, n) for n in names}}
         for protocol in protocols.values():
             if (refused := refusal(protocol, tasks)) is not None:
@@ -156,7 +151,7 @@ def main(argv: list[str]) -> int:
             engine_config = EngineConfig.from_options(args, max_concurrency=args.batch_size)
         except ModelNotFound as exc:
             raise UsageError(str(exc)) from None
-        plan = {"schema": "pr-eval-probe/1", "model": args.model, "model_path": engine_config.model,
+        plan = {"schema": PROBE_SCHEMA, "model": args.model, "model_path": engine_config.model,
                 "protocol": base.record(), "tasks": tasks, "interventions": names, "limit": args.limit,
                 "data_spec": run_command.data_spec(args), "seed": args.seed,
                 "judge": judge.record() if judge is not None else None,
@@ -176,13 +171,13 @@ def main(argv: list[str]) -> int:
 
 
 def _run_all(args, argv, folder: Path, plan: dict, protocols: dict, engine_config, tasks, judge) -> int:
+    from tqdm import tqdm
+
     from ..compare.sides import InputError
     from ..engines import EngineError
     from ..probe.card import build_card, card_text
     from ..run.evaluate import RunError, evaluate
     from ..run.store import ResumeRefused, StoreError
-
-    from tqdm import tqdm
 
     engine, folders = None, {}
     progress = tqdm(total=0, desc="probe", unit="question")  # one bar: each run adds its questions

@@ -278,15 +278,15 @@ def compare_sides(a: Side, b: Side, metric: str | None = None, alpha: float = DE
     return rows
 
 
-def _points(value: float | None) -> str:
+def points(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
-def _delta(value: float | None) -> str:
+def signed_points(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:+.1f}"
 
 
-def _p(value: float | None) -> str:
+def p_text(value: float | None) -> str:
     return "-" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
 
 
@@ -294,9 +294,9 @@ def comparison_text(a: Side, b: Side, rows: list[Row], alpha: float, resamples: 
     level = f"{100 * (1 - alpha):g}%"
     table = [["benchmark", "metric", "n", "A", "B", "delta", f"{level} CI", "p", "test", "verdict"]]
     for row in rows:
-        ci = f"[{_delta(row.ci[0])}, {_delta(row.ci[1])}]" if row.ci else "-"
-        table.append([row.benchmark, row.metric or "-", str(row.n) if row.n else "-", _points(row.a),
-                      _points(row.b), _delta(row.delta), ci, _p(row.p), row.test, row.verdict(alpha)])
+        ci = f"[{signed_points(row.ci[0])}, {signed_points(row.ci[1])}]" if row.ci else "-"
+        table.append([row.benchmark, row.metric or "-", str(row.n) if row.n else "-", points(row.a),
+                      points(row.b), signed_points(row.delta), ci, p_text(row.p), row.test, row.verdict(alpha)])
     tests = {row.test for row in rows}
     legend = [f"scores in %; delta = B - A in points; verdict: two-sided at alpha {alpha:g}"]
     if "McNemar" in tests or "bootstrap" in tests:

@@ -19,13 +19,14 @@ import math
 from pathlib import Path
 
 from .. import benchmarks
-from ..compare.delta import compare_benchmark
-from ..compare.sides import Benchmark, InputError, read_records, read_run
+from ..compare.delta import compare_benchmark, p_text, points, signed_points
+from ..compare.sides import Benchmark, InputError, read_records, read_run, sample_mean
 from ..compare.stats import DEFAULT_ALPHA
 from ..scoring import answers
 from ..trajectory import DATA_ERROR, Trajectory
 
 SCHEMA = "pr-eval-probe/1"
+PROTOCOL_KEY = "protocol"  # the card's name for the unedited run
 MAX_LISTED = 50  # flipped questions listed per intervention and benchmark (all are counted)
 
 
@@ -158,7 +159,7 @@ def build_card(base_folder: Path, variants: dict[str, Path], alpha: float = DEFA
     card = {}
     for bench_name, base in base_side.benchmarks.items():
         entry = {"metric": benchmarks.main_metric(bench_name), "n": len(base.samples),
-                 "protocol_accuracy": _mean(base, benchmarks.main_metric(bench_name)), "interventions": {}}
+                 "protocol_accuracy": sample_mean(base, benchmarks.main_metric(bench_name)), "interventions": {}}
         for name, side in sides.items():
             other = side.benchmarks.get(bench_name)
             if other is None:
@@ -172,27 +173,21 @@ def build_card(base_folder: Path, variants: dict[str, Path], alpha: float = DEFA
     return card
 
 
-def _mean(bench: Benchmark, metric: str) -> float | None:
-    values = [m.get(metric) for m in bench.samples.values()]
-    values = [float(v) for v in values if isinstance(v, (int, float))]
-    return sum(values) / len(values) if values else None
-
-
 def card_text(card: dict, title: str, alpha: float = DEFAULT_ALPHA) -> str:
     """The card as the terminal shows it: one block per benchmark."""
     lines = [title]
     for bench, entry in card.items():
-        lines.append(f"\n{bench} ({entry['metric']}, n={entry['n']}): protocol {_pct(entry['protocol_accuracy'])}")
+        lines.append(f"\n{bench} ({entry['metric']}, n={entry['n']}): protocol {points(entry['protocol_accuracy'])}")
         lines.append(f"  {'intervention':<20} {'n':>4} {'acc':>6} {'delta':>7}  {100 * (1 - alpha):g}% interval"
                      f"{'':<6} {'test':<9} {'p':>8}  lost/gained")
         for name, f in entry["interventions"].items():
             interval = f"[{100 * f['ci'][0]:+.1f}, {100 * f['ci'][1]:+.1f}]" if f["ci"] else "-"
-            lines.append(f"  {name:<20} {f['n']:>4} {_pct(f['accuracy']):>6} {_signed(f['delta']):>7}  "
-                         f"{interval:<20} {f['test'] or '-':<9} {_p(f['p']):>8}  "
+            lines.append(f"  {name:<20} {f['n']:>4} {points(f['accuracy']):>6} {signed_points(f['delta']):>7}  "
+                         f"{interval:<20} {f['test'] or '-':<9} {p_text(f['p']):>8}  "
                          f"{f['flips']['lost']}/{f['flips']['gained']}"
                          + (f"  ({f['not_applied']} not applicable)" if f["not_applied"] else ""))
             if f.get("chance") is not None:
-                lines.append(f"  {'':<20} chance {_pct(f['chance'])}")
+                lines.append(f"  {'':<20} chance {points(f['chance'])}")
             if "follows_edit" in f:
                 lines.append(f"  {'':<20} answer follows the edit {_rate(f['follows_edit'])}, "
                              f"stays with the original {_rate(f['stays_original'])}")
@@ -201,20 +196,8 @@ def card_text(card: dict, title: str, alpha: float = DEFAULT_ALPHA) -> str:
     return "\n".join(lines)
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def _signed(value) -> str:
-    return "-" if value is None else f"{100 * value:+.1f}"
-
-
-def _p(value) -> str:
-    return "-" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
-
-
 def _rate(figure: dict) -> str:
     if not figure["n"]:
         return "- (n=0)"
     low, high = figure["ci"]
-    return f"{_pct(figure['rate'])}% [{_pct(low)}, {_pct(high)}] (n={figure['n']})"
+    return f"{points(figure['rate'])}% [{points(low)}, {points(high)}] (n={figure['n']})"

@@ -13,44 +13,41 @@ from pathlib import Path
 
 from .. import __version__
 from ..families import family_of_record
+from ..compare.delta import points
 from ..files import write_atomic
 from ..report.escape import clip, esc, shown
 from ..report.page import STYLE
 from ..report.pictures import figure
 from ..report.view import load_view
+from .card import PROTOCOL_KEY
 from .variants import CROP_EDITS, INPUT_EDITS
 
 PAGE_FILE = "probe.html"
 SHOWN_FLIPS = 6  # flipped questions drawn per intervention and benchmark, each way
-PROTOCOL_KEY = "protocol"
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def _rate(figure_: dict | None) -> str:
     if not figure_ or not figure_.get("n"):
         return "-"
     low, high = figure_["ci"]
-    return f"{_pct(figure_['rate'])}% [{_pct(low)}, {_pct(high)}], n={figure_['n']}"
+    return f"{points(figure_['rate'])}% [{points(low)}, {points(high)}], n={figure_['n']}"
 
 
 def card_table(entry: dict) -> str:
-    rows = [f"<tr><td>protocol</td><td>{entry['n']}</td><td>{_pct(entry['protocol_accuracy'])}</td>"
+    rows = [f"<tr><td>protocol</td><td>{entry['n']}</td><td>{points(entry['protocol_accuracy'])}</td>"
             "<td></td><td></td><td></td><td></td><td></td><td></td></tr>"]
     for name, f in entry["interventions"].items():
         interval = f"[{100 * f['ci'][0]:+.1f}, {100 * f['ci'][1]:+.1f}]" if f["ci"] else "-"
         extra = []
         if f.get("chance") is not None:
-            extra.append(f"chance {_pct(f['chance'])}")
+            extra.append(f"chance {points(f['chance'])}")
         if "follows_edit" in f:
             extra.append(f"follows the edit {_rate(f['follows_edit'])}; stays {_rate(f['stays_original'])}")
         if f["not_applied"]:
             extra.append(f"{f['not_applied']} not applicable")
         delta = "-" if f["delta"] is None else f"{100 * f['delta']:+.1f}"
         p_value = "-" if f["p"] is None else f"{f['p']:.3g}"
-        rows.append(f"<tr><td>{esc(name)}</td><td>{f['n']}</td><td>{_pct(f['accuracy'])}</td><td>{delta}</td>"
+        rows.append(f"<tr><td>{esc(name)}</td><td>{f['n']}</td><td>{points(f['accuracy'])}</td><td>{delta}</td>"
                     f"<td>{interval}</td><td>{esc(f['test'] or '-')}</td>"
                     f"<td>{p_value}</td>"
                     f"<td>{f['flips']['lost']} / {f['flips']['gained']}</td><td>{esc('; '.join(extra))}</td></tr>")
