@@ -14,6 +14,7 @@ from test_gate import inject_wrong, make_run
 from pr_eval.compare import gate, submission
 from pr_eval.cli import submit as cli_submit
 from pr_eval.cli import compare as cli_compare
+from pr_eval.engines.base import GenerationResult
 
 SCHEMA = Path(submission.__file__).parent.parent / "schemas" / submission.SCHEMA_FILE
 
@@ -47,7 +48,7 @@ def test_submission_holds_the_run(run_and_file, capsys):
     document = json.loads(out.read_text())
     summary = json.loads((folder / "results.json").read_text())
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(document)
-    assert document["schema_version"] == "1.0" and document["model"]["name"] == "tiny"
+    assert document["schema_version"] == "1.1" and document["model"]["name"] == "tiny"
     assert document["protocol"]["fingerprint"] == summary["pr_eval"]["protocol"]["fingerprint"]
     assert set(document["benchmarks"]) == {"vstar", "tallyqa"}
     vstar = document["benchmarks"]["vstar"]
@@ -65,7 +66,7 @@ def test_submission_holds_the_run(run_and_file, capsys):
             assert p["tool_calls"] == len(record["tool_calls"])
             assert p["record_sha256"] == submission.sha256(record)
     assert cli_submit.main(["--validate", str(out), "--run", str(folder)]) == 0
-    assert "valid pr-eval-submission 1.0" in capsys.readouterr().out
+    assert "valid pr-eval-submission 1.1" in capsys.readouterr().out
 
 
 def _tampered(out: Path, tmp_path: Path, edit) -> Path:
@@ -232,3 +233,105 @@ def test_validating_another_pr_eval_file_says_what_it_is(tmp_path):
     _, problems = validate_file(reference)
     assert problems == [f"{reference} is a reference file of published numbers (for `pr-eval check --baseline`), "
                         "not a submission (`pr-eval submit RUN_DIR` writes one)"]
+
+
+# --- schema 1.1: sampled runs -------------------------------------------------------------------------
+
+class Cycling:
+    """An engine that answers A, B, C, D, A, ... in turn, so rollouts of a question differ."""
+
+    name = "cycling"
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, requests, decoding):
+        results = []
+        for _ in requests:
+            self.calls += 1
+            results.append(GenerationResult(text="\\boxed{%s}" % "ABCD"[self.calls % 4], prompt_tokens=10,
+                                            output_tokens=4, finish_reason="stop", stop="<|im_end|>"))
+        return results
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    from pr_eval.protocol import SAMPLED, with_overrides
+    from pr_eval.run.evaluate import evaluate
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "samples")
+        folder = evaluate(model="sampler", model_path="x", tasks=["pr_zoom"], limit=6, seed=7,
+                          protocol=with_overrides(SAMPLED, samples_per_question=3),
+                          output=tmp_path_factory.mktemp("sampled"), engine=Cycling()).folder
+    return folder, submission.build(folder)
+
+
+def test_a_sampled_run_is_submitted_question_by_question_with_its_rollouts(sampled, tmp_path, capsys):
+    folder, document = sampled
+    assert document["schema_version"] == "1.1" and document["sampling"] == {"rollouts": 3, "seed": 7}
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(document)
+    assert submission.validate(document) == [] and submission.against_run(document, folder) == []
+    zoom = document["benchmarks"]["zoom"]
+    assert zoom["n"] == len(document["predictions"]) == 6
+    every = [r["scores"]["accuracy"] for p in document["predictions"] for r in p["rollouts"]]
+    assert len(every) == 18 and 0 < sum(every) < 18
+    assert zoom["scores"]["accuracy"] == pytest.approx(sum(every) / 18)  # Avg@3
+    summary = json.loads((folder / "results.json").read_text())
+    assert zoom["scores"]["accuracy"] == pytest.approx(summary["metrics"]["pr_zoom"]["accuracy"])
+    for p in document["predictions"]:
+        assert [r["rollout"] for r in p["rollouts"]] == [0, 1, 2] and p["answer"] is None
+        assert p["scores"]["accuracy"] == pytest.approx(sum(r["scores"]["accuracy"] for r in p["rollouts"]) / 3)
+    # a rollout's answer changed with every hash fixed up: only the run folder shows it
+    forged = _forge(document, lambda d: d["predictions"][0]["rollouts"][1].update(answer="Z"))
+    assert submission.validate(forged) == []
+    assert submission.against_run(forged, folder) == [
+        f"prediction (pr_zoom, {forged['predictions'][0]['sample_id']}) differs from its record in {folder}"]
+
+
+def _refit(d, question: dict) -> None:
+    """Make a question's own figures those of its (edited) rollouts, as a careful forger would."""
+    question["scores"] = submission.rollout_means([r["scores"] for r in question["rollouts"]])
+    question["tool_calls"] = sum(r["tool_calls"] for r in question["rollouts"])
+    question["record_sha256"] = submission.sha256([r["record_sha256"] for r in question["rollouts"]])
+
+
+def _keep_lucky_rollouts(d):
+    q = d["predictions"][0]
+    q["rollouts"] = [r for r in q["rollouts"] if r["scores"]["accuracy"] == 1] or q["rollouts"][:1]
+    _refit(d, q)
+
+
+def _reseed(d):
+    d["predictions"][0]["rollouts"][2]["seed"] += 1
+    _refit(d, d["predictions"][0])
+
+
+def _flip_rollout(d):
+    r = d["predictions"][0]["rollouts"][0]
+    r["scores"] = {k: 1 - v for k, v in r["scores"].items()}
+
+
+@pytest.mark.parametrize("edit, says", [
+    (_keep_lucky_rollouts, "must hold rollouts 0..2 in order"),
+    (_reseed, "rollout(s) 2 do not carry the seed run seed 7 gives them"),
+    (_flip_rollout, "its scores, tool_calls or record_sha256 are not those of its rollouts"),
+    (lambda d: d.pop("sampling"), "samples 3 rollouts per question, but the file has no `sampling`"),
+    (lambda d: d["sampling"].update(rollouts=2), "sampling/rollouts is 2 but the protocol's settings say 3"),
+])
+def test_a_forged_sampled_submission_is_rejected_with_the_reason(sampled, edit, says):
+    _, document = sampled
+    problems = submission.validate(_forge(document, edit))
+    assert any(says in p for p in problems), problems
+
+
+def test_a_1_0_file_stays_valid_and_rollouts_need_a_sampled_protocol(run_and_file):
+    _, out = run_and_file
+    document = json.loads(out.read_text())
+    assert document["schema_version"] == "1.1" and "sampling" not in document
+    assert submission.validate(_forge(document, lambda d: d.update(schema_version="1.0"))) == []
+    problems = submission.validate(_forge(document, lambda d: d.update(sampling={"rollouts": 1, "seed": 0})))
+    assert problems == [f"protocol {document['protocol']['name']} does not sample, but the file carries rollouts"]

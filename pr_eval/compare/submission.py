@@ -39,11 +39,11 @@ from ..run.folder import RunError, Unreadable, read_json, read_summary
 from ..scoring.answers import extract_answer
 from ..scoring.metrics import TOOL_STATS, grouped_mean
 from ..trajectory import Trajectory, last_assistant_text
-from .sides import Benchmark, InputError, Side, read_records, read_run, schema_problems
+from .sides import Benchmark, InputError, Side, read_records, read_run, rollout_means, schema_problems
 
 SCHEMA_FILE = "submission-v1.schema.json"
 SCHEMA_NAME = "pr-eval-submission"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1 added `sampling` and per-question `rollouts` (sampled runs, Avg@K)
 # Scores are copied from results.json and recomputed from the predictions; float sums may differ
 # in the last bits, an edited score does not.
 TOLERANCE = 1e-9
@@ -97,6 +97,38 @@ def prediction(record: dict, task: str, benchmark: str) -> dict:
     }
 
 
+def sampled_prediction(rollouts: list[dict], task: str, benchmark: str) -> dict:
+    """One question of a sampled run (schema 1.1): its scores are the means over its rollouts
+    (their mean over questions is Avg@K), `tool_calls` their sum, `record_sha256` the hash of the
+    rollouts' record hashes, and `rollouts` each rollout's own entry (index, seed, answer, stop,
+    calls, scores, record hash). A question has no single answer or stop: both are null."""
+    parts = []
+    for record in sorted(rollouts, key=_rollout_order):
+        own = prediction(record, task, benchmark)
+        parts.append({"rollout": record.get("rollout"), "seed": record.get("seed"),
+                      **{k: own[k] for k in ("answer", "stop_reason", "tool_calls", "scores", "record_sha256")}})
+    first = prediction(rollouts[0], task, benchmark)
+    return {**first, "answer": None, "stop_reason": None, "tool_calls": sum(p["tool_calls"] for p in parts),
+            "scores": rollout_means([p["scores"] for p in parts]),
+            "record_sha256": sha256([p["record_sha256"] for p in parts]), "rollouts": parts}
+
+
+def _rollout_order(record: dict) -> tuple:
+    rollout = record.get("rollout")
+    return (0, rollout, "") if isinstance(rollout, int) else (1, 0, str(rollout))
+
+
+def task_predictions(records: list[dict], task: str, benchmark: str, sampled: bool) -> dict[str, dict]:
+    """sample_id -> the question's prediction, from its records in samples_<task>.jsonl (a sampled
+    run's: its rollouts)."""
+    if not sampled:
+        return {str(r.get("sample_id")): prediction(r, task, benchmark) for r in records}
+    by_question: dict[str, list[dict]] = {}
+    for record in records:
+        by_question.setdefault(str(record.get("sample_id")), []).append(record)
+    return {q: sampled_prediction(group, task, benchmark) for q, group in by_question.items()}
+
+
 def benchmark_entry(name: str, tasks: list[str], n: int, row: dict) -> dict:
     """A benchmark's figures from its results.json row (its task's or its group's)."""
     main = benchmarks.main_metric(name)
@@ -120,11 +152,7 @@ def build(folder: str | Path) -> dict:
     if not protocol.get("fingerprint") or not isinstance(protocol.get("settings"), dict):
         raise InputError(f"{folder}/results.json records no protocol fingerprint and settings; "
                          "a submission needs them (re-run with this pr-eval)")
-    if protocol["settings"].get("sampling"):
-        raise InputError(f"{folder} is a sampled run ({protocol.get('name')}); submission files (schema "
-                         f"{SCHEMA_NAME} {SCHEMA_VERSION}) hold one prediction per question, so they cannot "
-                         "carry its rollouts yet: compare sampled runs with `pr-eval compare` / `pr-eval check` "
-                         "on their run folders")
+    sampling = protocol["settings"].get("sampling")
     benchmarks, predictions = {}, []
     for name, bench in side.benchmarks.items():
         if not bench.reported:
@@ -132,7 +160,8 @@ def build(folder: str | Path) -> dict:
                              f"{', '.join(bench.tasks)}); a submission needs whole benchmarks")
         benchmarks[name] = benchmark_entry(name, bench.tasks, len(bench.samples), bench.reported)
         for task in bench.tasks:
-            predictions += [prediction(record, task, name) for record in read_records(folder / f"samples_{task}.jsonl")]
+            records = read_records(folder / f"samples_{task}.jsonl")
+            predictions += task_predictions(records, task, name, bool(sampling)).values()
     predictions.sort(key=lambda p: (p["task"], p["sample_id"]))
     document = {
         "schema": SCHEMA_NAME,
@@ -146,6 +175,8 @@ def build(folder: str | Path) -> dict:
         "data": meta.get("data") or {},
         "run": {"folder": folder.resolve().name, "started": meta.get("started"),
                 "tasks": list(meta.get("tasks") or []), "limit": meta.get("limit")},
+        **({"sampling": {"rollouts": sampling.get("rollouts"), "seed": (summary.get("run") or {}).get("seed") or 0}}
+           if sampling else {}),
         "benchmarks": benchmarks,
         "predictions": predictions,
         "records_sha256": records_sha256(predictions),
@@ -175,6 +206,7 @@ def validate(document) -> list[str]:
             problems.append("records_sha256 does not match the predictions: a prediction was changed, added "
                             "or removed after `pr-eval submit` wrote the file")
         problems += protocol_problems(document["protocol"])
+        problems += sampling_problems(document)
         problems += consistency_problems(document["benchmarks"], document["predictions"])
     if isinstance(document.get("checksum"), str):
         try:
@@ -196,6 +228,49 @@ def protocol_problems(protocol: dict) -> list[str]:
         found.append(f"protocol fingerprint {protocol['fingerprint']} does not match its settings "
                      f"(they hash to {recomputed}): the protocol record was edited")
     return found
+
+
+def sampling_problems(document: dict) -> list[str]:
+    """A sampled run's submission (1.1): `sampling` as its protocol says, every question with
+    exactly rollouts 0..K-1, each with the seed the run's seed rule gives it, and the question's
+    figures derived from its rollouts'. A run cut down to its lucky rollouts, or reseeded, shows."""
+    from ..loop.sampling import rollout_seed
+
+    declared = (document["protocol"]["record"]["settings"].get("sampling") or {})
+    sampling = document.get("sampling")
+    has_rollouts = [p for p in document["predictions"] if "rollouts" in p]
+    if not declared:
+        if sampling is not None or has_rollouts:
+            return [f"protocol {document['protocol']['name']} does not sample, but the file carries rollouts"]
+        return []
+    if sampling is None:
+        return [f"protocol {document['protocol']['name']} samples {declared.get('rollouts')} rollouts per question, "
+                "but the file has no `sampling` (schema 1.1 carries sampled runs)"]
+    k, seed = sampling["rollouts"], sampling["seed"]
+    if k != declared.get("rollouts"):
+        return [f"sampling/rollouts is {k} but the protocol's settings say {declared.get('rollouts')}"]
+    found = []
+    for p in document["predictions"]:
+        where = f"prediction ({p['task']}, {p['sample_id']})"
+        parts = p.get("rollouts")
+        if not isinstance(parts, list) or [r["rollout"] for r in parts] != list(range(k)):
+            found.append(f"{where} must hold rollouts 0..{k - 1} in order")
+            continue
+        reseeded = [r["rollout"] for r in parts if r["seed"] != rollout_seed(seed, p["task"], p["sample_id"], r["rollout"])]
+        if reseeded:
+            found.append(f"{where}: rollout(s) {', '.join(map(str, reseeded))} do not carry the seed run seed {seed} gives them")
+        means = rollout_means([r["scores"] for r in parts])
+        if (p["tool_calls"] != sum(r["tool_calls"] for r in parts)
+                or p["record_sha256"] != sha256([r["record_sha256"] for r in parts])
+                or any(not _close(p["scores"].get(m), means.get(m)) for m in set(means) | set(p["scores"]))):
+            found.append(f"{where}: its scores, tool_calls or record_sha256 are not those of its rollouts")
+    return found
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= TOLERANCE * max(1.0, abs(a)) + 1e-12
 
 
 def consistency_problems(benchmarks: dict, predictions: list[dict]) -> list[str]:
@@ -242,7 +317,7 @@ def against_run(document: dict, folder: Path) -> list[str]:
     be the one the run's own records carry (a protocol edited with its fingerprint recomputed
     still differs from the fingerprint stamped on every trajectory)."""
     found = []
-    records = {}
+    records: dict[tuple[str, str], list[dict]] = {}
     run_tasks = sorted(path.name[len("samples_"):-len(".jsonl")] for path in folder.glob("samples_*.jsonl"))
     claimed = {p["task"] for p in document["predictions"]}
     for task in sorted(claimed | set(run_tasks)):
@@ -251,14 +326,15 @@ def against_run(document: dict, folder: Path) -> list[str]:
             found.append(f"{folder} has no samples_{task}.jsonl")
             continue
         for record in read_records(path):
-            records[(task, str(record.get("sample_id")))] = record
+            records.setdefault((task, str(record.get("sample_id"))), []).append(record)
+    sampled = "sampling" in document
     for p in document["predictions"]:
-        record = records.get((p["task"], p["sample_id"]))
-        if record is None:
+        held = records.get((p["task"], p["sample_id"]))
+        if held is None:
             if (folder / f"samples_{p['task']}.jsonl").exists():
                 found.append(f"prediction ({p['task']}, {p['sample_id']}) is not in {folder}")
             continue
-        if prediction(record, p["task"], p["benchmark"]) != p:
+        if task_predictions(held, p["task"], p["benchmark"], sampled).get(p["sample_id"]) != p:
             found.append(f"prediction ({p['task']}, {p['sample_id']}) differs from its record in {folder}")
     submitted = {(p["task"], p["sample_id"]) for p in document["predictions"]}
     missing = [key for key in records if key not in submitted]
@@ -267,7 +343,7 @@ def against_run(document: dict, folder: Path) -> list[str]:
         found.append(f"{len(missing)} question(s) of the run are missing from the submission, e.g. ({task}, "
                      f"{sample_id}): a submission holds every question its run answered")
     claimed_fingerprint = document["protocol"]["fingerprint"]
-    carried = sorted({str(r.get("fingerprint")) for r in records.values() if r.get("fingerprint")})
+    carried = sorted({str(r.get("fingerprint")) for held in records.values() for r in held if r.get("fingerprint")})
     if carried and carried != [claimed_fingerprint]:
         found.append(f"protocol fingerprint {claimed_fingerprint} differs from {', '.join(carried)}, the one the "
                      f"run's records carry: the protocol was changed after the run")
