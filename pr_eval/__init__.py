@@ -3,8 +3,9 @@
     dataset row  ->  prompt  ->  trajectory  ->  answer, score  ->  run folder  ->  report, comparison
     data/            families/   loop/           scoring/           run/            report/
     benchmarks/                  engines/        judge/                             compare/
+                                                                                    leaderboard/
 
-    cli/         `pr-eval` and its commands (run, ask, report, compare, check, submit)
+    cli/         `pr-eval` and its commands (run, ask, report, compare, check, submit, table, ...)
     data/        where a benchmark's rows live, read and turned into Samples
     benchmarks/  the benchmark registry: one module per benchmark (its schema, its scorer)
     families/    the model families' protocols: prompts, call grammars, caps, verdicts, judges
@@ -16,6 +17,7 @@
     judge/       the optional LLM judges, beside the rules
     report/      the text tables and the HTML report
     compare/     comparisons, the regression gate, leaderboard submissions
+    leaderboard/ a static site from a folder of submissions: intake, ranking, pages
     probe/       does the answer come from the pixels? interventions and the faithfulness card
 
 At the root, what every room shares: `trajectory` (the one record that flows and is written to

@@ -17,7 +17,7 @@ MAX_LINES = 420
 MAX_ROOT_MODULES = 12
 # The rooms, in the order of the flow (pr_eval/__init__.py draws it).
 ROOMS = ("cli", "data", "benchmarks", "families", "loop", "engines", "lmms", "run", "scoring", "judge",
-         "report", "compare", "probe")
+         "report", "compare", "leaderboard", "probe")
 
 
 def modules() -> dict[str, Path]:

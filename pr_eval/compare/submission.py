@@ -360,7 +360,10 @@ def read_submission(path: Path, document: dict) -> Side:
                   for name, entry in document["benchmarks"].items()}
     # validate has checked that every prediction is unique and names a listed benchmark and task
     for prediction in document["predictions"]:
-        benchmarks[prediction["benchmark"]].samples[(prediction["task"], prediction["sample_id"])] = prediction["scores"]
+        key = (prediction["task"], prediction["sample_id"])
+        benchmarks[prediction["benchmark"]].samples[key] = prediction["scores"]
+        if isinstance(prediction.get("group"), str):  # HR-Bench's cycles, for its grouped metric
+            benchmarks[prediction["benchmark"]].groups[key] = prediction["group"]
     protocol = document["protocol"]
     return Side(label=str(path), kind="submission", model=document["model"]["name"], protocol=protocol["name"],
                 fingerprint=protocol["fingerprint"], benchmarks=benchmarks, data=document.get("data") or {})
