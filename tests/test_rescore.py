@@ -95,3 +95,78 @@ def test_an_output_that_cannot_be_written_is_one_line(runs, judge_server, tmp_pa
                            "--output", str(tmp_path / "file" / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and "cannot write" in err[-1] and len(err) == 2 and "writing" in err[0]
+
+
+# --- another answer rule: --scoring ---------------------------------------------------------------------
+
+class Answers:
+    """Mini-o3's answer format: <answer>A</answer>, <answer>B</answer>, ... in turn (no call)."""
+
+    name = "answers"
+
+    def __init__(self):
+        self.turns = 0
+
+    def generate(self, requests, decoding):
+        out = []
+        for _ in requests:
+            self.turns += 1
+            out.append(GenerationResult(text="I look. <answer>%s</answer>" % "ABC"[self.turns % 3], prompt_tokens=10,
+                                        output_tokens=6, finish_reason="stop", stop="<|im_end|>"))
+        return out
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """The same questions and answers under mini-o3 (its judge path: without a judge every answer
+    is left open) and under mini-o3-mc (the multiple-choice rule decides them all)."""
+    out = tmp_path_factory.mktemp("mini")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "samples")
+        return {name: evaluate("demo", "x", ["pr_zoom", "pr_vstar"], protocol=name, limit=9, output=out / name,
+                               engine=Answers()).folder for name in ("mini-o3", "mini-o3-mc")}
+
+
+def _without(summary: dict, *keys) -> dict:
+    return {task: {k: v for k, v in m.items() if k not in keys} for task, m in summary["metrics"].items()}
+
+
+def test_scoring_under_a_sibling_rule_gives_what_a_run_under_it_gives(mini, tmp_path, capsys):
+    assert command.main([str(mini["mini-o3"]), "--scoring", "mini-o3-mc", "--output", str(tmp_path / "mc")]) == 0
+    got, want = (json.loads((f / "results.json").read_text()) for f in (tmp_path / "mc", mini["mini-o3-mc"]))
+    before = json.loads((mini["mini-o3"] / "results.json").read_text())
+    assert before["metrics"]["pr_zoom"]["accuracy"] is None and before["metrics"]["pr_zoom"]["undecided"] == 9
+    assert got["metrics"] == want["metrics"] and 0 < got["metrics"]["pr_zoom"]["accuracy"] < 1
+    assert got["pr_eval"]["protocol"] == want["pr_eval"]["protocol"]
+    assert got["rescored"]["what"] == "scoring" and got["rescored"]["previous_protocol"]["name"] == "mini-o3"
+    for task in ("pr_zoom", "pr_vstar"):
+        def rows(folder):
+            return {r["sample_id"]: (r["metrics"], r["protocol"], r["fingerprint"], r.get("undecided"))
+                    for r in map(json.loads, (folder / f"samples_{task}.jsonl").read_text().splitlines())}
+        assert rows(tmp_path / "mc") == rows(mini["mini-o3-mc"])
+
+
+@pytest.mark.parametrize("protocol", ["mini-o3", "pixel-reasoner-v3"])
+def test_scoring_under_the_runs_own_rule_changes_nothing(mini, runs, tmp_path, protocol):
+    """The identity: re-scoring recomputes every figure the rule touches exactly as the run did."""
+    folder = mini["mini-o3"] if protocol == "mini-o3" else runs[0]
+    out = rescore(folder, None, tmp_path / "same", scoring=protocol)
+    got, want = (json.loads((f / "results.json").read_text()) for f in (out, folder))
+    assert got["metrics"] == want["metrics"]
+    for path in folder.glob("samples_*.jsonl"):
+        assert [json.loads(line)["metrics"] for line in (out / path.name).read_text().splitlines()] == \
+               [json.loads(line)["metrics"] for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--scoring", "deepeyes"], "differs from the run's protocol mini-o3 in more than its answer rule"),
+    (["--scoring", "nonsense"], "unknown protocol 'nonsense'"),
+    ([], "nothing to re-score"),
+])
+def test_a_scoring_that_cannot_be_is_refused_in_one_line(mini, argv, says, capsys):
+    assert command.main([str(mini["mini-o3"]), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err

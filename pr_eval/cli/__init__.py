@@ -9,7 +9,7 @@
     submit.py   `pr-eval submit RUN_DIR` and `--validate FILE`
     probe.py    `pr-eval probe --model M --tasks T`: the protocol and its interventions, the card
     table.py    `pr-eval table RUN...`: the paper-style table of runs, submissions, published rows
-    rescore.py  `pr-eval rescore RUN --judge-...`: a finished run judged again, into a new folder
+    rescore.py  `pr-eval rescore RUN --judge-... | --scoring P`: a run judged or scored again, into a new folder
     leaderboard.py `pr-eval leaderboard SUBMISSIONS_DIR --out SITE_DIR`: the static leaderboard site
     __main__.py `python -m pr_eval.cli`
 """
@@ -33,7 +33,7 @@ Commands on finished runs (each has its own --help):
     pr-eval check RUN --baseline FILE --max-drop P  exit 1 on a significant drop beyond P points
     pr-eval submit RUN_DIR                          a leaderboard submission file
     pr-eval table RUN_OR_SUBMISSION...              the paper-style table: a row per model and protocol
-    pr-eval rescore RUN --judge-base-url URL ...    new judge scores from a run's saved trajectories
+    pr-eval rescore RUN --judge-base-url URL ...    new scores from a run's saved trajectories (or --scoring P)
     pr-eval leaderboard SUBMISSIONS_DIR --out SITE  a static leaderboard site from submission files
     pr-eval ask --model M --image FILE "question"   one question through the evaluation loop, turn by turn
     pr-eval probe --model M --tasks zoom,vstar      does the answer come from the pixels? the protocol

@@ -144,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_judge_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """The judge's options, as a run, a probe and `pr-eval rescore` (where they are required) take them."""
+def add_judge_options(parser: argparse.ArgumentParser) -> None:
+    """The judge's options, as a run, a probe and `pr-eval rescore` take them."""
     judge = parser.add_argument_group("optional judge (docs/judge.md): its verdicts are recorded as judge_accuracy, "
                                       "beside the rule-based scores, never instead of them")
-    judge.add_argument("--judge-base-url", required=required, default=None, metavar="URL",
+    judge.add_argument("--judge-base-url", default=None, metavar="URL",
                        help="an OpenAI-compatible server (e.g. `vllm serve`) whose model judges each final answer "
                             "against the reference; its key is read from $OPENAI_API_KEY")
-    judge.add_argument("--judge-model", required=required, default=None, metavar="NAME",
+    judge.add_argument("--judge-model", default=None, metavar="NAME",
                        help="the model the judge server serves")
     judge.add_argument("--judge-concurrency", type=int, default=8, metavar="N",
                        help="judge requests in flight (default %(default)s)")

@@ -1,5 +1,6 @@
 """New scores from a finished run's saved trajectories, without generating again: the run judged
-(again) by an LLM judge, into a new run folder that records what was re-scored and how.
+(again) by an LLM judge, or scored under a sibling protocol's answer rule
+(pr_eval.run.rescoring_rule), into a new run folder that records what was re-scored and how.
 
     finished run folder (results.json, samples_<task>.jsonl, journal, images)
         -> [here: a new folder beside it; the trajectories and images as they were; every record
@@ -25,17 +26,20 @@ from ..files import write_atomic
 from ..judge.client import JudgeSettings
 from .evaluate import judge_all, sampled_figures, strict_json, write_records, write_report_safely
 from .folder import RunError, load_run, read_jsonl, read_summary
+from .rescoring_rule import rescore_records, sibling
 from .store import JOURNAL_FILE, RESULTS_FILE
 
 COPIED = ("run.json", JOURNAL_FILE, "run.log")
 IMAGES = "images"
 
 
-def rescored_folder(run_dir: Path, judge: JudgeSettings) -> Path:
-    """The default folder of a re-scoring: beside the run, named after it, the judge and the time."""
+def rescored_folder(run_dir: Path, judge: JudgeSettings | None, scoring: str | None = None) -> Path:
+    """The default folder of a re-scoring: beside the run, named after it, the rule and the judge
+    and the time."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    judge_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in judge.model)[:40]
-    return run_dir.parent / f"{run_dir.name}-judged-{judge_name}-{stamp}"
+    parts = ([f"scored-{scoring}"] if scoring else []) + ([f"judged-{judge.model}"] if judge is not None else [])
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in "-".join(parts))[:60]
+    return run_dir.parent / f"{run_dir.name}-{name}-{stamp}"
 
 
 def check_output(run_dir: Path, out: Path) -> None:
@@ -49,14 +53,21 @@ def check_output(run_dir: Path, out: Path) -> None:
         raise RunError(f"{out} is not empty; choose another --output")
 
 
-def rescore(run_dir: str | Path, judge: JudgeSettings, output: str | Path | None = None) -> Path:
-    """Judge a finished run's trajectories into a new run folder (default: `rescored_folder`);
-    an unfinished judging of the same output resumes. RunError when the run is not finished or
-    the output holds something else."""
+def rescore(run_dir: str | Path, judge: JudgeSettings | None, output: str | Path | None = None,
+            scoring: str | None = None) -> Path:
+    """Judge a finished run's trajectories, or score them under the sibling protocol `scoring`
+    (then judge them, with a judge), into a new run folder (default: `rescored_folder`); an
+    unfinished judging of the same output resumes. RunError when the run is not finished, the
+    protocol is no sibling, or the output holds something else."""
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     run = load_run(run_dir, summary)
-    out = Path(output) if output is not None else rescored_folder(run_dir, judge)
+    meta = summary.get("pr_eval") if isinstance(summary.get("pr_eval"), dict) else {}
+    protocol = meta.get("protocol") if isinstance(meta.get("protocol"), dict) else {}
+    target = sibling(protocol, scoring) if scoring is not None else None
+    if judge is None and target is None:
+        raise RunError("nothing to re-score: give a judge, a --scoring protocol, or both")
+    out = Path(output) if output is not None else rescored_folder(run_dir, judge, scoring)
     check_output(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
@@ -71,16 +82,21 @@ def rescore(run_dir: str | Path, judge: JudgeSettings, output: str | Path | None
             raise RunError(f"{run_dir}/samples_{task}.jsonl is damaged (line {lines.damage[0].line}); "
                            "the run cannot be re-scored")
         records_of[task] = [{k: v for k, v in record.items() if k != "judge"} for _, record in lines.records]
+    if target is not None:
+        rescore_records(records_of, run, target)
+        meta = {**meta, "protocol": target.record()}
     judged = judge_all(out, judge, records_of, run)
-    meta = summary.get("pr_eval") if isinstance(summary.get("pr_eval"), dict) else {}
-    protocol = meta.get("protocol") if isinstance(meta.get("protocol"), dict) else {}
     settings = protocol.get("settings") if isinstance(protocol.get("settings"), dict) else {}
     sampled = sampled_figures(run, records_of) if settings.get("sampling") else {}
     write_records(out, records_of)
-    summary = {**summary, "metrics": run.metrics, "judge": judged,
+    what = [w for w, given in (("scoring", target is not None), ("judge", judge is not None)) if given]
+    summary = {**summary, "pr_eval": meta, "metrics": run.metrics, "judge": judged,
                "rescored": {"from": str(run_dir.resolve()), "at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-                            "what": "judge", "judge": judged.get("settings"),
-                            "previous_judge": (summary.get("judge") or {}).get("settings")}}
+                            "what": "+".join(what), "judge": judged.get("settings"),
+                            "previous_judge": (summary.get("judge") or {}).get("settings"),
+                            **({"protocol": target.name, "previous_protocol": {
+                                "name": protocol.get("name"), "fingerprint": protocol.get("fingerprint")}}
+                               if target is not None else {})}}
     if sampled:
         summary["sampled"] = sampled
     write_atomic(out / RESULTS_FILE, json.dumps(strict_json(summary), indent=2, ensure_ascii=False, default=str,
