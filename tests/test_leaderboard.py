@@ -1,5 +1,5 @@
-"""`pr-eval leaderboard`: a site from a folder of 28 submissions made from real runs (eleven
-accepted, seventeen forged or malformed in as many ways), each rejected file with its reason,
+"""`pr-eval leaderboard`: a site from a folder of 35 submissions made from real runs (twelve
+accepted, twenty-three forged or malformed in as many ways), each rejected file with its reason,
 the accepted ranked per benchmark and protocol with ties; the pages escape what submissions say,
 and headless Chromium renders them without a console error."""
 
@@ -130,7 +130,41 @@ def _copy_as_payload(d):
     d["predictions"][0]["answer"] = PAYLOAD
 
 
+def _regroup(d):
+    """HR-Bench's score is a mean of group means: each right answer its own group, the wrong ones
+    one group together, and the score recomputed the same way."""
+    from pr_eval.scoring.metrics import grouped_mean
+
+    for k, p in enumerate(d["predictions"]):
+        p["group"] = f"right-{k}" if p["scores"]["cycle_accuracy"] else "wrong"
+    entry = d["benchmarks"]["hrbench4k"]
+    entry["score"] = entry["scores"]["cycle_accuracy"] = grouped_mean(
+        (p["scores"]["cycle_accuracy"], p["group"]) for p in d["predictions"])
+
+
+def _extra_tasks(d):
+    """The right answers again under made-up tasks: more right answers, the same question ids."""
+    right = [dict(p, task="pr_zoom_again") for p in d["predictions"] if p["scores"]["letter_accuracy"]]
+    d["predictions"] += right
+    entry = d["benchmarks"]["zoom"]
+    entry["tasks"].append("pr_zoom_again")
+    entry["n"] = len(d["predictions"])
+    for name in ("accuracy", "letter_accuracy"):
+        entry["scores"][name] = sum(p["scores"][name] for p in d["predictions"]) / entry["n"]
+    entry["score"] = entry["scores"]["letter_accuracy"]
+
+
+def _reversed_copy(d):
+    _copy(d)
+    d["predictions"].reverse()
+
+
+def _unicode_samples(d):
+    d["protocol"]["name"] = d["protocol"]["record"]["name"] = "pixel-reasoner-sampled+samples=\u00b2"
+
+
 def _payload(d):
+    d["benchmarks"]["zoom"]["tool_stats"]["turns"] = 10 ** 400  # no float holds it: shown as "-"
     d["model"]["name"] = PAYLOAD
     d["benchmarks"]["zoom"]["scores"][PAYLOAD] = 0.5
     d["predictions"][0]["group"] = PAYLOAD
@@ -154,6 +188,12 @@ FORGERIES = {
     "version-2.json": ("says-a", _rehash(lambda d: d.update(schema_version="2.0")),
                        "schema_version '2.0' is not supported"),
     "payload.json": ("cycle-1", _rehash(_copy_as_payload), None),
+    "regrouped.json": ("hr", _rehash(_regroup), "hrbench4k: question 'hrbench4k-0' is in group 'right-0'"),
+    "extra-tasks.json": ("says-a", _rehash(_extra_tasks), "zoom: 'pr_zoom_again' is not one of its tasks"),
+    "reversed-copy.json": ("says-b", _rehash(_reversed_copy), "its predictions are those of says-b.json"),
+    "unicode-digit.json": ("sampled", _rehash(_unicode_samples), "with changed settings (samples=\u00b2)"),
+    "not-a-date.json": ("says-c", _rehash(lambda d: d.update(created="not a date")),
+                        "created 'not a date' is not an ISO 8601 date-time"),
 }
 
 
@@ -168,6 +208,7 @@ def folder(tmp_path_factory):
     plan += [("peer", Always("A"), "deepeyes", ["pr_zoom"], None),
              ("sampled", Cycling(), with_overrides(SAMPLED, samples_per_question=2), ["pr_zoom"], None),
              ("two-benchmarks", Offset(1), PIXEL_REASONER, ["pr_zoom", "pr_vstar"], None),
+             ("hr", Offset(2), PIXEL_REASONER, ["pr_hrbench4k"], None),
              ("limited", Always("A"), PIXEL_REASONER, ["pr_zoom"], 40),
              ("capped", Always("A"), with_overrides(PIXEL_REASONER, max_tool_calls=2), ["pr_zoom"], None)]
     with pytest.MonkeyPatch.context() as patch:
@@ -185,6 +226,7 @@ def folder(tmp_path_factory):
     (out / "truncated.json").write_text(json.dumps(runs["says-a"])[:5000])
     (out / "binary.json").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     (out / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (out / "nan.json").write_text(json.dumps(runs["says-a"]).replace('"letter_accuracy": 1.0', '"letter_accuracy": NaN', 1))
     nested = out / "more"
     nested.mkdir()
     shutil.copy(base / "runs" / "says-a" / next(p.name for p in (base / "runs" / "says-a").iterdir()) / "results.json",
@@ -198,9 +240,10 @@ REJECTED = {file: says for file, (_, _, says) in FORGERIES.items() if says} | {
     "truncated.json": "not valid JSON",
     "binary.json": "not UTF-8 text",
     "deep.json": "not valid JSON",
+    "nan.json": "not valid JSON (NaN is not a JSON number)",
     "results.json": "it is a run's results.json, not a submission",
 }
-ACCEPTED = {f"says-{x}" for x in "abcd"} | {"cycle-0", "cycle-1", "looks", "peer", "sampled", "two-benchmarks", PAYLOAD}
+ACCEPTED = {f"says-{x}" for x in "abcd"} | {"cycle-0", "cycle-1", "looks", "hr", "peer", "sampled", "two-benchmarks", PAYLOAD}
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +257,7 @@ def site(folder, tmp_path_factory):
 
 
 def test_each_bad_file_is_rejected_with_its_reason_and_the_rest_accepted(folder, site):
-    assert len(list(folder.rglob("*.json"))) == 28 >= 20
+    assert len(list(folder.rglob("*.json"))) == 35
     built = json.loads((site / "leaderboard.json").read_text())
     reasons = {r["file"]: r["reason"] for r in built["rejected"]}
     assert set(reasons) == set(REJECTED)
@@ -228,7 +271,14 @@ def test_boards_keep_protocols_apart_and_rank_with_ties(folder, site):
     built = json.loads((site / "leaderboard.json").read_text())
     boards = {(b["benchmark"], b["protocol"]): b for b in built["boards"]}
     assert set(boards) == {("zoom", "pixel-reasoner-v3"), ("zoom", "deepeyes"), ("vstar", "pixel-reasoner-v3"),
-                           ("zoom", "pixel-reasoner-sampled+samples=2")}
+                           ("zoom", "pixel-reasoner-sampled+samples=2"), ("hrbench4k", "pixel-reasoner-v3")}
+    sampled = json.loads((folder / "sampled.json").read_text())
+    every = [r["scores"]["letter_accuracy"] for p in sampled["predictions"] for r in p["rollouts"]]
+    assert len(every) == 192 and boards[("zoom", "pixel-reasoner-sampled+samples=2")]["standings"][0]["score"] == \
+        pytest.approx(sum(every) / 192)  # Avg@2
+    hr = json.loads((folder / "hr.json").read_text())
+    assert boards[("hrbench4k", "pixel-reasoner-v3")]["standings"][0]["score"] == \
+        pytest.approx(hr["benchmarks"]["hrbench4k"]["score"])  # the mean of its cycles' means
     v3 = boards[("zoom", "pixel-reasoner-v3")]["standings"]
     assert len(v3) == 9 and all(s["n"] == 96 for s in v3)
     scores = [s["score"] for s in v3]
@@ -254,6 +304,10 @@ def test_rank_counts_only_intervals_wholly_above():
                    standing(0.1, 0.0, 0.2)])
     assert [(s.cell.value, s.rank, s.tied) for s in ranked] == [(0.9, 1, False), (0.55, 2, True), (0.5, 2, True),
                                                                   (0.1, 4, False)]
+    # a lower score with a wide interval is above no one and below no one: it ranks with the top
+    ranked = rank([standing(0.9, 0.3, 1.0), standing(0.8, 0.79, 0.81), standing(0.75, 0.74, 0.76),
+                   standing(0.7, 0.1, 0.95)])
+    assert [(s.cell.value, s.rank) for s in ranked] == [(0.9, 1), (0.8, 1), (0.7, 1), (0.75, 2)]
 
 
 def test_pages_escape_what_submissions_say(site):
@@ -340,8 +394,24 @@ def test_bad_usage_is_one_line(argv, says, capsys):
     assert says in err and err.count("\n") == 1
 
 
-def test_questions_that_cannot_be_loaded_stop_the_build_with_one_line(folder, tmp_path, capsys):
+def test_a_benchmark_without_questions_here_rejects_its_files_only(folder, tmp_path, capsys):
+    from pr_eval.data.load import load_samples
+
     questions = tmp_path / "q.json"
-    questions.write_text(json.dumps({"vstar": ["a"]}))
+    questions.write_text(json.dumps({"zoom": [s.sample_id for s in load_samples("zoom", "samples")[1]]}))
+    assert command.main([str(folder), "--out", str(tmp_path / "s"), "--questions", str(questions)]) == 0
+    built = json.loads((tmp_path / "s" / "leaderboard.json").read_text())
+    reasons = {r["file"]: r["reason"] for r in built["rejected"]}
+    assert reasons["hr.json"] == "--questions lists no questions of hrbench4k, so its submissions cannot be judged"
+    assert "says-a" in {s["model"] for b in built["boards"] for s in b["standings"]}
+    questions.write_text("[1, 2]")
     assert command.main([str(folder), "--out", str(tmp_path / "s"), "--questions", str(questions)]) == 2
-    assert "--questions lists no questions of zoom" in capsys.readouterr().err
+    assert "expected {benchmark: [sample_id, ...]}" in capsys.readouterr().err
+
+
+def test_the_site_replaces_only_a_site(folder, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert command.main([str(folder), "--out", str(mine)]) == 2
+    assert "holds other files" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"

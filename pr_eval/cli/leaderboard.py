@@ -51,6 +51,10 @@ def main(argv: list[str]) -> int:
     if out.exists() and not out.is_dir():
         print(f"{prog}: error: --out {out} is a file, not a folder", file=sys.stderr)
         return 2
+    if out.is_dir() and any(out.iterdir()) and not _is_site(out):
+        print(f"{prog}: error: --out {out} holds other files; give a new or empty folder, or one this command "
+              "built (it is replaced whole)", file=sys.stderr)
+        return 2
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
         print(f"{prog}: error: --out {out} lies inside the submissions folder; its leaderboard.json would be "
               "read as a submission next time", file=sys.stderr)
@@ -72,3 +76,14 @@ def main(argv: list[str]) -> int:
         print(f"rejected {rejected.path.name}: {' '.join(rejected.reason.split())}", file=sys.stderr)
     print(f"{len(judged.accepted)} accepted, {len(judged.rejected)} rejected, {len(ranked)} boards: {index}")
     return 1 if args.strict and judged.rejected else 0
+
+
+def _is_site(folder: Path) -> bool:
+    """Whether `folder` is a site this command built (so replacing it loses nothing)."""
+    import json
+
+    try:
+        built = json.loads((folder / "leaderboard.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(built, dict) and built.get("schema") == "pr-eval-leaderboard/1"

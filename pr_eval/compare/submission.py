@@ -202,6 +202,10 @@ def validate(document) -> list[str]:
         return [f"schema_version {version!r} is not supported by pr-eval {__version__}, which reads 1.x; upgrade pr-eval"]
     problems = schema_problems(document, SCHEMA_FILE)
     if not problems:  # with a broken structure the checks below would only repeat the schema's words
+        try:
+            records_sha256(document["predictions"])
+        except (ValueError, RecursionError) as exc:  # NaN, infinities: not canonical JSON
+            return [f"the predictions hold a value canonical JSON cannot represent ({type(exc).__name__}: {exc})"]
         if records_sha256(document["predictions"]) != document["records_sha256"]:
             problems.append("records_sha256 does not match the predictions: a prediction was changed, added "
                             "or removed after `pr-eval submit` wrote the file")
@@ -213,8 +217,8 @@ def validate(document) -> list[str]:
             if checksum(document) != document["checksum"]:
                 problems.append("checksum does not match the contents: a field was changed after "
                                 "`pr-eval submit` wrote the file (the checksum covers every field but itself)")
-        except ValueError as exc:  # NaN or infinity: not canonical JSON
-            problems.append(f"the file holds a value JSON cannot represent ({exc})")
+        except (ValueError, RecursionError) as exc:  # NaN or infinity, or nested past Python's limit
+            problems.append(f"the file holds a value canonical JSON cannot represent ({type(exc).__name__})")
     return problems
 
 

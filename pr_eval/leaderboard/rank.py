@@ -10,7 +10,7 @@ interval over questions (pr_eval.compare.table.cell_of, as `pr-eval table` compu
 
 Rank: 1 + the number of standings whose interval lies wholly above this one's (the rule of
 Chatbot Arena's leaderboard). Standings that share a rank are tied: none of them is above
-another with confidence. Order within a board: score, then model name.
+another with confidence. Order within a board: rank, then score, then model name.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def rank(standings: list[Standing]) -> list[Standing]:
     for s in standings:
         low, high = bounds(s)
         s.rank = 1 + sum(1 for other in standings if other is not s and bounds(other)[0] > high)
-    ranks = [s.rank for s in standings]
+    standings.sort(key=lambda s: s.rank)  # stable: by score within a rank (a narrow interval can rank
+    ranks = [s.rank for s in standings]   # above a higher score whose interval is wide)
     for s in standings:
         s.tied = ranks.count(s.rank) > 1
     return standings

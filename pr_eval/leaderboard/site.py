@@ -18,6 +18,8 @@ import base64
 import datetime as _dt
 import hashlib
 import json
+import math
+import shutil
 from pathlib import Path
 
 from .. import __version__
@@ -75,7 +77,11 @@ def table(head: list[str], rows: list[list[str]], sortable: bool = True, left: i
 def number(value, scale: float = 100.0, digits: int = 1) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "-"
-    return f"{scale * value:.{digits}f}"
+    try:
+        scaled = scale * float(value)
+    except OverflowError:  # an integer too large for a float (the schema sets no maximum)
+        return "-"
+    return f"{scaled:.{digits}f}" if math.isfinite(scaled) else "-"
 
 
 def score_cell(cell) -> str:
@@ -190,19 +196,29 @@ def site_json(intake: Intake, boards: list[Board], built: str) -> dict:
 
 
 def write_site(intake: Intake, boards: list[Board], out: Path) -> Path:
-    """Write the site into `out` (created); the index's path."""
+    """Write the site into `out`, whole: built beside it and swapped in, so no page of an earlier
+    build (a submission since rejected) survives and a reader never sees half a site. The
+    index's path."""
     built = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    (out / "submissions").mkdir(parents=True, exist_ok=True)
-    (out / "protocols").mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    fresh, old = out.with_name(out.name + ".partial"), out.with_name(out.name + ".old")
+    for leftover in (fresh, old):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
     for entry in intake.accepted:
-        write_atomic(out / "submissions" / f"{entry.id}.html", submission_html(entry, boards))
+        write_atomic(fresh / "submissions" / f"{entry.id}.html", submission_html(entry, boards), sync=False)
     protocols = {}
     for entry in intake.accepted:
         protocol = entry.document["protocol"]
         protocols.setdefault(protocol["fingerprint"], (protocol["name"], protocol["record"]))
     for fingerprint, (name, record) in protocols.items():
-        write_atomic(out / "protocols" / f"{fingerprint}.html", protocol_html(name, fingerprint, record, boards))
-    write_atomic(out / "leaderboard.json", json.dumps(site_json(intake, boards, built), indent=1) + "\n")
-    index = out / "index.html"
-    write_atomic(index, index_html(intake, boards, built))
-    return index
+        write_atomic(fresh / "protocols" / f"{fingerprint}.html", protocol_html(name, fingerprint, record, boards),
+                     sync=False)
+    write_atomic(fresh / "leaderboard.json", json.dumps(site_json(intake, boards, built), indent=1) + "\n", sync=False)
+    write_atomic(fresh / "index.html", index_html(intake, boards, built))
+    if out.exists():
+        out.rename(old)
+    fresh.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+    return out / "index.html"
