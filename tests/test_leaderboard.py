@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from canned import boxed
 from report_folder import CHROMIUM, Page, chromium, needs_chromium
-from test_submission import Cycling
+from test_submission import _forge
 
 from pr_eval.cli import leaderboard as command
 from pr_eval.cli import submit
@@ -28,18 +29,6 @@ from pr_eval.protocol import PIXEL_REASONER, RETIRED, SAMPLED, fingerprint_of, w
 from pr_eval.run.evaluate import evaluate
 
 PAYLOAD = '<img src=x onerror="document.title=\'pwned\'">'
-
-
-class Always:
-    def __init__(self, letter):
-        self.name, self.letter = f"always-{letter}", letter
-
-    def generate(self, requests, decoding):
-        return [GenerationResult(text="\\boxed{%s}" % self.letter, prompt_tokens=10, output_tokens=4,
-                                 finish_reason="stop", stop="<|im_end|>") for _ in requests]
-
-    def close(self):
-        pass
 
 
 class Looks:
@@ -61,20 +50,6 @@ class Looks:
 
     def close(self):
         pass
-
-
-class Offset(Cycling):
-    def __init__(self, offset):
-        super().__init__()
-        self.calls = offset
-
-
-def _forge(document: dict, edit) -> dict:
-    forged = copy.deepcopy(document)
-    edit(forged)
-    forged["records_sha256"] = submission.records_sha256(forged["predictions"])
-    forged["checksum"] = submission.checksum(forged)
-    return forged
 
 
 def _rehash(edit):
@@ -202,15 +177,15 @@ def folder(tmp_path_factory):
     """The submissions folder: real runs of the zoom set (and V*) under scripted engines."""
     base = tmp_path_factory.mktemp("leaderboard")
     runs = {}
-    plan = [(f"says-{x.lower()}", Always(x), PIXEL_REASONER, ["pr_zoom"], None) for x in "ABCD"]
-    plan += [(f"cycle-{k}", Offset(k), PIXEL_REASONER, ["pr_zoom"], None) for k in range(2)]
+    plan = [(f"says-{x.lower()}", boxed(x), PIXEL_REASONER, ["pr_zoom"], None) for x in "ABCD"]
+    plan += [(f"cycle-{k}", boxed(*"ABCD", start=k), PIXEL_REASONER, ["pr_zoom"], None) for k in range(2)]
     plan += [("looks", Looks(), PIXEL_REASONER, ["pr_zoom"], None)]
-    plan += [("peer", Always("A"), "deepeyes", ["pr_zoom"], None),
-             ("sampled", Cycling(), with_overrides(SAMPLED, samples_per_question=2), ["pr_zoom"], None),
-             ("two-benchmarks", Offset(1), PIXEL_REASONER, ["pr_zoom", "pr_vstar"], None),
-             ("hr", Offset(2), PIXEL_REASONER, ["pr_hrbench4k"], None),
-             ("limited", Always("A"), PIXEL_REASONER, ["pr_zoom"], 40),
-             ("capped", Always("A"), with_overrides(PIXEL_REASONER, max_tool_calls=2), ["pr_zoom"], None)]
+    plan += [("peer", boxed("A"), "deepeyes", ["pr_zoom"], None),
+             ("sampled", boxed(*"ABCD"), with_overrides(SAMPLED, samples_per_question=2), ["pr_zoom"], None),
+             ("two-benchmarks", boxed(*"ABCD", start=1), PIXEL_REASONER, ["pr_zoom", "pr_vstar"], None),
+             ("hr", boxed(*"ABCD", start=2), PIXEL_REASONER, ["pr_hrbench4k"], None),
+             ("limited", boxed("A"), PIXEL_REASONER, ["pr_zoom"], 40),
+             ("capped", boxed("A"), with_overrides(PIXEL_REASONER, max_tool_calls=2), ["pr_zoom"], None)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PR_EVAL_DATA", "samples")
         for name, engine, protocol, tasks, limit in plan:

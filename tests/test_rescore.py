@@ -6,35 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from canned import Canned, boxed
 from test_judge_run import judge_server  # noqa: F401 - the scripted judge, as a fixture
 
 from pr_eval.cli import rescore as command
-from pr_eval.engines.base import GenerationResult
 from pr_eval.judge.client import JudgeSettings
 from pr_eval.run.evaluate import evaluate
 from pr_eval.run.rescore import rescore
 
 pytestmark = pytest.mark.server  # a local judge server
-
-
-class Alternating:
-    """Answers A, B, A, B ... (no tool call): some right, some wrong, some the judge disagrees with."""
-
-    name = "alternating"
-
-    def __init__(self):
-        self.turns = 0
-
-    def generate(self, requests, decoding):
-        out = []
-        for _ in requests:
-            self.turns += 1
-            out.append(GenerationResult(text="\\boxed{%s}" % "AB"[self.turns % 2], prompt_tokens=10, output_tokens=4,
-                                        finish_reason="stop", stop="<|im_end|>"))
-        return out
-
-    def close(self):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +23,8 @@ def runs(judge_server, tmp_path_factory):
     judge = JudgeSettings(base_url=judge_server.url, model="lenient")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PR_EVAL_DATA", "samples")
-        plain = evaluate("demo", "x", ["pr_zoom"], limit=8, output=out / "plain", engine=Alternating()).folder
-        judged = evaluate("demo", "x", ["pr_zoom"], limit=8, output=out / "judged", engine=Alternating(),
+        plain = evaluate("demo", "x", ["pr_zoom"], limit=8, output=out / "plain", engine=boxed("A", "B")).folder
+        judged = evaluate("demo", "x", ["pr_zoom"], limit=8, output=out / "judged", engine=boxed("A", "B"),
                           judge=judge).folder
     return plain, judged, judge
 
@@ -99,26 +79,6 @@ def test_an_output_that_cannot_be_written_is_one_line(runs, judge_server, tmp_pa
 
 # --- another answer rule: --scoring ---------------------------------------------------------------------
 
-class Answers:
-    """Mini-o3's answer format: <answer>A</answer>, <answer>B</answer>, ... in turn (no call)."""
-
-    name = "answers"
-
-    def __init__(self):
-        self.turns = 0
-
-    def generate(self, requests, decoding):
-        out = []
-        for _ in requests:
-            self.turns += 1
-            out.append(GenerationResult(text="I look. <answer>%s</answer>" % "ABC"[self.turns % 3], prompt_tokens=10,
-                                        output_tokens=6, finish_reason="stop", stop="<|im_end|>"))
-        return out
-
-    def close(self):
-        pass
-
-
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     """The same questions and answers under mini-o3 (its judge path: without a judge every answer
@@ -127,7 +87,7 @@ def mini(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PR_EVAL_DATA", "samples")
         return {name: evaluate("demo", "x", ["pr_zoom", "pr_vstar"], protocol=name, limit=9, output=out / name,
-                               engine=Answers()).folder for name in ("mini-o3", "mini-o3-mc")}
+                               engine=Canned(*("I look. <answer>%s</answer>" % x for x in "ABC"))).folder for name in ("mini-o3", "mini-o3-mc")}
 
 
 def _without(summary: dict, *keys) -> dict:

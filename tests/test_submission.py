@@ -9,12 +9,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from canned import boxed
 from test_gate import inject_wrong, make_run
 
 from pr_eval.compare import gate, submission
 from pr_eval.cli import submit as cli_submit
 from pr_eval.cli import compare as cli_compare
-from pr_eval.engines.base import GenerationResult
 
 SCHEMA = Path(submission.__file__).parent.parent / "schemas" / submission.SCHEMA_FILE
 
@@ -237,26 +237,6 @@ def test_validating_another_pr_eval_file_says_what_it_is(tmp_path):
 
 # --- schema 1.1: sampled runs -------------------------------------------------------------------------
 
-class Cycling:
-    """An engine that answers A, B, C, D, A, ... in turn, so rollouts of a question differ."""
-
-    name = "cycling"
-
-    def __init__(self):
-        self.calls = 0
-
-    def generate(self, requests, decoding):
-        results = []
-        for _ in requests:
-            self.calls += 1
-            results.append(GenerationResult(text="\\boxed{%s}" % "ABCD"[self.calls % 4], prompt_tokens=10,
-                                            output_tokens=4, finish_reason="stop", stop="<|im_end|>"))
-        return results
-
-    def close(self):
-        pass
-
-
 @pytest.fixture(scope="module")
 def sampled(tmp_path_factory):
     from pr_eval.protocol import SAMPLED, with_overrides
@@ -266,7 +246,7 @@ def sampled(tmp_path_factory):
         patch.setenv("PR_EVAL_DATA", "samples")
         folder = evaluate(model="sampler", model_path="x", tasks=["pr_zoom"], limit=6, seed=7,
                           protocol=with_overrides(SAMPLED, samples_per_question=3),
-                          output=tmp_path_factory.mktemp("sampled"), engine=Cycling()).folder
+                          output=tmp_path_factory.mktemp("sampled"), engine=boxed(*"ABCD")).folder
     return folder, submission.build(folder)
 
 

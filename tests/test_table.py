@@ -8,11 +8,11 @@ import io
 import json
 
 import pytest
+from canned import boxed
 
 from pr_eval.cli import table as command
 from pr_eval.compare import table
 from pr_eval.compare.sides import Benchmark, Side
-from pr_eval.engines.base import GenerationResult
 from pr_eval.run.evaluate import evaluate
 
 PAPER = "results/paper_table1.json"
@@ -86,27 +86,13 @@ def test_every_output_escapes_what_it_cannot_hold():
 
 # --- the command, on real run folders ------------------------------------------------------------------
 
-class Always:
-    """An engine that answers one letter to every question."""
-
-    def __init__(self, letter):
-        self.name, self.letter = f"always-{letter}", letter
-
-    def generate(self, requests, decoding):
-        return [GenerationResult(text="\\boxed{%s}" % self.letter, prompt_tokens=10, output_tokens=4,
-                                 finish_reason="stop", stop="<|im_end|>") for _ in requests]
-
-    def close(self):
-        pass
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PR_EVAL_DATA", "samples")
         folders = [evaluate(model=name, model_path="x", tasks=["pr_zoom"], protocol=protocol, limit=12,
-                            output=out, engine=Always(letter)).folder
+                            output=out, engine=boxed(letter)).folder
                    for name, letter, protocol in (("says-a", "A", "pixel-reasoner-v3"), ("says-b", "B", "pixel-reasoner-v3"),
                                                   ("peer", "A", "deepeyes"))]
     return folders
