@@ -162,6 +162,10 @@ def build(sides: list[Side], baseline: int | None = None, alpha: float = DEFAULT
                 cell.delta, cell.p, cell.status = compared.delta, compared.p, compared.status
                 cell.test = None if compared.test == "-" else compared.test
                 cell.significant, cell.paired = compared.significant(alpha), compared.paired
+    # a column no row has a number for (a published file's benchmark of another metric) says nothing
+    columns = [c for c in columns if any(c in r.cells and r.cells[c].value is not None for r in rows)]
+    for row in rows:
+        row.cells = {c: cell for c, cell in row.cells.items() if c in columns}
     mixed = {}
     for column in columns:
         shown = [r for r in rows if column in r.cells and r.cells[column].value is not None]
