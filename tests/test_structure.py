@@ -140,6 +140,15 @@ def test_the_package_root_is_a_hallway():
     assert all(f"{room}/" in hallway for room in ROOMS), "pr_eval/__init__.py's map names every room"
 
 
+def test_every_room_is_installed():
+    """pyproject lists its packages one by one: a room left out works in an editable install and
+    is missing from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert {f"pr_eval.{room}" for room in ROOMS} <= listed
+
+
 @pytest.mark.parametrize("room", ROOMS)
 def test_each_room_says_what_it_holds(room):
     """Each room's docstring lists its modules, and its public face's names exist."""
