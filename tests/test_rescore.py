@@ -109,10 +109,28 @@ def test_scoring_under_a_sibling_rule_gives_what_a_run_under_it_gives(mini, tmp_
         assert rows(tmp_path / "mc") == rows(mini["mini-o3-mc"])
 
 
-@pytest.mark.parametrize("protocol", ["mini-o3", "pixel-reasoner-v3"])
-def test_scoring_under_the_runs_own_rule_changes_nothing(mini, runs, tmp_path, protocol):
-    """The identity: re-scoring recomputes every figure the rule touches exactly as the run did."""
-    folder = mini["mini-o3"] if protocol == "mini-o3" else runs[0]
+@pytest.fixture(scope="module")
+def more(tmp_path_factory):
+    """A sampled run (three rollouts a question) and a capped Mini-o3 run beside its MC twin."""
+    from pr_eval.protocol import SAMPLED, with_overrides
+    from pr_eval.families import get_protocol
+
+    out = tmp_path_factory.mktemp("more")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "samples")
+        sampled = evaluate("demo", "x", ["pr_zoom", "pr_hrbench4k"], protocol=with_overrides(SAMPLED, samples_per_question=3),
+                           limit=8, output=out / "sampled", engine=boxed(*"ABCD")).folder
+        capped = {name: evaluate("demo", "x", ["pr_zoom"], limit=9, output=out / name, engine=Canned(
+            *("I look. <answer>%s</answer>" % x for x in "ABC")),
+            protocol=with_overrides(get_protocol(name), max_tool_calls=3)).folder for name in ("mini-o3", "mini-o3-mc")}
+    return sampled, capped
+
+
+@pytest.mark.parametrize("protocol", ["mini-o3", "pixel-reasoner-v3", "pixel-reasoner-sampled"])
+def test_scoring_under_the_runs_own_rule_changes_nothing(mini, runs, more, tmp_path, protocol):
+    """The identity: re-scoring recomputes every figure the rule touches exactly as the run did
+    (a sampled run's too: a question's rollouts are averaged first, as lmms-eval does)."""
+    folder = {"mini-o3": mini["mini-o3"], "pixel-reasoner-v3": runs[0], "pixel-reasoner-sampled": more[0]}[protocol]
     out = rescore(folder, None, tmp_path / "same", scoring=protocol)
     got, want = (json.loads((f / "results.json").read_text()) for f in (out, folder))
     assert got["metrics"] == want["metrics"]
@@ -130,3 +148,24 @@ def test_a_scoring_that_cannot_be_is_refused_in_one_line(mini, argv, says, capsy
     assert command.main([str(mini["mini-o3"]), *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err, err
+
+
+def test_a_capped_run_is_scored_under_the_sibling_with_the_same_caps(more, tmp_path):
+    _, capped = more
+    out = rescore(capped["mini-o3"], None, tmp_path / "mc", scoring="mini-o3-mc")
+    got, want = (json.loads((f / "results.json").read_text()) for f in (out, capped["mini-o3-mc"]))
+    assert got["pr_eval"]["protocol"]["name"] == "mini-o3-mc+max_tool_calls=3"
+    assert got["metrics"] == want["metrics"] and got["pr_eval"]["protocol"] == want["pr_eval"]["protocol"]
+
+
+def test_a_rescored_folder_says_so_and_is_not_resumed(mini, tmp_path):
+    from pr_eval.run.store import ResumeRefused
+
+    out = rescore(mini["mini-o3"], None, tmp_path / "mc", scoring="mini-o3-mc")
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["run"]["protocol"]["name"] == "mini-o3-mc" and "judge" not in summary
+    assert json.loads((out / "run.json").read_text())["rescored"]["what"] == "scoring"
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(ResumeRefused, match="is a finished re-scoring"):
+        patch.setenv("PR_EVAL_DATA", "samples")
+        evaluate("demo", "x", ["pr_zoom", "pr_vstar"], protocol="mini-o3-mc", limit=9, output=tmp_path, resume=out,
+                 engine=boxed("A"))

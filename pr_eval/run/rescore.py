@@ -73,6 +73,7 @@ def rescore(run_dir: str | Path, judge: JudgeSettings | None, output: str | Path
     for name in COPIED:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, out / name)
+    _mark(out, {"from": str(run_dir.resolve()), "what": "unfinished"})  # never resumed as the run itself
     if (run_dir / IMAGES).is_dir():
         _link_tree(run_dir / IMAGES, out / IMAGES)  # an interrupted copy is completed
     records_of = {}
@@ -90,13 +91,22 @@ def rescore(run_dir: str | Path, judge: JudgeSettings | None, output: str | Path
     sampled = sampled_figures(run, records_of) if settings.get("sampling") else {}
     write_records(out, records_of)
     what = [w for w, given in (("scoring", target is not None), ("judge", judge is not None)) if given]
-    summary = {**summary, "pr_eval": meta, "metrics": run.metrics, "judge": judged,
-               "rescored": {"from": str(run_dir.resolve()), "at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-                            "what": "+".join(what), "judge": judged.get("settings"),
-                            "previous_judge": (summary.get("judge") or {}).get("settings"),
-                            **({"protocol": target.name, "previous_protocol": {
-                                "name": protocol.get("name"), "fingerprint": protocol.get("fingerprint")}}
-                               if target is not None else {})}}
+    rescored = {"from": str(run_dir.resolve()), "at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                "what": "+".join(what), "judge": judged.get("settings"),
+                "previous_judge": (summary.get("judge") or {}).get("settings"),
+                **({"protocol": target.name, "previous_protocol": {
+                    "name": protocol.get("name"), "fingerprint": protocol.get("fingerprint")}}
+                   if target is not None else {})}
+    # the folder's own description names what its scores are and says it is a re-scoring (so the
+    # report heads it so, and `--resume` does not take it for an unfinished run of the old protocol)
+    info = {**(summary.get("run") if isinstance(summary.get("run"), dict) else {}), "rescored": rescored}
+    if target is not None:
+        info["protocol"] = target.record()
+    summary = {**summary, "pr_eval": meta, "metrics": run.metrics, "run": info, "rescored": rescored}
+    summary.pop("judge", None)  # the run's judge judged the run's scores; a new one is the re-scoring's
+    if judged:
+        summary["judge"] = judged
+    write_atomic(out / "run.json", json.dumps({**info}, indent=2, ensure_ascii=False, default=str) + "\n")
     if sampled:
         summary["sampled"] = sampled
     write_atomic(out / RESULTS_FILE, json.dumps(strict_json(summary), indent=2, ensure_ascii=False, default=str,
@@ -116,3 +126,13 @@ def _link_tree(source: Path, target: Path) -> None:
         if not os.path.exists(dst):
             link(src, dst)
     shutil.copytree(source, target, copy_function=link_missing, dirs_exist_ok=True)
+
+
+def _mark(out: Path, rescored: dict) -> None:
+    """run.json of the new folder, marked as a re-scoring (RunStore.resume refuses it)."""
+    try:
+        info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict):
+        write_atomic(out / "run.json", json.dumps({**info, "rescored": rescored}, indent=2, ensure_ascii=False) + "\n")

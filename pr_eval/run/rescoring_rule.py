@@ -16,11 +16,17 @@ depend on the rule and is kept.
 from __future__ import annotations
 
 from ..benchmarks import find
-from ..families import get_protocol
-from ..protocol import Protocol
+from ..families import family_of_record, get_protocol
+from ..protocol import Protocol, fingerprint_of, with_overrides
+from ..scoring import metrics
 from ..scoring.metrics import sample_metrics
 from ..trajectory import Trajectory
 from .folder import RunError, Run, leaf_tasks, plain_value
+
+# The overrides a run's protocol name can carry ("mini-o3+max_tool_calls=3,samples=8") and the
+# with_overrides argument each stands for.
+OVERRIDES = {"max_tool_calls": "max_tool_calls", "max_images": "max_images", "max_new_tokens": "max_new_tokens",
+             "samples": "samples_per_question"}
 
 # The figures that follow the answer rule's verdict (the rest do not depend on it).
 RULE_FIGURES = ("accuracy", "accuracy_with_tools", "accuracy_without_tools", "accuracy_crop_hit",
@@ -37,27 +43,49 @@ def _flat(settings: dict, prefix: str = "") -> dict:
     return out
 
 
+def _registered(name: str) -> Protocol:
+    """The protocol of a name pr-eval gives, overrides included ("mini-o3+max_tool_calls=3")."""
+    base, plus, changed = name.partition("+")
+    if not plus:
+        return get_protocol(name)
+    options = {}
+    for part in changed.split(","):
+        key, _, value = part.partition("=")
+        if key not in OVERRIDES or not value.isascii() or not value.isdigit():
+            return get_protocol(name)  # a probe's variant, or no name pr-eval gives: its own error
+        options[OVERRIDES[key]] = int(value)
+    return with_overrides(get_protocol(base), **options)
+
+
 def sibling(recorded: dict, name: str) -> Protocol:
-    """The protocol `name`, checked to be a scoring sibling of the run's recorded protocol (its
-    name, fingerprint and settings); RunError saying why not."""
-    try:
-        target = get_protocol(name)
-    except ValueError as exc:
-        raise RunError(f"--scoring {name}: {exc}") from None
+    """The protocol `name`, with the run's overrides (caps, rollouts), checked to be a scoring
+    sibling of the run's recorded protocol (its name, fingerprint and settings); RunError saying
+    why not."""
     run_name = str(recorded.get("name"))
+    settings = recorded.get("settings") if isinstance(recorded.get("settings"), dict) else None
+    if settings is None or fingerprint_of(settings) != recorded.get("fingerprint"):
+        raise RunError("the run's protocol record does not hash to its fingerprint, so which trajectories it "
+                       "generated cannot be told; it cannot be re-scored")
     try:
-        own = get_protocol(run_name)
+        own = _registered(run_name)
     except ValueError as exc:
         raise RunError(f"the run's protocol cannot be re-scored: {exc}") from None
     if own.fingerprint != recorded.get("fingerprint"):
         raise RunError(f"the run's protocol {run_name} ({recorded.get('fingerprint')}) is not pr-eval's {run_name} "
                        f"({own.fingerprint}): its trajectories are not the ones a sibling protocol would generate")
+    try:
+        target = _registered(name)
+    except ValueError as exc:
+        raise RunError(f"--scoring {name}: {exc}") from None
+    _, plus, changed = run_name.partition("+")
+    if plus and "+" not in name:  # the run's caps and rollouts carry over
+        target = _registered(f"{name}+{changed}")
     mine, theirs = _flat(own.settings()), _flat(target.settings())
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k != "name")
     if any(k != "rules.scoring" for k in differ):
         shown = ", ".join(differ[:4]) + (" ..." if len(differ) > 4 else "")
-        raise RunError(f"--scoring {name}: {name} differs from the run's protocol {run_name} in more than its answer "
-                       f"rule ({shown}); only a protocol that generates the same trajectories can re-score them")
+        raise RunError(f"--scoring {name}: {target.name} differs from the run's protocol {run_name} in more than its "
+                       f"answer rule ({shown}); only a protocol that generates the same trajectories can re-score them")
     return target
 
 
@@ -69,8 +97,11 @@ def doc_of(record: dict) -> dict:
 
 
 def rescore_records(records_of: dict[str, list[dict]], run: Run, protocol: Protocol) -> None:
-    """Every record scored under `protocol` (in place): renamed to it, its verdict's figures
-    recomputed; then each task's and group's rule figures in `run.metrics` pooled again."""
+    """Every record scored under `protocol` (in place): renamed to it, its verdict's figures (and
+    a rollout's answer, which majority vote reads) recomputed; then each task's and group's rule
+    figures in `run.metrics` aggregated again as lmms-eval does: a question's rollouts combined
+    first (pr_eval.scoring.metrics.combine), then the questions, in the run's order."""
+    questions: dict[str, dict] = {}  # task -> doc_id -> the question's rollouts' weighted metrics
     for task, records in records_of.items():
         benchmark = run.benchmarks.get(task)
         if find(benchmark) is None:
@@ -83,15 +114,20 @@ def rescore_records(records_of: dict[str, list[dict]], run: Run, protocol: Proto
             values = sample_metrics(traj, doc_of(record), benchmark)
             kept = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
             record["metrics"] = {**kept, **{k: plain_value(values[k]) for k in values if k in kept}}
+            if record.get("rollout") is not None:
+                record["answer"] = family_of_record(traj).final_answer(traj)
+            questions.setdefault(task, {}).setdefault(record.get("doc_id"), []).append(values)
     for name, figures in run.metrics.items():
-        records = [r for task in leaf_tasks(name, run.members) for r in records_of.get(task, [])]
+        per_question = [metrics.question_from(per) for task in leaf_tasks(name, run.members)
+                        for _, per in sorted(questions.get(task, {}).items(), key=lambda kv: _order(kv[0]))]
         bench = find(run.benchmarks.get(name))
-        names = list(RULE_FIGURES) + list(bench.breakdown if bench else ())
-        for metric in names:
-            if metric not in figures:
-                continue
-            values = [r["metrics"].get(metric) for r in records]
-            numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            figures[metric] = sum(numbers) / len(numbers) if numbers else None
+        for metric in list(RULE_FIGURES) + list(bench.breakdown if bench else ()):
+            if metric in figures:
+                value = metrics.pool([q[metric] for q in per_question if metric in q])
+                figures[metric] = None if value != value else value  # NaN (no sample counts): null
         for stale in ("judge_accuracy", "rule_only", "undecided", "rule_decided"):
             figures.pop(stale, None)
+
+
+def _order(doc_id) -> tuple:
+    return (0, doc_id, "") if isinstance(doc_id, int) else (1, 0, str(doc_id))

@@ -277,6 +277,10 @@ class RunStore:
         another evaluation than `wanted` (the run.json this command would write). The settings
         that do not change a result (batch size, schedule, engine, command) take the new values."""
         store = cls.open(folder)
+        if store.info.get("rescored"):
+            store.close()
+            raise ResumeRefused(f"{store.folder} is a finished re-scoring of {store.info['rescored'].get('from')} "
+                                "(pr-eval rescore), not a run to finish; re-score the run again instead")
         problems = resume_mismatches(store.info, wanted)
         if problems:
             store.close()

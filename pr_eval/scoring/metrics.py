@@ -54,8 +54,12 @@ def trajectories_from_response(response: str, doc: dict, task: str) -> list[Traj
 
 def question_metrics(trajs: list[Trajectory], doc: dict, benchmark: str) -> dict:
     """One question's metrics: its trajectory's, or the mean over its rollouts (`combine`)."""
-    per = [sample_metrics(t, doc, benchmark) for t in trajs]
-    return per[0] if len(per) == 1 else combine(per)
+    return question_from([sample_metrics(t, doc, benchmark) for t in trajs])
+
+
+def question_from(per_rollout: list[dict]) -> dict:
+    """A question's metrics from its trajectories' (`sample_metrics`): the one's, or `combine`d."""
+    return per_rollout[0] if len(per_rollout) == 1 else combine(per_rollout)
 
 
 def combine(per_rollout: list[dict]) -> dict:
