@@ -11,6 +11,7 @@
     table.py    `pr-eval table RUN...`: the paper-style table of runs, submissions, published rows
     rescore.py  `pr-eval rescore RUN --judge-... | --scoring P`: a run judged or scored again, into a new folder
     leaderboard.py `pr-eval leaderboard SUBMISSIONS_DIR --out SITE_DIR`: the static leaderboard site
+    merge.py    `pr-eval merge SHARD_RUN... --output DIR`: a run's shards (--shard K/N) as one run folder
     __main__.py `python -m pr_eval.cli`
 """
 
@@ -35,6 +36,7 @@ Commands on finished runs (each has its own --help):
     pr-eval table RUN_OR_SUBMISSION...              the paper-style table: a row per model and protocol
     pr-eval rescore RUN --judge-base-url URL ...    new scores from a run's saved trajectories (or --scoring P)
     pr-eval leaderboard SUBMISSIONS_DIR --out SITE  a static leaderboard site from submission files
+    pr-eval merge SHARD_RUN... --output DIR         one run folder from the shards of a --shard K/N run
     pr-eval ask --model M --image FILE "question"   one question through the evaluation loop, turn by turn
     pr-eval probe --model M --tasks zoom,vstar      does the answer come from the pixels? the protocol
                                                     beside its interventions, on the same questions
@@ -45,7 +47,8 @@ Commands on finished runs (each has its own --help):
 # imported only when its command runs, so a usage error answers at once.
 COMMANDS = {"report": ("report", "main"), "compare": ("compare", "compare"), "check": ("compare", "check"),
             "submit": ("submit", "main"), "ask": ("ask", "main"), "probe": ("probe", "main"),
-            "table": ("table", "main"), "rescore": ("rescore", "main"), "leaderboard": ("leaderboard", "main")}
+            "table": ("table", "main"), "rescore": ("rescore", "main"), "leaderboard": ("leaderboard", "main"),
+            "merge": ("merge", "main")}
 
 
 def main(argv: list[str] | None = None) -> int:

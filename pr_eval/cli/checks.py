@@ -18,6 +18,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def check_args(args) -> None:
+    if getattr(args, "shard", None) is not None:
+        from ..data.shards import parse
+
+        try:
+            parse(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.data in ("hub", "samples") and args.data_dir:
         raise UsageError(f"--data {args.data} and --data-dir exclude each other "
                          "(--data-dir goes with --data official, or alone)")

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from .. import __version__, benchmarks
+from ..data import shards
 from ..data.sources import FRONT_END_ENV, source_spec, use_source
 from ..engines import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ENGINES, SCHEDULES
 from ..engines.config import EngineConfig
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None,
                         help="first N samples of each task (of each MVBench subtask: 20 N in all)")
     parser.add_argument("--output", default="results", help="where run folders go (default: %(default)s)")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="run only the K-th (from 0) of N disjoint parts of the questions, e.g. 0/4 "
+                             "($SLURM_ARRAY_TASK_ID/N); `pr-eval merge` puts the N shard folders back together "
+                             "(docs/scale-out.md)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="trajectories advanced together (default: %(default)s, as the reference)")
     parser.add_argument("--engine", default="vllm", choices=ENGINES,
@@ -215,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                                       args.samples_per_question)
         except ValueError as exc:
             raise UsageError(f"--samples-per-question: {exc}") from None
+        try:
+            shard = shards.parse(args.shard) if args.shard is not None else None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         resume = resume_folder(args, model_path, protocol, tasks)
         if judge is not None:  # a judge that cannot be used is found now, not after every sample ran
             from ..judge.family import check_judge_for
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             run = evaluate(model=args.model, model_path=model_path, tasks=tasks, protocol=protocol,
                            limit=args.limit, output=args.output, batch_size=args.batch_size,
                            engine_config=engine_config, resume=resume, schedule=args.schedule, seed=args.seed,
-                           command=["pr-eval", *argv], announce=announce, judge=judge)
+                           command=["pr-eval", *argv], announce=announce, judge=judge, shard=shard)
     except (KeyboardInterrupt, Terminated) as exc:
         return interrupted(isinstance(exc, Terminated), stores, argv)
     except Exception as exc:
@@ -299,6 +308,8 @@ def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | No
         return args.resume
     wanted = {"model": args.model, "model_path": model_path, "protocol": protocol.record(), "tasks": tasks,
               "limit": args.limit, "data_spec": data_spec(args)}
+    # a shard resumes its own folder, not another shard's (nor an unsharded run a shard's)
+    wanted["shard"] = str(shards.parse(args.shard)) if args.shard else None
     found = find_unfinished(args.output, wanted)
     if not found and args.resume == AUTO:
         return None

@@ -6,6 +6,7 @@
     load.py      rows from a source -> normalized rows -> `Sample`s (`load_samples`)
     imaging.py   image loading and Qwen-style resizing (pure, except `load_image`)
     video.py     a video's 16 frames
+    shards.py    which questions a shard (--shard K/N) runs: a stable hash of task and question
 
 What each benchmark is (its rows' schema, its scorer) lives in pr_eval.benchmarks.
 

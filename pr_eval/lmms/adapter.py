@@ -191,7 +191,9 @@ class PixelReasoner(lmms):
         return Sample(task=task, sample_id=str(doc.get("qid", f"{task}-{doc_id}")), question=context,
                       answer=doc.get("answer"), load_images=lambda: doc_to_visual(doc),
                       is_video=bool(doc.get("is_video", False)),
-                      meta={"doc_id": doc_id, "category": doc.get("category", ""), "subtask": doc.get("subtask", ""),
+                      # a shard's document keeps its index in the unsharded task (pr_eval.data.shards)
+                      meta={"doc_id": doc.get("doc_index", doc_id), "category": doc.get("category", ""),
+                            "subtask": doc.get("subtask", ""),
                             # target boxes travel with the trajectory, so the report draws them
                             **({"targets": doc["targets"]} if doc.get("targets") else {})})
 

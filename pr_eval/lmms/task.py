@@ -42,6 +42,7 @@ from lmms_eval.api.task import ConfigurableTask
 from .. import benchmarks
 from ..benchmarks import Benchmark
 from ..data import load as data
+from ..data import shards
 from ..data.sources import row_limit
 from ..scoring import metrics
 
@@ -61,6 +62,21 @@ class PixelReasonerTask(ConfigurableTask):
         if subtask and bench.keep_subtask is not None and config.get("process_docs") is None:
             config["process_docs"] = bench.keep_subtask(subtask)
         super().__init__(config=config, **kwargs)
+        shard = shards.current()
+        if shard is not None:  # --shard K/N: after lmms-eval has looked at a first document, which
+            self._keep_shard(shard)  # a shard may not have
+
+    def _keep_shard(self, shard) -> None:
+        """This shard's documents only, each with its index in the unsharded task; a subtask's cut to
+        the run's limit first (lmms-eval cuts them after this)."""
+        split = self.config.test_split or "test"
+        docs = self.dataset[split]
+        subtask = (self.config.metadata or {}).get("subtask")
+        keep = shards.positions(self.config.task, list(docs["qid"]), shard, row_limit() if subtask else None)
+        kept = datasets.Dataset.from_list([{**docs[k], "doc_index": k} for k in keep])
+        self.dataset[split] = kept
+        self.dataset_no_image = self.dataset
+        self.task_docs = kept
 
     def download(self, dataset_kwargs=None) -> None:
         metadata = dict(self.config.metadata or {})

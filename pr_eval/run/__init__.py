@@ -8,6 +8,7 @@
     log.py, quiet.py   the run's log file, and the noise kept off the terminal
     rescore.py      a finished run judged (again) from its saved trajectories, into a new folder
     rescoring_rule.py  its records scored under a sibling protocol's answer rule (--scoring)
+    merge.py        a run's shards (--shard K/N) put back together, finished from their journals
     faults.py       fault injection for tests
 
 Its public face (pr_eval.faces): the names below, imported on first use.

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import __version__
-from ..data import sources
+from ..data import shards, sources
+from ..data.shards import Shard
 from ..engines.config import EngineConfig
 from ..families import family_of, family_of_record, get_protocol
 from ..files import write_atomic
@@ -105,7 +106,7 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
              engine_config: EngineConfig | None = None, engine=None, guide=None, *,
              resume: str | Path | None = None, schedule: str | None = None, seed: int | None = None,
              command: list[str] | None = None, announce: Callable[[RunStore], None] | None = None,
-             judge: JudgeSettings | None = None, progress=None) -> Run:
+             judge: JudgeSettings | None = None, progress=None, shard: Shard | None = None) -> Run:
     """Run `tasks` and write the run folder (see `pr_eval.run.store`): created once the data is
     loaded and the engine is ready (a run that cannot start leaves no folder), each sample saved
     as it finishes, samples_<task>.jsonl, results.json and report.html at the end.
@@ -116,13 +117,17 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
     fingerprint, tasks, limit or data). schedule: how trajectories share the engine (None: the
     loop's default). announce: called with the store once the folder exists (the CLI prints it).
     judge: an LLM judge (pr_eval.judge.client) whose verdicts are recorded as `judge_accuracy`.
-    progress: a tqdm bar shared by several runs (the run adds its questions to it), else its own."""
+    progress: a tqdm bar shared by several runs (the run adds its questions to it), else its own.
+    shard: run only this shard's questions (pr_eval.data.shards); the folder records it, and
+    `pr-eval merge` puts a run's shards back together."""
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
     if engine is None and engine_config is None:
         engine_config = EngineConfig(model=str(model_path))
     started = _dt.datetime.now(_dt.timezone.utc)
     info = run_info(model, model_path, engine.name if engine is not None else engine_config.kind, proto, tasks, limit,
                     batch_size, schedule, seed, command, started)
+    if shard is not None:
+        info["shard"] = str(shard)
     if judge is not None:
         family = family_of(proto)
         info["judge"] = judge_family.judge_record(family, judge) if family.judge is not None else judge.record()
@@ -137,8 +142,9 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
                 engine = engine_config.build(proto)
                 owned.callback(engine.close)
             store = create_run_store(output, model, proto, started, info)
-        run = _run_in(store, tasks, limit, engine, engine_config, proto, guide, batch_size, schedule, seed,
-                      announce, judge, progress)
+        with shards.sharded(shard):
+            run = _run_in(store, tasks, limit, engine, engine_config, proto, guide, batch_size, schedule, seed,
+                          announce, judge, progress)
     write_report_safely(run.folder)
     return run
 
@@ -224,7 +230,8 @@ def run_info(model, model_path, engine_name, proto: Protocol, tasks, limit, batc
 def create_run_store(output: str | Path, model: str, proto: Protocol, started: _dt.datetime, info: dict) -> RunStore:
     """A new run folder results/<model>-<protocol>-<UTC time>, with -2, -3, ... when other runs
     started in the same second (the folder's creation decides, so two processes never share one)."""
-    base = Path(output) / f"{slug(model)}-{slug(proto.name)}-{started.strftime('%Y%m%d-%H%M%S')}"
+    shard = f"-shard{info['shard'].replace('/', 'of')}" if info.get("shard") else ""
+    base = Path(output) / f"{slug(model)}-{slug(proto.name)}{shard}-{started.strftime('%Y%m%d-%H%M%S')}"
     for n in itertools.count(1):
         try:
             return RunStore.create(base if n == 1 else base.with_name(f"{base.name}-{n}"), info)
@@ -312,7 +319,8 @@ def sample_records(task: str, entry: dict, metric_names: list[str], benchmark: s
     (already decoded: lmms-eval's response is the same trajectory as JSON, which only the task's
     `process_results` reads) with its metrics, timing and image files; for a sampled question,
     one record per rollout, each with that rollout's own metrics."""
-    doc, doc_id = entry.get("doc") or {}, entry.get("doc_id")
+    doc = entry.get("doc") or {}
+    doc_id = doc.get("doc_index", entry.get("doc_id"))  # a shard's: its index in the unsharded task
     saved = [journal[key]] if (key := sample_key(task, doc_id)) in journal else \
         [journal[k] for k in itertools.takewhile(journal.__contains__,
                                                  (sample_key(task, doc_id, r) for r in itertools.count()))]

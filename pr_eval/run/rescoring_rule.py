@@ -43,7 +43,7 @@ def _flat(settings: dict, prefix: str = "") -> dict:
     return out
 
 
-def _registered(name: str) -> Protocol:
+def registered(name: str) -> Protocol:
     """The protocol of a name pr-eval gives, overrides included ("mini-o3+max_tool_calls=3")."""
     base, plus, changed = name.partition("+")
     if not plus:
@@ -67,19 +67,19 @@ def sibling(recorded: dict, name: str) -> Protocol:
         raise RunError("the run's protocol record does not hash to its fingerprint, so which trajectories it "
                        "generated cannot be told; it cannot be re-scored")
     try:
-        own = _registered(run_name)
+        own = registered(run_name)
     except ValueError as exc:
         raise RunError(f"the run's protocol cannot be re-scored: {exc}") from None
     if own.fingerprint != recorded.get("fingerprint"):
         raise RunError(f"the run's protocol {run_name} ({recorded.get('fingerprint')}) is not pr-eval's {run_name} "
                        f"({own.fingerprint}): its trajectories are not the ones a sibling protocol would generate")
     try:
-        target = _registered(name)
+        target = registered(name)
     except ValueError as exc:
         raise RunError(f"--scoring {name}: {exc}") from None
     _, plus, changed = run_name.partition("+")
     if plus and "+" not in name:  # the run's caps and rollouts carry over
-        target = _registered(f"{name}+{changed}")
+        target = registered(f"{name}+{changed}")
     mine, theirs = _flat(own.settings()), _flat(target.settings())
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k != "name")
     if any(k != "rules.scoring" for k in differ):

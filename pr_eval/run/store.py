@@ -159,9 +159,15 @@ def resume_mismatches(saved: dict, wanted: dict) -> list[str]:
     judges = [(side.get("judge") or {}).get("fingerprint") for side in (saved, wanted)]
     if judges[0] != judges[1]:
         problems.append(f"judge: the run's judge has fingerprint {judges[0]}, this command's {judges[1]}")
+    if saved.get("shard") != wanted.get("shard"):
+        problems.append(f"shard: the run is {_shard_text(saved)}, this command asks for {_shard_text(wanted)}")
     if (new.get("settings") or {}).get("sampling") and saved.get("seed") != wanted.get("seed"):
         problems.append(f"seed: the run's rollouts were seeded with {saved.get('seed')}, this command's with {wanted.get('seed')}")
     return problems
+
+
+def _shard_text(info: dict) -> str:
+    return f"shard {info['shard']}" if info.get("shard") else "the whole run (no --shard)"
 
 
 def data_mismatches(saved: dict, found: dict) -> list[str]:

@@ -1,0 +1,164 @@
+"""Sharded runs (`--shard K/N`) and `pr-eval merge`: the shards split every task's questions into
+disjoint, balanced parts whose union is the run; merged, their folders equal the unsharded run's
+folder (results, samples files, report: scripts/same_run.py), under the real engine and the
+tiny model too; merge refuses, in one line, anything that is not the finished shards of one run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from canned import boxed
+from conftest import ROOT, crop_call, scripted
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pr_eval.cli import merge as merge_command
+from pr_eval.cli import run as cli
+from pr_eval.data.shards import Shard, parse, positions
+from pr_eval.errors import DataError
+from pr_eval.protocol import SAMPLED, with_overrides
+from pr_eval.run.evaluate import evaluate
+from pr_eval.run.merge import merge
+
+_spec = importlib.util.spec_from_file_location("same_run", ROOT / "scripts" / "same_run.py")
+same_run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(same_run)
+TASKS = ["pr_zoom", "pr_vstar", "pr_hrbench4k"]
+
+
+# --- which questions a shard runs (pure) ------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 9), qids=st.lists(st.text(min_size=1, max_size=8), min_size=9, max_size=80, unique=True),
+       limit=st.one_of(st.none(), st.integers(9, 100)))
+def test_shards_are_disjoint_balanced_and_add_up_to_the_run(n, qids, limit):
+    parts = [positions("pr_task", qids, Shard(k, n), limit) for k in range(n)]
+    upto = len(qids) if limit is None else min(limit, len(qids))
+    every = [i for part in parts for i in part]
+    assert sorted(every) == list(range(upto))                            # disjoint, and the whole run
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1              # balanced
+    assert all(part == sorted(part) for part in parts)                  # in the run's order
+    shuffled = list(reversed(qids[:upto]))                               # the rows' order does not matter
+    again = [sorted(shuffled[i] for i in positions("pr_task", shuffled, Shard(k, n))) for k in range(n)]
+    assert again == [sorted(qids[i] for i in part) for part in parts]
+
+
+def test_a_shard_spec_is_checked():
+    assert parse("0/4") == Shard(0, 4) and str(parse(" 3/4 ")) == "3/4"
+    for bad, says in (("4/4", "K must lie in 0..N-1"), ("1/0", "K must lie in 0..N-1"), ("a/b", "expected K/N")):
+        with pytest.raises(ValueError, match=says):
+            parse(bad)
+    with pytest.raises(DataError, match="task pr_t has 2 questions in this run, fewer than the 3 shards"):
+        positions("pr_t", ["a", "b"], Shard(0, 3))
+
+
+# --- sharded runs, merged -----------------------------------------------------------------------------
+
+def _run(out: Path, shard=None, protocol="pixel-reasoner-v3", model="m", seed=0, engine=None):
+    return evaluate(model, "x", TASKS, protocol=protocol, limit=9, output=out, engine=engine or boxed(*"ABCD"),
+                    shard=shard, seed=seed).folder
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    sampled = with_overrides(SAMPLED, samples_per_question=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "samples")
+        return {
+            # the canned engine answers in turn, so each shard gets the answers the whole run gives it
+            # only if every question gets the same answer: one letter throughout
+            "whole": _run(out / "whole", engine=boxed("B")),
+            "parts": [_run(out / "parts", Shard(k, 3), engine=boxed("B")) for k in range(3)],
+            "sampled": _run(out / "sampled-whole", protocol=sampled, seed=5, engine=boxed("C")),
+            "sampled_parts": [_run(out / "sampled-parts", Shard(k, 2), protocol=sampled, seed=5, engine=boxed("C"))
+                              for k in range(2)],
+            "other_seed": _run(out / "other", Shard(1, 3), seed=9, engine=boxed("B")),
+            "four": _run(out / "four", Shard(0, 4), engine=boxed("B")),
+        }
+
+
+def records(folder: Path) -> dict:
+    found = {}
+    for path in folder.glob("samples_*.jsonl"):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            found[(path.name, record["sample_id"], record.get("rollout"))] = record
+    return found
+
+
+def test_each_shard_is_a_run_folder_of_its_part_with_the_unsharded_ids(shards):
+    whole, parts = records(shards["whole"]), [records(p) for p in shards["parts"]]
+    assert sum(map(len, parts)) == len(whole) == 27 and all(8 <= len(p) <= 10 for p in parts)
+    for part in parts:
+        for key, record in part.items():
+            assert record["doc_id"] == whole[key]["doc_id"] and record["image_files"] == whole[key]["image_files"]
+    info = json.loads((shards["parts"][1] / "run.json").read_text())
+    assert info["shard"] == "1/3" and "-shard1of3-" in shards["parts"][1].name
+
+
+@pytest.mark.parametrize("kind", ["greedy", "sampled"])
+def test_the_merged_shards_are_the_unsharded_run(shards, tmp_path, kind):
+    whole, parts = (shards["whole"], shards["parts"]) if kind == "greedy" else (shards["sampled"], shards["sampled_parts"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "elsewhere")  # merge reads the data the shards recorded
+        merged = merge(list(reversed(parts)), tmp_path / "merged")
+    assert same_run.compare(whole, merged) == []
+    summary = json.loads((merged / "results.json").read_text())
+    assert len(summary["run"]["merged"]["shards"]) == len(parts) and "shard" not in summary["run"]
+    if kind == "sampled":
+        assert summary["sampled"] == json.loads((whole / "results.json").read_text())["sampled"]
+
+
+def test_merge_refuses_what_is_not_one_finished_run(shards, tmp_path, capsys):
+    parts = [str(p) for p in shards["parts"]]
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(shards["parts"][2], unfinished)
+    (unfinished / "results.json").unlink()
+    for argv, says in (
+            (parts[:2], "shard(s) 2/3 missing"),
+            ([*parts, parts[0]], "shard 0/3 is given twice"),
+            ([parts[0], str(shards["other_seed"]), parts[2]], "their seed differs (9 vs 0)"),
+            ([*parts[:2], str(shards["four"])], "different numbers of parts (3, 4)"),
+            ([*parts[:2], str(unfinished)], "unfinished shard(s): unfinished; finish each with its command and --resume"),
+            ([str(shards["whole"]), *parts], "is not a shard"),
+            ([*parts, "/nonexistent"], "/nonexistent: no such run folder")):
+        assert merge_command.main([*argv, "--output", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_shard_resumes_only_its_own_folder(shards, capsys):
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(Exception, match="shard: the run is shard 1/3"):
+        patch.setenv("PR_EVAL_DATA", "samples")
+        evaluate("m", "x", TASKS, limit=9, output=shards["parts"][1].parent, engine=boxed("B"), shard=Shard(2, 3),
+                 resume=shards["parts"][1])
+    assert cli.main(["--model", "tiny", "--tasks", "zoom", "--shard", "3/3"]) == 2
+    assert "K must lie in 0..N-1" in capsys.readouterr().err
+
+
+@pytest.mark.engine
+def test_sharded_under_the_real_engine_merge_to_the_unsharded_run(engine, tiny_model, tmp_path):
+    """The tiny model through vLLM, with crops the structured outputs make it call."""
+    from pr_eval.data.load import load_samples
+
+    key = {s.sample_id: str(s.answer) for s in load_samples("vstar", "samples", limit=6)[1]}
+    turns = {q: [crop_call([0.1, 0.1, 0.6, 0.6]), f"\\boxed{{{a}}}"] if i % 2 else [f"\\boxed{{{a}}}"]
+             for i, (q, a) in enumerate(sorted(key.items()))}
+
+    def run(out, shard=None):
+        return evaluate("tiny", tiny_model, ["pr_vstar"], limit=6, output=out, engine=engine, guide=scripted(turns),
+                        shard=shard).folder
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", "samples")
+        whole = run(tmp_path / "whole")
+        parts = [run(tmp_path / "parts", Shard(k, 2)) for k in range(2)]
+        merged = merge(parts, tmp_path / "merged")
+    assert same_run.compare(whole, merged) == []
+    assert json.loads((merged / "results.json").read_text())["metrics"]["pr_vstar"]["rapr"] == 0.5
