@@ -1,0 +1,109 @@
+"""Client shards on one machine: harness questions/s with 1, 2 and 4 `--shard K/N` processes
+against the instant engine, beside one unsharded process; and what one process gains from a
+second core (taskset 1 vs 2 cores).
+
+    python perf/shards.py                  # writes its section of BENCHMARKS.md
+    python perf/shards.py --samples 48 --no-write
+
+Workload: perf/ceiling.py's (V*-sized photos, 0-4 crops a question, every turn answered at once),
+so what is measured is pr-eval's own work: lmms-eval, image decode and resize, crops, the store,
+scoring. Each shard is its own process (`python perf/shards.py --worker K/N`), as a Slurm array
+task or a Ray task would be; the N start together and the wall time runs from the first start to
+the last exit, start-up (imports, lmms-eval's task set-up) included, as a user pays it. Each
+process's peak resident memory is read from the OS (ru_maxrss of the child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "perf"))
+
+
+def worker(shard: str | None, data: Path, out: Path, n: int) -> None:
+    from ceiling import InstantEngine
+
+    from pr_eval.data.shards import parse
+    from pr_eval.run.evaluate import evaluate
+
+    os.environ["PR_EVAL_DATA"] = str(data)
+    evaluate(model="instant", model_path="instant", tasks=["pr_vstar"], limit=n, output=out, engine=InstantEngine(),
+             batch_size=64, shard=parse(shard) if shard else None)
+
+
+def launch(count: int | None, data: Path, out: Path, n: int, cores: str | None = None) -> tuple[float, list[float]]:
+    """(wall seconds, each process's peak RSS in MiB) of `count` shard processes (None: one unsharded)."""
+    shards = [None] if count is None else [f"{k}/{count}" for k in range(count)]
+    started = time.perf_counter()
+    procs = []
+    for shard in shards:
+        cmd = [sys.executable, __file__, "--worker", shard or "-", "--data", str(data), "--out", str(out),
+               "--samples", str(n)]
+        if cores:
+            cmd = ["taskset", "-c", cores, *cmd]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    peaks = []
+    for proc in procs:
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"a shard process failed ({proc.args})")
+        peaks.append(usage.ru_maxrss / 1024)
+    return time.perf_counter() - started, peaks
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=48, help="questions in the run (default %(default)s)")
+    parser.add_argument("--no-write", action="store_true", help="print the section, do not write BENCHMARKS.md")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is not None:
+        worker(None if args.worker == "-" else args.worker, Path(args.data), Path(args.out), args.samples)
+        return 0
+    from ceiling import make_data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_data(Path(tmp) / "data", args.samples)
+        launch(None, data, Path(tmp) / "warm", 4)  # the first start pays the disk cache
+        rows = []
+        for label, count, cores in (("1 process, unsharded", None, None), ("1 shard of 1", 1, None),
+                                    ("2 shards", 2, None), ("4 shards", 4, None),
+                                    ("1 process on 1 core (taskset)", None, "0"),
+                                    ("1 process on 2 cores (taskset)", None, "0,1")):
+            wall, peaks = launch(count, data, Path(tmp) / f"out-{len(rows)}", args.samples, cores)
+            rows.append((label, wall, args.samples / wall, max(peaks), len(peaks)))
+    base = rows[0][2]
+    lines = [f"## Client shards: `--shard K/N` processes on one machine", "",
+             f"Command: `python perf/shards.py --samples {args.samples}`  ",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, no GPU  ",
+             f"Date: {time.strftime('%Y-%m-%d')}", "",
+             f"{args.samples} V*-sized questions (perf/ceiling.py's workload) against the instant engine; wall time "
+             "from the first process's start to the last one's exit, start-up included.", "",
+             "| processes | wall s | questions/s | vs one process | peak RSS MiB (largest process) |", "|---|---|---|---|---|"]
+    for label, wall, rate, peak, _ in rows:
+        lines.append(f"| {label} | {wall:.1f} | {rate:.2f} | {rate / base:.2f}x | {peak:.0f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        path = ROOT / "BENCHMARKS.md"
+        current = path.read_text(encoding="utf-8")
+        start = current.find(lines[0])
+        if start >= 0:
+            end = current.find("\n## ", start + 1)
+            current = current[:start] + current[end + 1:] if end >= 0 else current[:start]
+        path.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
