@@ -162,3 +162,23 @@ def test_sharded_under_the_real_engine_merge_to_the_unsharded_run(engine, tiny_m
         merged = merge(parts, tmp_path / "merged")
     assert same_run.compare(whole, merged) == []
     assert json.loads((merged / "results.json").read_text())["metrics"]["pr_vstar"]["rapr"] == 0.5
+
+
+@pytest.mark.server
+def test_the_slurm_example_runs_its_shard(tmp_path):
+    """docs/examples/shards.sbatch under bash, with a pr-eval that prints its arguments."""
+    import subprocess
+
+    fake = tmp_path / "bin" / "pr-eval"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "N": "4", "SLURM_ARRAY_TASK_ID": "2", "OUT": "results/run-1"}
+    done = subprocess.run(["bash", str(ROOT / "docs" / "examples" / "shards.sbatch")], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["--model", "TIGER-Lab/PixelReasoner-RL-v1", "--tasks", "suite", "--shard", "2/4",
+                                   "--output", "results/run-1", "--resume", "auto"]
+    unset = subprocess.run(["bash", str(ROOT / "docs" / "examples" / "shards.sbatch")], env={**env, "N": ""},
+                           capture_output=True, text=True, timeout=30)
+    assert unset.returncode != 0 and "set N" in unset.stderr
