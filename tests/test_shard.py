@@ -133,6 +133,43 @@ def test_merge_refuses_what_is_not_one_finished_run(shards, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_merge_refuses_data_that_changed_since_the_shards_ran_and_leaves_nothing(shards, tmp_path, capsys):
+    parts = []
+    for k, folder in enumerate(shards["parts"]):  # as if the data had another revision when they ran
+        copy = tmp_path / folder.name
+        shutil.copytree(folder, copy)
+        info = json.loads((copy / "run.json").read_text())
+        info["data"]["pr_vstar"]["revision"] = "0123abcd"
+        (copy / "run.json").write_text(json.dumps(info))
+        parts.append(str(copy))
+    assert merge_command.main([*parts, "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "the run read revision 0123abcd" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_shard_that_cannot_hold_every_task_is_refused_before_it_starts(tmp_path):
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(DataError, match="has 2 questions in this run"):
+        patch.setenv("PR_EVAL_DATA", "samples")
+        evaluate("m", "x", ["pr_zoom"], limit=2, output=tmp_path, engine=boxed("A"), shard=Shard(0, 3))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_finished_shard_is_not_run_again(shards, capsys):
+    import argparse
+
+    args = argparse.Namespace(resume="auto", shard="1/3", output=str(shards["parts"][1].parent), model="m", limit=9,
+                              data="samples", data_dir=None, seed=0)
+    from pr_eval.protocol import PIXEL_REASONER
+
+    with pytest.raises(cli.ShardDone) as done:
+        cli.resume_folder(args, "x", PIXEL_REASONER, TASKS)
+    assert done.value.args[0] == shards["parts"][1]
+    assert cli.main(["--model", "tiny", "--tasks", "zoom", "--data", "samples", "--shard", "0/2",
+                     "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "j"]) == 2
+    assert "--shard with a judge" in capsys.readouterr().err
+
+
 def test_a_shard_resumes_only_its_own_folder(shards, capsys):
     with pytest.MonkeyPatch.context() as patch, pytest.raises(Exception, match="shard: the run is shard 1/3"):
         patch.setenv("PR_EVAL_DATA", "samples")

@@ -25,6 +25,9 @@ def check_args(args) -> None:
             parse(args.shard)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if getattr(args, "judge_base_url", None) or getattr(args, "judge_model", None):
+            raise UsageError("--shard with a judge: `pr-eval merge` takes shards run without one; judge the merged "
+                             "run with `pr-eval rescore MERGED --judge-base-url URL --judge-model NAME`")
     if args.data in ("hub", "samples") and args.data_dir:
         raise UsageError(f"--data {args.data} and --data-dir exclude each other "
                          "(--data-dir goes with --data official, or alone)")

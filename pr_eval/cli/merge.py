@@ -40,11 +40,16 @@ def main(argv: list[str]) -> int:
     except RunError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    from ..errors import DataError
+
     quiet.enable()
     try:
         folder = merge([Path(f) for f in args.shards], Path(args.output))
-    except (RunError, StoreError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+    except (RunError, StoreError, DataError) as exc:
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; {args.output} was removed, run the same command again", file=sys.stderr)
+        return 130
     print(f"merged {len(args.shards)} shards: {folder}")
     return 0

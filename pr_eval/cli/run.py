@@ -224,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             shard = shards.parse(args.shard) if args.shard is not None else None
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        resume = resume_folder(args, model_path, protocol, tasks)
+        try:
+            resume = resume_folder(args, model_path, protocol, tasks)
+        except ShardDone as done:
+            print(f"pr-eval: shard {args.shard} of this run is finished: {done.args[0]}")
+            return 0
         if judge is not None:  # a judge that cannot be used is found now, not after every sample ran
             from ..judge.family import check_judge_for
 
@@ -294,6 +298,10 @@ def interrupted(terminated: bool, stores: list, argv: list[str]) -> int:
                 f"{resume_command(argv, store.folder)}", status)
 
 
+class ShardDone(Exception):
+    """--resume finds this command's shard finished: nothing to do (the folder is the argument)."""
+
+
 def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | None:
     """The run folder --resume names, or for a bare --resume (or `--resume auto`) the unfinished
     run of this command under --output with the most saved samples (the others are named on
@@ -311,6 +319,8 @@ def resume_folder(args, model_path: str, protocol, tasks: list[str]) -> str | No
     # a shard resumes its own folder, not another shard's (nor an unsharded run a shard's)
     wanted["shard"] = str(shards.parse(args.shard)) if args.shard else None
     found = find_unfinished(args.output, wanted)
+    if not found and args.shard and (done := find_unfinished(args.output, wanted, finished=True)):
+        raise ShardDone(done[0][0])  # a requeued array task whose shard already finished
     if not found and args.resume == AUTO:
         return None
     if not found:

@@ -9,7 +9,8 @@ A task's questions are ordered by int(sha256("<task>/<qid>")[:16], 16) and dealt
 K holds those at places K, K+N, K+2N, ... Which shard a question lands in depends only on the
 task's question set, not on the order of the rows, the other tasks or the machine; every shard
 holds a share of every task (lmms-eval runs no task without documents), the shares differing by
-at most one question. A question's rollouts (sampled protocols)
+at most one question (the deal starts at a shard the task's name picks, so the odd questions of
+different tasks spread over the shards). A question's rollouts (sampled protocols)
 stay in its shard, so its Avg@K, pass@k and majority vote are computed where all its rollouts are.
 A task's --limit cuts its documents before the shard does (the union is the limited run's), and
 each document keeps its index in the unsharded task (`doc_index`), so a shard's records, journal
@@ -18,7 +19,6 @@ keys and image folders carry the ids the unsharded run would give them.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -58,15 +58,23 @@ def positions(task: str, qids: list[str], shard: Shard, limit: int | None = None
     the questions ordered by the hash of task and qid and dealt out in turn, so every shard holds
     a share of every task (sizes differing by at most one). DataError when the task has fewer
     questions than shards: lmms-eval cannot run a task without documents."""
+    upto = len(qids) if limit is None else min(limit, len(qids))
+    check_size(task, upto, shard)
+    dealt = sorted(range(upto), key=lambda k: _key(task, str(qids[k])))
+    # the deal starts at a shard chosen by the task, so one task's odd question and the next's do
+    # not all land in shard 0
+    start = _key(task, "")[0] % shard.count
+    return sorted(dealt[(shard.index - start) % shard.count::shard.count])
+
+
+def check_size(task: str, questions: int, shard: Shard) -> None:
+    """DataError when a task has fewer questions in the run than there are shards."""
     from ..errors import DataError
 
-    upto = len(qids) if limit is None else min(limit, len(qids))
-    if upto < shard.count:
-        raise DataError(f"--shard {shard}: task {task} has {upto} questions in this run, fewer than the "
-                        f"{shard.count} shards, and every shard must hold one of each task: use at most {upto} "
-                        "shards (or a larger --limit)")
-    dealt = sorted(range(upto), key=lambda k: _key(task, str(qids[k])))
-    return sorted(dealt[shard.index::shard.count])
+    if questions < shard.count:
+        raise DataError(f"--shard {shard}: task {task} has {questions} questions in this run, fewer than the "
+                        f"{shard.count} shards, and every shard must hold one of each task: use at most "
+                        f"{questions} shards (or a larger --limit)")
 
 
 def current() -> Shard | None:
@@ -75,15 +83,8 @@ def current() -> Shard | None:
     return parse(value) if value else None
 
 
-@contextlib.contextmanager
 def sharded(shard: Shard | None):
     """`current` reports `shard` inside the block."""
-    before = os.environ.pop(SHARD_ENV, None)
-    if shard is not None:
-        os.environ[SHARD_ENV] = str(shard)
-    try:
-        yield
-    finally:
-        os.environ.pop(SHARD_ENV, None)
-        if before is not None:
-            os.environ[SHARD_ENV] = before
+    from .sources import environment
+
+    return environment(SHARD_ENV, None if shard is None else str(shard))

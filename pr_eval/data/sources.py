@@ -69,17 +69,23 @@ def row_limit() -> int | None:
 
 
 @contextlib.contextmanager
-def limited(limit: int | None):
-    """`row_limit` reports `limit` (None: none) inside the block."""
-    before = os.environ.pop(LIMIT_ENV, None)
-    if limit is not None:
-        os.environ[LIMIT_ENV] = str(int(limit))
+def environment(name: str, value: str | None):
+    """The environment variable `name` set to `value` (None: unset) inside the block, then as it was:
+    the channel by which a run's settings reach lmms-eval's task classes (data, limit, shard)."""
+    before = os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
     try:
         yield
     finally:
-        os.environ.pop(LIMIT_ENV, None)
+        os.environ.pop(name, None)
         if before is not None:
-            os.environ[LIMIT_ENV] = before
+            os.environ[name] = before
+
+
+def limited(limit: int | None):
+    """`row_limit` reports `limit` (None: none) inside the block."""
+    return environment(LIMIT_ENV, None if limit is None else str(int(limit)))
 
 
 @dataclass

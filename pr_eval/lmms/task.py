@@ -141,6 +141,21 @@ def preload(tasks: list[str], limit: int | None = None) -> None:
         _documents(bench.name, spec, None if bench.subtasks else limit)
 
 
+def check_shard(tasks: list[str], limit: int | None, shard) -> None:
+    """DataError, before a shard's engine starts or its folder exists, when a task of the run has
+    fewer questions than there are shards (each task's documents as `preload` loaded them)."""
+    spec = data.source_spec()
+    for bench in _benchmarks_of(tasks):
+        _, docs = _documents(bench.name, spec, None if bench.subtasks else limit)
+        if bench.subtasks and bench.keep_subtask is not None:
+            table = datasets.Dataset.from_list(docs)
+            for subtask in bench.subtasks:
+                found = len(bench.keep_subtask(subtask)(table))
+                shards.check_size(f"{bench.task}_{subtask}", found if limit is None else min(limit, found), shard)
+        else:
+            shards.check_size(bench.task, len(docs), shard)
+
+
 def _benchmarks_of(tasks: list[str]) -> list[Benchmark]:
     """The benchmarks of lmms-eval tasks (a group's, such as pr_suite, are its members')."""
     found: list[Benchmark] = []

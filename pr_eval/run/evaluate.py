@@ -138,6 +138,8 @@ def evaluate(model: str, model_path: str, tasks: list[str], protocol: str | Prot
             from ..lmms import task as lmms_task
 
             lmms_task.preload(list(tasks), limit)
+            if shard is not None:
+                lmms_task.check_shard(list(tasks), limit, shard)
             if engine is None:
                 engine = engine_config.build(proto)
                 owned.callback(engine.close)

@@ -16,7 +16,6 @@ merged run with `pr-eval rescore`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -26,11 +25,10 @@ from ..data import sources
 from ..data.shards import parse
 from .folder import RunError
 from .rescoring_rule import registered
-from .store import JOURNAL_FILE, RESULTS_FILE, RUN_FILE, StoreError, read_run_info
+from .store import JOURNAL_FILE, RESULTS_FILE, RUN_FILE, StoreError, parse_journal, read_run_info
 
 # What must be equal across the shards of one run (run.json keys), and how a difference is named.
-SAME = {"model": "model", "model_path": "model path", "tasks": "tasks", "limit": "--limit",
-        "data_spec": "data source", "seed": "seed"}
+SAME = {"tasks": "tasks", "limit": "--limit", "data_spec": "data source", "seed": "seed"}
 
 
 class Done:
@@ -62,6 +60,13 @@ def check_shards(folders: list[Path]) -> list[dict]:
         infos.append(info)
     first, name0 = infos[0], folders[0].name
     for folder, info in zip(folders[1:], infos[1:]):
+        if info.get("model") != first.get("model") and info.get("model_path") != first.get("model_path"):
+            raise RunError(f"{folder.name} and {name0} are not shards of one run: their model differs "
+                           f"({info.get('model')!r} vs {first.get('model')!r})")
+        versions = [(i.get("versions") or {}).get("pr_eval") for i in (info, first)]
+        if versions[0] != versions[1]:
+            raise RunError(f"{folder.name} and {name0} ran different pr-eval versions ({versions[0]} vs {versions[1]}): "
+                           "run every shard with one version")
         for key, what in SAME.items():
             if info.get(key) != first.get(key):
                 raise RunError(f"{folder.name} and {name0} are not shards of one run: their {what} differs "
@@ -121,15 +126,25 @@ def merge(folders: list[Path], output: Path, progress=None) -> Path:
         raise RunError(f"--output {output} exists and is not empty; give a new folder")
     first = infos[0]
     output.mkdir(parents=True, exist_ok=True)
+    try:
+        return _merge_into(output, folders, infos, progress)
+    except BaseException:  # interrupted or refused: no half-merged folder (it would pass for an unfinished run)
+        shutil.rmtree(output, ignore_errors=True)
+        raise
+
+
+def _merge_into(output: Path, folders: list[Path], infos: list[dict], progress) -> Path:
+    first = infos[0]
     with open(output / JOURNAL_FILE, "wb") as journal:
         for folder in folders:
             if (folder / JOURNAL_FILE).is_file():
                 data = (folder / JOURNAL_FILE).read_bytes()
-                journal.write(data if data.endswith(b"\n") or not data else data + b"\n")
+                journal.write(data[:parse_journal(data).end])  # complete lines: a finished shard has no other
     for folder in folders:
         if (folder / "images").is_dir():
             shutil.copytree(folder / "images", output / "images", copy_function=_link, dirs_exist_ok=True)
-    info = {k: v for k, v in first.items() if k not in ("shard", "data", "finished", "resumed")}
+    # the shards' data records stay: finishing the run here refuses data that changed since (resume's check)
+    info = {k: v for k, v in first.items() if k not in ("shard", "finished", "resumed")}
     info["started"] = min(str(i.get("started")) for i in infos)
     info["command"] = unsharded_command(first.get("command"))
     from ..files import write_atomic
@@ -144,7 +159,11 @@ def merge(folders: list[Path], output: Path, progress=None) -> Path:
     if protocol.fingerprint != first["protocol"].get("fingerprint"):
         raise RunError(f"the shards ran {protocol.name} with fingerprint {first['protocol'].get('fingerprint')}, this "
                        f"pr-eval's is {protocol.fingerprint}: merge with the pr-eval version that ran them")
-    with _data_source(first.get("data_spec")):
+    if progress is None:  # the shards' questions are all answered: no bar to watch
+        from tqdm import tqdm
+
+        progress = tqdm(disable=True)
+    with sources.environment(sources.DATA_ENV, first.get("data_spec")):
         run = evaluate(model=first["model"], model_path=first["model_path"], tasks=first["tasks"], protocol=protocol,
                        limit=first.get("limit"), output=output.parent, batch_size=first.get("batch_size") or 64,
                        engine=Done(str(first.get("engine"))), resume=output, schedule=first.get("schedule"),
@@ -167,20 +186,6 @@ def _note_merge(folder: Path, shards: list[Path]) -> None:
         block["merged"] = merged
         write_atomic(folder / name, json.dumps(strict_json(document), indent=2, ensure_ascii=False, default=str) + "\n")
     write_report_safely(folder)
-
-
-@contextlib.contextmanager
-def _data_source(spec: str | None):
-    before = os.environ.get(sources.DATA_ENV)
-    if spec:
-        os.environ[sources.DATA_ENV] = spec
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(sources.DATA_ENV, None)
-        else:
-            os.environ[sources.DATA_ENV] = before
 
 
 def _link(src, dst):

@@ -200,14 +200,15 @@ def read_run_info(folder: Path) -> dict:
     return info
 
 
-def find_unfinished(root: str | os.PathLike, wanted: dict) -> list[tuple[Path, int]]:
+def find_unfinished(root: str | os.PathLike, wanted: dict, finished: bool = False) -> list[tuple[Path, int]]:
     """(folder, saved samples) of each run folder under `root` without results.json whose run.json
     holds the command `wanted` would run (model, protocol fingerprint, tasks, limit, data), the
-    most saved first, then the newest: what `--resume` without a folder resumes."""
+    most saved first, then the newest: what `--resume` without a folder resumes. `finished`: the
+    folders WITH results.json instead (a shard that has nothing left to do)."""
     candidates = []
     for info_path in Path(root).glob(f"*/{RUN_FILE}"):
         folder = info_path.parent
-        if (folder / RESULTS_FILE).exists():
+        if (folder / RESULTS_FILE).exists() != finished:
             continue
         try:
             info = read_run_info(folder)
