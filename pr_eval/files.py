@@ -1,11 +1,13 @@
 """Writing a file so that a reader, or a crash, sees the old file or the new one, whole.
 
 Every writer of a finished file uses it: the run store (run.json, results.json), the report, a
-submission, the TSV index and a converted release's cache."""
+submission, the TSV index and a converted release's cache. And `link_tree`: a run's images in a
+folder made from it (a re-scoring, a merge of shards) without a second copy."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -20,3 +22,17 @@ def write_atomic(path: Path, data: str | bytes, sync: bool = True) -> None:
             out.flush()
             os.fsync(out.fileno())
     os.replace(tmp, path)
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Every file under `source` also under `target`: hard links where the disk allows (no second
+    copy), copies otherwise; files `target` already has are kept (an interrupted copy completes)."""
+    def link_missing(src, dst):
+        if os.path.exists(dst):
+            return
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_missing, dirs_exist_ok=True)

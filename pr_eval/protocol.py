@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -366,6 +367,28 @@ RETIRED: dict[str, dict] = {
                   "video results and its results over --engine openai are not comparable",
     },
 }
+
+
+# The overrides a protocol's name can carry ("mini-o3+max_tool_calls=3,samples=8", as
+# `with_overrides` names it) and the argument of `with_overrides` each stands for.
+OVERRIDES = {"max_tool_calls": "max_tool_calls", "max_images": "max_images", "max_new_tokens": "max_new_tokens",
+             "samples": "samples_per_question"}
+_OVERRIDE = re.compile(r"(max_tool_calls|max_images|max_new_tokens|samples)=(0|[1-9][0-9]{0,6})")
+
+
+def parse_overrides(name: str) -> tuple[str, dict[str, int]] | None:
+    """(base name, `with_overrides` arguments) of a name `with_overrides` gives, or None for a name
+    without overrides or with anything else after its "+" (a probe's variant, a mistyped value)."""
+    base, plus, changed = name.partition("+")
+    if not plus:
+        return None
+    options = {}
+    for part in changed.split(","):
+        match = _OVERRIDE.fullmatch(part)
+        if match is None:
+            return None
+        options[OVERRIDES[match.group(1)]] = int(match.group(2))
+    return base, options
 
 
 def with_overrides(protocol: Protocol, max_tool_calls: int | None = None, max_images: int | None = None,

@@ -111,3 +111,17 @@ def test_blind_tool_still_reports_bad_calls():
     traj = start(Sample("t", "s", "q", "A", load_images=lambda: [IMAGE]), BLIND_TOOL)
     step(traj, turn(CROP.replace('"target_image": 1', '"target_image": 4')), BLIND_TOOL)
     assert traj.tool_calls[0].error_kind == "bad_target"
+
+
+def test_a_name_with_overrides_is_the_protocol_with_them():
+    from pr_eval.families import get_protocol
+    from pr_eval.protocol import SAMPLED, parse_overrides, with_overrides
+
+    capped = with_overrides(get_protocol("mini-o3"), max_tool_calls=3)
+    assert get_protocol(capped.name) == capped and capped.name == "mini-o3+max_tool_calls=3"
+    eight = with_overrides(SAMPLED, samples_per_question=8, max_images=9)
+    assert get_protocol(eight.name).fingerprint == eight.fingerprint
+    for name in ("mini-o3+max_tool_calls=03", "mini-o3+samples=\u00b2", "mini-o3+turns=3", "mini-o3"):
+        assert parse_overrides(name) is None
+    with pytest.raises(ValueError, match="unknown protocol"):
+        get_protocol("mini-o3+turns=3")

@@ -9,7 +9,7 @@ docs/adding-a-protocol.md adds a family.
 
 from __future__ import annotations
 
-from ..protocol import PIXEL_REASONER_FAMILY, RETIRED, Protocol
+from ..protocol import PIXEL_REASONER_FAMILY, RETIRED, Protocol, parse_overrides, with_overrides
 from . import chain_of_focus, deepeyes, mini_o3, pixel_reasoner
 from .base import Family, Verdict
 
@@ -43,13 +43,17 @@ def family_of_record(traj) -> Family:
 
 def get_protocol(name: str) -> Protocol:
     """The protocol of that name, of any family; a retired one's ValueError names its successor.
-    A probe's variant is named "<protocol>+<intervention>" (pr_eval.probe.variants)."""
+    A probe's variant is named "<protocol>+<intervention>" (pr_eval.probe.variants), a protocol
+    with changed caps or rollouts "<protocol>+max_tool_calls=3,samples=8" (`with_overrides`)."""
     base, plus, edit = name.rpartition("+")
     if plus and base in PROTOCOLS:
         from ..probe.variants import CATALOGUE, variant
 
         if edit in CATALOGUE:
             return variant(PROTOCOLS[base], edit)
+    overridden = parse_overrides(name)
+    if overridden is not None and overridden[0] in PROTOCOLS:
+        return with_overrides(PROTOCOLS[overridden[0]], **overridden[1])
     try:
         return PROTOCOLS[name]
     except KeyError:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +29,11 @@ from typing import Callable
 from .. import __version__, benchmarks
 from ..compare.sides import InputError, Side
 from ..compare.submission import other_kind, read_submission, sha256, validate
-from ..protocol import RETIRED, with_overrides
+from ..protocol import RETIRED, parse_overrides, with_overrides
 
 # A submission bigger than this is refused unread (a 4,000-question MVBench file is ~3 MB; at 32
 # rollouts a question, ~30 MB).
 MAX_BYTES = 64 * 1024 * 1024
-SAMPLES = re.compile(r"samples=([1-9][0-9]{0,5})")
 
 
 @dataclass
@@ -78,11 +76,11 @@ def protocol_refusal(protocol: dict) -> str | None:
     if registered is None:
         return f"protocol {name!r} is not one pr-eval {__version__} runs (known: {', '.join(sorted(PROTOCOLS))})"
     if changed:
-        rollouts = SAMPLES.fullmatch(changed)
-        if rollouts is None or registered.sampling is None:
+        overridden = parse_overrides(name)
+        if overridden is None or set(overridden[1]) != {"samples_per_question"} or registered.sampling is None:
             return (f"protocol {name} is {base} with changed settings ({changed}); the leaderboard ranks "
                     "protocols as registered (a sampled protocol's +samples=K excepted)")
-        registered = with_overrides(registered, samples_per_question=int(rollouts.group(1)))
+        registered = with_overrides(registered, **overridden[1])
         if registered.name != name:  # "+samples=K" where K is the protocol's own
             return f"protocol {name} is not a name pr-eval gives ({registered.name} is)"
     if registered.fingerprint != fingerprint:

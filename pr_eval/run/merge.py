@@ -17,14 +17,15 @@ merged run with `pr-eval rescore`).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from ..data import sources
 from ..data.shards import parse
+from ..families import get_protocol
+from ..files import link_tree, write_atomic
+from ..protocol import Protocol
 from .folder import RunError
-from .rescoring_rule import registered
 from .store import JOURNAL_FILE, RESULTS_FILE, RUN_FILE, StoreError, parse_journal, read_run_info
 
 # What must be equal across the shards of one run (run.json keys), and how a difference is named.
@@ -121,19 +122,26 @@ def merge(folders: list[Path], output: Path, progress=None) -> Path:
     """Merge the shard folders into `output` (new or empty) and finish the run there."""
     folders = [Path(f) for f in folders]
     infos = check_shards(folders)
+    recorded = infos[0]["protocol"]
+    try:
+        protocol = get_protocol(recorded["name"])
+    except ValueError as exc:
+        raise RunError(f"the shards' protocol cannot be run by this pr-eval: {exc}") from None
+    if protocol.fingerprint != recorded.get("fingerprint"):
+        raise RunError(f"the shards ran {protocol.name} with fingerprint {recorded.get('fingerprint')}, this "
+                       f"pr-eval's is {protocol.fingerprint}: merge with the pr-eval version that ran them")
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise RunError(f"--output {output} exists and is not empty; give a new folder")
-    first = infos[0]
     output.mkdir(parents=True, exist_ok=True)
     try:
-        return _merge_into(output, folders, infos, progress)
+        return _merge_into(output, folders, infos, protocol, progress)
     except BaseException:  # interrupted or refused: no half-merged folder (it would pass for an unfinished run)
         shutil.rmtree(output, ignore_errors=True)
         raise
 
 
-def _merge_into(output: Path, folders: list[Path], infos: list[dict], progress) -> Path:
+def _merge_into(output: Path, folders: list[Path], infos: list[dict], protocol: Protocol, progress) -> Path:
     first = infos[0]
     with open(output / JOURNAL_FILE, "wb") as journal:
         for folder in folders:
@@ -142,23 +150,14 @@ def _merge_into(output: Path, folders: list[Path], infos: list[dict], progress) 
                 journal.write(data[:parse_journal(data).end])  # complete lines: a finished shard has no other
     for folder in folders:
         if (folder / "images").is_dir():
-            shutil.copytree(folder / "images", output / "images", copy_function=_link, dirs_exist_ok=True)
+            link_tree(folder / "images", output / "images")
     # the shards' data records stay: finishing the run here refuses data that changed since (resume's check)
     info = {k: v for k, v in first.items() if k not in ("shard", "finished", "resumed")}
     info["started"] = min(str(i.get("started")) for i in infos)
     info["command"] = unsharded_command(first.get("command"))
-    from ..files import write_atomic
-
     write_atomic(output / RUN_FILE, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     from .evaluate import evaluate
 
-    try:
-        protocol = registered(first["protocol"]["name"])
-    except ValueError as exc:
-        raise RunError(f"the shards' protocol cannot be run by this pr-eval: {exc}") from None
-    if protocol.fingerprint != first["protocol"].get("fingerprint"):
-        raise RunError(f"the shards ran {protocol.name} with fingerprint {first['protocol'].get('fingerprint')}, this "
-                       f"pr-eval's is {protocol.fingerprint}: merge with the pr-eval version that ran them")
     if progress is None:  # the shards' questions are all answered: no bar to watch
         from tqdm import tqdm
 
@@ -175,7 +174,6 @@ def _merge_into(output: Path, folders: list[Path], infos: list[dict], progress) 
 def _note_merge(folder: Path, shards: list[Path]) -> None:
     """The merged folder says which shards it was made of, not that it was resumed (which it was,
     from the shards' journals), and its report is the unsharded run's."""
-    from ..files import write_atomic
     from .evaluate import strict_json, write_report_safely
 
     merged = {"shards": [str(f.resolve()) for f in shards]}
@@ -186,11 +184,3 @@ def _note_merge(folder: Path, shards: list[Path]) -> None:
         block["merged"] = merged
         write_atomic(folder / name, json.dumps(strict_json(document), indent=2, ensure_ascii=False, default=str) + "\n")
     write_report_safely(folder)
-
-
-def _link(src, dst):
-    if not os.path.exists(dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)

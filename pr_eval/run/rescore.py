@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
 from pathlib import Path
 
-from ..files import write_atomic
+from ..files import link_tree, write_atomic
 from ..judge.client import JudgeSettings
 from .evaluate import judge_all, sampled_figures, strict_json, write_records, write_report_safely
 from .folder import RunError, load_run, read_jsonl, read_summary
@@ -75,7 +74,7 @@ def rescore(run_dir: str | Path, judge: JudgeSettings | None, output: str | Path
             shutil.copy2(run_dir / name, out / name)
     _mark(out, {"from": str(run_dir.resolve()), "what": "unfinished"})  # never resumed as the run itself
     if (run_dir / IMAGES).is_dir():
-        _link_tree(run_dir / IMAGES, out / IMAGES)  # an interrupted copy is completed
+        link_tree(run_dir / IMAGES, out / IMAGES)  # an interrupted copy is completed
     records_of = {}
     for task in run.leaves:
         lines = read_jsonl(run_dir / f"samples_{task}.jsonl")
@@ -113,19 +112,6 @@ def rescore(run_dir: str | Path, judge: JudgeSettings | None, output: str | Path
                                                 allow_nan=False) + "\n")
     write_report_safely(out)
     return out
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    """The run's images in the new folder: hard links where the disk allows (no second copy)."""
-    def link(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-    def link_missing(src, dst):
-        if not os.path.exists(dst):
-            link(src, dst)
-    shutil.copytree(source, target, copy_function=link_missing, dirs_exist_ok=True)
 
 
 def _mark(out: Path, rescored: dict) -> None:

@@ -17,16 +17,11 @@ from __future__ import annotations
 
 from ..benchmarks import find
 from ..families import family_of_record, get_protocol
-from ..protocol import Protocol, fingerprint_of, with_overrides
+from ..protocol import Protocol, fingerprint_of
 from ..scoring import metrics
 from ..scoring.metrics import sample_metrics
 from ..trajectory import Trajectory
 from .folder import RunError, Run, leaf_tasks, plain_value
-
-# The overrides a run's protocol name can carry ("mini-o3+max_tool_calls=3,samples=8") and the
-# with_overrides argument each stands for.
-OVERRIDES = {"max_tool_calls": "max_tool_calls", "max_images": "max_images", "max_new_tokens": "max_new_tokens",
-             "samples": "samples_per_question"}
 
 # The figures that follow the answer rule's verdict (the rest do not depend on it).
 RULE_FIGURES = ("accuracy", "accuracy_with_tools", "accuracy_without_tools", "accuracy_crop_hit",
@@ -43,20 +38,6 @@ def _flat(settings: dict, prefix: str = "") -> dict:
     return out
 
 
-def registered(name: str) -> Protocol:
-    """The protocol of a name pr-eval gives, overrides included ("mini-o3+max_tool_calls=3")."""
-    base, plus, changed = name.partition("+")
-    if not plus:
-        return get_protocol(name)
-    options = {}
-    for part in changed.split(","):
-        key, _, value = part.partition("=")
-        if key not in OVERRIDES or not value.isascii() or not value.isdigit():
-            return get_protocol(name)  # a probe's variant, or no name pr-eval gives: its own error
-        options[OVERRIDES[key]] = int(value)
-    return with_overrides(get_protocol(base), **options)
-
-
 def sibling(recorded: dict, name: str) -> Protocol:
     """The protocol `name`, with the run's overrides (caps, rollouts), checked to be a scoring
     sibling of the run's recorded protocol (its name, fingerprint and settings); RunError saying
@@ -67,19 +48,19 @@ def sibling(recorded: dict, name: str) -> Protocol:
         raise RunError("the run's protocol record does not hash to its fingerprint, so which trajectories it "
                        "generated cannot be told; it cannot be re-scored")
     try:
-        own = registered(run_name)
+        own = get_protocol(run_name)
     except ValueError as exc:
         raise RunError(f"the run's protocol cannot be re-scored: {exc}") from None
     if own.fingerprint != recorded.get("fingerprint"):
         raise RunError(f"the run's protocol {run_name} ({recorded.get('fingerprint')}) is not pr-eval's {run_name} "
                        f"({own.fingerprint}): its trajectories are not the ones a sibling protocol would generate")
     try:
-        target = registered(name)
+        target = get_protocol(name)
     except ValueError as exc:
         raise RunError(f"--scoring {name}: {exc}") from None
     _, plus, changed = run_name.partition("+")
     if plus and "+" not in name:  # the run's caps and rollouts carry over
-        target = registered(f"{name}+{changed}")
+        target = get_protocol(f"{name}+{changed}")
     mine, theirs = _flat(own.settings()), _flat(target.settings())
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k != "name")
     if any(k != "rules.scoring" for k in differ):
