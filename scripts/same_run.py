@@ -1,6 +1,7 @@
 """Whether two run folders hold the same evaluation: results.json (metrics, counts, members,
 benchmarks, protocol record), every samples_<task>.jsonl (timings aside) and report.html (dates,
-wall clocks, folder paths, the git revision and its "uncommitted" mark aside). Exit 0 when all agree.
+wall clocks, folder paths, the git revision and its "uncommitted" mark, and the command line that
+launched the run aside: `pr-eval ray` and a plain run are one evaluation). Exit 0 when all agree.
 
     python scripts/same_run.py RUN_A RUN_B
 
@@ -33,6 +34,7 @@ def report(folder: Path) -> str:
     text = re.sub(r"[\d.]+ s( wall</span|</span|: wall-clock)", r"SECONDS\1", text)  # a sample's wall time
     text = re.sub(r"/[^<>\"' ]*/pr_eval/", "CHECKOUT/pr_eval/", text)  # the package's place (a worktree)
     text = re.sub(r"\b[0-9a-f]{40}\b", "REVISION", text)  # the checkout's git revision
+    text = re.sub(r"<dt>command</dt><dd>.*?</dd>", "<dt>command</dt><dd>COMMAND</dd>", text)
     return text.replace(" (uncommitted changes)", "")
 
 

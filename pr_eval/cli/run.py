@@ -190,22 +190,34 @@ def data_spec(args) -> str:
     return folder or args.data or source_spec()
 
 
+def plan(args) -> tuple[list[str], object, object]:
+    """(tasks, protocol with its overrides, judge settings) of a parsed command line, each checked
+    without a model or data (UsageError); `pr-eval ray` checks its run options with it too."""
+    check_args(args)
+    tasks = parse_tasks(args.tasks)
+    check_generated(tasks, args)
+    judge = judge_settings(args)
+    try:
+        base = get_protocol(args.protocol)
+    except ValueError as exc:  # unknown, or retired (which says why and what replaced it)
+        raise UsageError(f"--protocol: {exc}") from None
+    if (refused := refusal(base, tasks)) is not None:
+        raise UsageError(refused)
+    try:
+        protocol = with_overrides(base, args.max_tool_calls, args.max_images, args.max_new_tokens,
+                                  args.samples_per_question)
+    except ValueError as exc:
+        raise UsageError(f"--samples-per-question: {exc}") from None
+    return tasks, protocol, judge
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ[FRONT_END_ENV] = "pr-eval"  # data errors name pr-eval's options (sources.data_option)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(argv)
-        check_args(args)
-        tasks = parse_tasks(args.tasks)
-        check_generated(tasks, args)
-        judge = judge_settings(args)
-        try:
-            base = get_protocol(args.protocol)
-        except ValueError as exc:  # unknown, or retired (which says why and what replaced it)
-            raise UsageError(f"--protocol: {exc}") from None
-        if (refused := refusal(base, tasks)) is not None:
-            raise UsageError(refused)
+        tasks, protocol, judge = plan(args)
         check_environment()  # an installed package known to break a run: refused before any engine
         from ..models import ModelNotFound
 
@@ -215,11 +227,6 @@ def main(argv: list[str] | None = None) -> int:
         except ModelNotFound as exc:
             raise UsageError(str(exc)) from None
         model_path = engine_config.model
-        try:
-            protocol = with_overrides(base, args.max_tool_calls, args.max_images, args.max_new_tokens,
-                                      args.samples_per_question)
-        except ValueError as exc:
-            raise UsageError(f"--samples-per-question: {exc}") from None
         try:
             shard = shards.parse(args.shard) if args.shard is not None else None
         except ValueError as exc:

@@ -118,8 +118,9 @@ def unsharded_command(command) -> list | None:
     return out
 
 
-def merge(folders: list[Path], output: Path, progress=None) -> Path:
-    """Merge the shard folders into `output` (new or empty) and finish the run there."""
+def merge(folders: list[Path], output: Path, progress=None, command: list[str] | None = None) -> Path:
+    """Merge the shard folders into `output` (new or empty) and finish the run there. `command`:
+    what the merged run records as its command (default: the shards' without --shard)."""
     folders = [Path(f) for f in folders]
     infos = check_shards(folders)
     recorded = infos[0]["protocol"]
@@ -135,13 +136,14 @@ def merge(folders: list[Path], output: Path, progress=None) -> Path:
         raise RunError(f"--output {output} exists and is not empty; give a new folder")
     output.mkdir(parents=True, exist_ok=True)
     try:
-        return _merge_into(output, folders, infos, protocol, progress)
+        return _merge_into(output, folders, infos, protocol, progress, command)
     except BaseException:  # interrupted or refused: no half-merged folder (it would pass for an unfinished run)
         shutil.rmtree(output, ignore_errors=True)
         raise
 
 
-def _merge_into(output: Path, folders: list[Path], infos: list[dict], protocol: Protocol, progress) -> Path:
+def _merge_into(output: Path, folders: list[Path], infos: list[dict], protocol: Protocol, progress,
+                command: list[str] | None = None) -> Path:
     first = infos[0]
     with open(output / JOURNAL_FILE, "wb") as journal:
         for folder in folders:
@@ -154,7 +156,7 @@ def _merge_into(output: Path, folders: list[Path], infos: list[dict], protocol: 
     # the shards' data records stay: finishing the run here refuses data that changed since (resume's check)
     info = {k: v for k, v in first.items() if k not in ("shard", "finished", "resumed")}
     info["started"] = min(str(i.get("started")) for i in infos)
-    info["command"] = unsharded_command(first.get("command"))
+    info["command"] = list(command) if command is not None else unsharded_command(first.get("command"))
     write_atomic(output / RUN_FILE, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     from .evaluate import evaluate
 
