@@ -12,6 +12,7 @@
     rescore.py  `pr-eval rescore RUN --judge-... | --scoring P`: a run judged or scored again, into a new folder
     leaderboard.py `pr-eval leaderboard SUBMISSIONS_DIR --out SITE_DIR`: the static leaderboard site
     merge.py    `pr-eval merge SHARD_RUN... --output DIR`: a run's shards (--shard K/N) as one run folder
+    ray_launch.py `pr-eval ray --shards N <run options>`: the shards as Ray tasks on a cluster, then merged
     __main__.py `python -m pr_eval.cli`
 """
 
@@ -37,6 +38,7 @@ Commands on finished runs (each has its own --help):
     pr-eval rescore RUN --judge-base-url URL ...    new scores from a run's saved trajectories (or --scoring P)
     pr-eval leaderboard SUBMISSIONS_DIR --out SITE  a static leaderboard site from submission files
     pr-eval merge SHARD_RUN... --output DIR         one run folder from the shards of a --shard K/N run
+    pr-eval ray --shards N --model M --tasks T ...  a run as N shards on a Ray cluster, merged at the end
     pr-eval ask --model M --image FILE "question"   one question through the evaluation loop, turn by turn
     pr-eval probe --model M --tasks zoom,vstar      does the answer come from the pixels? the protocol
                                                     beside its interventions, on the same questions
@@ -48,7 +50,7 @@ Commands on finished runs (each has its own --help):
 COMMANDS = {"report": ("report", "main"), "compare": ("compare", "compare"), "check": ("compare", "check"),
             "submit": ("submit", "main"), "ask": ("ask", "main"), "probe": ("probe", "main"),
             "table": ("table", "main"), "rescore": ("rescore", "main"), "leaderboard": ("leaderboard", "main"),
-            "merge": ("merge", "main")}
+            "merge": ("merge", "main"), "ray": ("ray_launch", "main")}
 
 
 def main(argv: list[str] | None = None) -> int:

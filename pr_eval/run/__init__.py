@@ -9,6 +9,7 @@
     rescore.py      a finished run judged (again) from its saved trajectories, into a new folder
     rescoring_rule.py  its records scored under a sibling protocol's answer rule (--scoring)
     merge.py        a run's shards (--shard K/N) put back together, finished from their journals
+    ray_shards.py   the shards as Ray tasks on a cluster (`pr-eval ray`): placed, retried, watched
     faults.py       fault injection for tests
 
 Its public face (pr_eval.faces): the names below, imported on first use.
