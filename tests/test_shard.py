@@ -219,3 +219,34 @@ def test_the_slurm_example_runs_its_shard(tmp_path):
     unset = subprocess.run(["bash", str(ROOT / "docs" / "examples" / "shards.sbatch")], env={**env, "N": ""},
                            capture_output=True, text=True, timeout=30)
     assert unset.returncode != 0 and "set N" in unset.stderr
+
+
+def test_mvbench_subtasks_sharded_merge_to_the_unsharded_group(tmp_path):
+    """MVBench is a group of 20 subtasks, each its own lmms-eval task: every shard holds a share of
+    every subtask, and the merged group figure (the mean over all questions) is the unsharded one.
+    The bundled set has one question for most subtasks, so each row is here twice (a second qid)."""
+    import pandas as pd
+
+    from pr_eval.data.load import SAMPLES_DIR
+
+    source = SAMPLES_DIR / "mvbench"
+    folder = tmp_path / "data" / "mvbench"
+    folder.mkdir(parents=True)
+    shutil.copytree(source / "images", folder / "images")  # a link out of the data folder is refused
+    rows = pd.read_parquet(source / "mvbench.parquet")
+    twice = rows.assign(qid=rows.qid.str.replace(r"-(\d+)$", lambda m: f"-{int(m.group(1)) + 50}", regex=True))
+    pd.concat([rows, twice]).to_parquet(folder / "mvbench.parquet")
+
+    def run(out, shard=None):
+        return evaluate("m", "x", ["pr_mvbench"], output=out, engine=boxed("B"), shard=shard).folder
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PR_EVAL_DATA", str(tmp_path / "data"))
+        whole = run(tmp_path / "whole")
+        parts = [run(tmp_path / "parts", Shard(k, 2)) for k in range(2)]
+        merged = merge(parts, tmp_path / "m" / "merged")
+    assert same_run.compare(whole, merged) == []
+    summary = json.loads((merged / "results.json").read_text())
+    assert summary["n_samples"]["pr_mvbench"] == 2 * len(rows) and len(summary["members"]["pr_mvbench"]) == 20
+    for part in parts:  # both shards ran every subtask
+        assert len(list(part.glob("samples_pr_mvbench_*.jsonl"))) == 20
