@@ -110,6 +110,7 @@ def test_the_merged_shards_are_the_unsharded_run(shards, tmp_path, kind):
     assert same_run.compare(whole, merged) == []
     summary = json.loads((merged / "results.json").read_text())
     assert len(summary["run"]["merged"]["shards"]) == len(parts) and "shard" not in summary["run"]
+    assert "resumed" not in summary["run"]  # finished from the shards' journals, not a resumption
     if kind == "sampled":
         assert summary["sampled"] == json.loads((whole / "results.json").read_text())["sampled"]
 

@@ -157,6 +157,8 @@ def _merge_into(output: Path, folders: list[Path], infos: list[dict], protocol: 
     info = {k: v for k, v in first.items() if k not in ("shard", "finished", "resumed")}
     info["started"] = min(str(i.get("started")) for i in infos)
     info["command"] = list(command) if command is not None else unsharded_command(first.get("command"))
+    # which shards it was made of; finishing the run keeps this instead of noting a resumption
+    info["merged"] = {"shards": [str(f.resolve()) for f in folders]}
     write_atomic(output / RUN_FILE, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     from .evaluate import evaluate
 
@@ -169,20 +171,4 @@ def _merge_into(output: Path, folders: list[Path], infos: list[dict], protocol: 
                        limit=first.get("limit"), output=output.parent, batch_size=first.get("batch_size") or 64,
                        engine=Done(str(first.get("engine"))), resume=output, schedule=first.get("schedule"),
                        seed=first.get("seed"), command=info["command"], progress=progress)
-    _note_merge(run.folder, folders)
     return run.folder
-
-
-def _note_merge(folder: Path, shards: list[Path]) -> None:
-    """The merged folder says which shards it was made of, not that it was resumed (which it was,
-    from the shards' journals), and its report is the unsharded run's."""
-    from .evaluate import strict_json, write_report_safely
-
-    merged = {"shards": [str(f.resolve()) for f in shards]}
-    for name in (RUN_FILE, RESULTS_FILE):
-        document = json.loads((folder / name).read_text(encoding="utf-8"))
-        block = document if name == RUN_FILE else document.get("run") or {}
-        block.pop("resumed", None)
-        block["merged"] = merged
-        write_atomic(folder / name, json.dumps(strict_json(document), indent=2, ensure_ascii=False, default=str) + "\n")
-    write_report_safely(folder)

@@ -292,9 +292,12 @@ class RunStore:
         if problems:
             store.close()
             raise ResumeRefused(refusal(store.folder, problems))
-        keep = {k: store.info[k] for k in ("started", "data", "resumed") if k in store.info}
+        keep = {k: store.info[k] for k in ("started", "data", "resumed", "merged") if k in store.info}
         store.info = {"schema": SCHEMA, **wanted, **keep}
-        store.info["resumed"] = list(keep.get("resumed") or []) + [utc_now()]
+        if "merged" in keep:  # a merge (pr_eval.run.merge) finishing its shards' journals: not a resumption
+            store.info.pop("resumed", None)
+        else:
+            store.info["resumed"] = list(keep.get("resumed") or []) + [utc_now()]
         store.info.pop("finished", None)
         store.save_info()
         return store
