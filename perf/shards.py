@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "perf"))
+from memory import publish  # noqa: E402  (the memory benchmark's helpers)
 
 
 def worker(shard: str | None, data: Path, out: Path, n: int) -> None:
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
             wall = sorted(walls[label])[len(walls[label]) // 2]
             rows.append((label, wall, args.samples / wall, peaks[label], walls[label]))
     base = rows[0][2]
-    lines = [f"## Client shards: `--shard K/N` processes on one machine", "",
+    lines = ["## Client shards: `--shard K/N` processes on one machine", "",
              f"Command: `python perf/shards.py --samples {args.samples} --repeats {args.repeats}`  ",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, no GPU  ",
              f"Date: {time.strftime('%Y-%m-%d')}", "",
@@ -125,16 +126,7 @@ def main(argv=None) -> int:
               f"{by['1 process, unsharded'][2]:.0f} MiB unsharded ({two[2] / by['1 process, unsharded'][2]:.2f}x and "
               f"{four[2] / by['1 process, unsharded'][2]:.2f}x): a shard stays within the 1.2x bound that holds for "
               "any run size (\"Memory against run size\"), since a run's memory does not grow with its questions."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        current = path.read_text(encoding="utf-8")
-        start = current.find(lines[0])
-        if start >= 0:
-            end = current.find("\n## ", start + 1)
-            current = current[:start] + current[end + 1:] if end >= 0 else current[:start]
-        path.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
+    publish("\n".join(lines) + "\n", args.no_write)
     return 0
 
 

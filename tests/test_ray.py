@@ -27,7 +27,7 @@ from pr_eval.cli import run as run_cli
 from pr_eval.data.shards import Shard
 from pr_eval.run import ray_shards
 from pr_eval.run.store import SCHEMA
-from pr_eval.run.ray_shards import Resources, ShardJob, check_fits, forwarded_env, last_line, progress, shard_argv
+from pr_eval.run.ray_shards import Resources, check_fits, forwarded_env, last_line, progress, shard_argv
 
 same_run = load_script("same_run")
 BIN = Path(sys.executable).parent

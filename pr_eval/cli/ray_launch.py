@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -91,15 +89,16 @@ def folders(own, args, protocol) -> tuple[Path, Path]:
 
 def main(argv: list[str]) -> int:
     """Exit 0: the run is merged; 1: a shard failed after its retries; 2: refused; 130: interrupted."""
-    from . import run as run_cli
-    from ..run.ray_shards import LaunchError, Resources, ShardJob, forwarded_env, launch, shard_argv
     from ..data.shards import Shard
+    from ..run.interrupts import resume_command
+    from ..run.ray_shards import LaunchError, Resources, ShardJob, forwarded_env, launch, shard_argv
+    from . import run as run_cli
 
     try:
         own, run_argv = build_parser().parse_known_args(argv)
         args = run_cli.build_parser().parse_args(run_argv)
         check(own, args)
-        tasks, protocol, _judge = run_cli.plan(args)
+        _tasks, protocol, _judge = run_cli.plan(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -113,7 +112,7 @@ def main(argv: list[str]) -> int:
     env = forwarded_env(dict(os.environ))
     jobs = [ShardJob(str(Shard(k, own.shards)), shard_argv(run_argv, Shard(k, own.shards), work, absolute), env,
                      os.getcwd(), str(work / f"shard-{k}-of-{own.shards}.log")) for k in range(own.shards)]
-    resume = shlex.join(["pr-eval", "ray", *_without_resume(argv), "--resume", str(work)])
+    resume = resume_command(["ray", *argv], work)
     try:
         outcome = _launch(jobs, need, own, work, protocol, launch)
     except LaunchError as exc:
@@ -165,15 +164,3 @@ def _merge(work: Path, merged: Path, count: int, command: list[str]) -> int:
     print(load_run(folder).table())
     print(f"\nresults: {folder} (its {count} shards: {work})")
     return 0
-
-
-def _without_resume(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--resume":
-            skip = True
-        elif not arg.startswith("--resume="):
-            out.append(arg)
-    return out
