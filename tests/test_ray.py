@@ -7,14 +7,18 @@ every attempt of a shard crashes until `--resume WORK` finishes the launch, and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -87,6 +91,7 @@ def test_a_shard_must_fit_on_one_live_node(nodes, need, fits):
     (["--shards", "2", "--max-retries", "-1", "--model", "m", "--tasks", "vstar"], "--max-retries"),
     (["--shards", "2", "--cpus-per-shard", "0", "--model", "m", "--tasks", "vstar"], "--cpus-per-shard"),
     (["--shards", "2", "--resume", "/nonexistent.shards", "--model", "m", "--tasks", "vstar"], "not the shards'"),
+    (["--shards", "2", "--model", "m", "--tasks", "vstar", "--resu", "x.shards"], "takes the shards' folder in full"),
     (["--shards", "2", "--model", "m", "--tasks", "vstar", "--judge-model", "j", "--judge-base-url",
       "http://127.0.0.1:9/v1"], "judge"),
 ])
@@ -96,6 +101,39 @@ def test_a_bad_command_line_is_one_line_before_any_cluster(argv, message, capsys
     err = capsys.readouterr().err
     assert err.startswith("pr-eval ray: error: ") and message in err and err.count("\n") == 1, err
     assert time.monotonic() - started < 2 and not any(tmp_path.iterdir())
+
+
+def test_the_cluster_is_one_that_answers_or_a_new_one(tmp_path, monkeypatch):
+    """ray.init waits minutes for an address nothing answers at, and for ever for the note a
+    cluster killed without `ray stop` leaves: both are settled before ray.init."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        live, dead = f"127.0.0.1:{listener.getsockname()[1]}", f"127.0.0.1:{_free_port()}"
+        note = tmp_path / "ray_current_cluster"
+        monkeypatch.setattr(ray_shards, "RAY_CURRENT_CLUSTER", note)
+        assert ray_shards.cluster_address(live, {}) == live
+        assert ray_shards.cluster_address(None, {"RAY_ADDRESS": live}) == live
+        with pytest.raises(ray_shards.LaunchError, match=f"no Ray cluster answers at {dead}"):
+            ray_shards.cluster_address(None, {"RAY_ADDRESS": dead})
+        assert ray_shards.cluster_address(None, {}) == "local"  # no note: a new cluster
+        note.write_text(dead)
+        assert ray_shards.cluster_address(None, {}) == "local"  # a stale note is not followed
+        with pytest.raises(ray_shards.LaunchError, match="--address auto"):
+            ray_shards.cluster_address("auto", {})
+        note.write_text(live)
+        assert ray_shards.cluster_address(None, {}) == live == ray_shards.cluster_address("auto", {})
+        assert ray_shards.cluster_address("ray://head:10001", {}) == "ray://head:10001"  # Ray Client: Ray's
+
+
+def test_an_address_nothing_answers_at_is_one_line_and_leaves_nothing(tmp_path):
+    started = time.monotonic()
+    done = subprocess.run([str(BIN / "pr-eval"), "ray", "--shards", "2", "--address", f"127.0.0.1:{_free_port()}",
+                           *STUB_OPTIONS, "--base-url", "http://127.0.0.1:9/v1", "--output", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "pr-eval ray: error: no Ray cluster answers at 127.0.0.1:" in done.stderr
+    assert time.monotonic() - started < 30 and not any(tmp_path.iterdir())
 
 
 def test_progress_is_read_off_the_shards_journals(tmp_path):
@@ -130,11 +168,13 @@ def cluster(tmp_path_factory):
     """A head node and a worker node of 2 CPUs each, with a token of their own; yields the
     environment a driver needs (RAY_ADDRESS and the token)."""
     port = _free_port()
+    temp = tempfile.mkdtemp(prefix="pr-ray-")  # its own: a developer's `ray start` note stays untouched
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     common = ["--num-cpus", "2", "--num-gpus", "0", "--object-store-memory", str(100 * 2**20), "--block"]
     nodes = [subprocess.Popen([str(BIN / "ray"), "start", "--head", "--port", str(port), "--include-dashboard",
-                               "false", "--disable-usage-stats", *common], env=env, start_new_session=True,
+                               "false", "--disable-usage-stats", "--temp-dir", temp, *common], env=env,
+                              start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     address = None
     try:
@@ -150,6 +190,7 @@ def cluster(tmp_path_factory):
             except ProcessLookupError:
                 pass
             node.wait(30)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _wait_for(env, address: str, cpus: int, timeout: float = 120) -> str:
@@ -167,7 +208,8 @@ def _wait_for(env, address: str, cpus: int, timeout: float = 120) -> str:
 class Scripted(JsonHandler):
     """An OpenAI-compatible server whose answer depends only on the conversation: a question's
     first turn crops when its hash says so, a later turn (or a question that does not crop) gets
-    a boxed letter of the hash. `server.delay` seconds per reply."""
+    a boxed letter of the hash. With `server.hold_after` = N, requests after the N-th wait for
+    `server.gate`, so the shards stand still mid-run while a test kills or interrupts them."""
 
     def do_GET(self):
         self.send_json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
@@ -182,7 +224,11 @@ class Scripted(JsonHandler):
         messages = self.read_json()["messages"]
         question = json.dumps(messages[1]["content"] if len(messages) > 1 else messages, sort_keys=True)
         digest = hashlib.sha256(question.encode()).digest()
-        time.sleep(self.server.delay)
+        with self.server.lock:
+            self.server.served += 1
+            held = self.server.hold_after is not None and self.server.served > self.server.hold_after
+        if held:
+            self.server.gate.wait(120)
         if digest[0] % 2 and not any(m["role"] == "assistant" for m in messages):
             content = ('<tool_call>\n{"name": "crop_image_normalized", "arguments": {"bbox_2d": [0.1, 0.2, 0.6, '
                        '0.7], "target_image": 1}}\n</tool_call>')
@@ -195,7 +241,7 @@ class Scripted(JsonHandler):
 
 @pytest.fixture(scope="module")
 def stub():
-    server = start_server(Scripted, delay=0.0, block_on_close=False)
+    server = start_server(Scripted, hold_after=None, served=0, gate=threading.Event(), block_on_close=False)
     yield server
     stop_server(server)
 
@@ -219,13 +265,42 @@ def _merged(out: Path) -> Path:
     return folder
 
 
-def _shard_processes() -> list[psutil.Process]:
+def _shard_processes(under: Path) -> list[psutil.Process]:
+    """The shards' pr-eval processes of the launches under `under` (another session's are not ours)."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "pr_eval.run.ray_shards" in cmdline:
+        if "pr_eval.run.ray_shards" in cmdline and any(str(under) in arg for arg in cmdline):
             found.append(process)
     return found
+
+
+@contextlib.contextmanager
+def _held(stub, after: int):
+    """The stub answers `after` requests, then holds the rest until the block ends."""
+    stub.served, stub.hold_after = 0, after
+    stub.gate.clear()
+    try:
+        yield
+    finally:
+        stub.hold_after = None
+        stub.gate.set()
+
+
+def _stalled_shard(out: Path, count: int, timeout: float = 180) -> tuple[int, psutil.Process]:
+    """(K, its pr-eval process) of a shard that saved a sample and now waits on held requests."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for works in out.glob("*.shards"):
+            for index, folders in ray_shards.shard_folders(works, count).items():
+                if not any(ray_shards.saved_count(f) for f in folders):
+                    continue
+                for process in _shard_processes(out):
+                    with contextlib.suppress(psutil.Error):
+                        if f"{index}/{count}" in process.cmdline():
+                            return index, process
+        time.sleep(0.2)
+    raise AssertionError("no shard saved a sample")
 
 
 pytestmark = pytest.mark.server  # a Ray cluster, servers and subprocesses: not in make test-fast
@@ -233,47 +308,27 @@ pytestmark = pytest.mark.server  # a Ray cluster, servers and subprocesses: not 
 
 def test_shards_on_the_cluster_merge_to_the_unsharded_run_and_a_killed_worker_is_retried(
         stub, cluster, unsharded, tmp_path):
-    stub.delay = 0.15  # long enough to kill a worker mid-run
-    try:
+    with _held(stub, after=14):  # 20 questions over 3 shards: some saved, every shard then waits
         launcher = subprocess.Popen([str(BIN / "pr-eval"), "ray", "--shards", "3", "--cpus-per-shard", "1",
                                      *STUB_OPTIONS, "--base-url", stub.root + "/v1", "--output", str(tmp_path)],
                                     cwd=ROOT, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        victim = _wait_for_progress(tmp_path, shard="1/3")
-        worker = victim.parent()
-        os.kill(worker.pid, signal.SIGKILL)  # the Ray worker running shard 1/3 (and so its pr-eval)
+        index, victim = _stalled_shard(tmp_path, 3)
+        os.kill(victim.parent().pid, signal.SIGKILL)  # the Ray worker running that shard (and so its pr-eval)
         victim.wait(10)  # the shard died with its worker: nothing writes beside the retry
-        out, err = launcher.communicate(timeout=600)
-    finally:
-        stub.delay = 0.0
+    out, err = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, err[-3000:]
     merged = _merged(tmp_path)
     assert same_run.compare(unsharded, merged) == []
     work = merged.with_name(merged.name + ".shards")
-    assert (work / "shard-1-of-3.log").read_text().count("== pr-eval ray: shard 1/3, attempt") == 2
-    assert (work / "shard-0-of-3.log").read_text().count("== pr-eval ray: shard 0/3, attempt") == 1
-    [folder] = ray_shards.shard_folders(work, 3)[1]
+    for k in range(3):
+        attempts = (work / f"shard-{k}-of-3.log").read_text().count(f"== pr-eval ray: shard {k}/3, attempt")
+        assert attempts == (2 if k == index else 1), (k, index, attempts)
+    [folder] = ray_shards.shard_folders(work, 3)[index]
     assert json.loads((folder / "run.json").read_text()).get("resumed")  # the retry finished the first attempt's
     info = json.loads((merged / "run.json").read_text())
     assert info["command"][:4] == ["pr-eval", "ray", "--shards", "3"] and len(info["merged"]["shards"]) == 3
     assert f"results: {merged}" in out and "Traceback" not in err
-    assert not _shard_processes()
-
-
-def _wait_for_progress(out: Path, shard: str, timeout: float = 180) -> psutil.Process:
-    """The pr-eval process of `shard` once its journal holds a sample."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in _shard_processes():
-            try:
-                cmdline = process.cmdline()
-            except psutil.Error:
-                continue
-            index, count = map(int, shard.split("/"))
-            if shard in cmdline and any(ray_shards.saved_count(f) for works in out.glob("*.shards")
-                                        for f in ray_shards.shard_folders(works, count).get(index, [])):
-                return process
-        time.sleep(0.2)
-    raise AssertionError(f"shard {shard} never saved a sample")
+    assert not _shard_processes(tmp_path)
 
 
 def test_a_shard_that_keeps_failing_stops_the_launch_and_resume_finishes_it(stub, cluster, unsharded, tmp_path):
@@ -293,6 +348,12 @@ def test_a_shard_that_keeps_failing_stops_the_launch_and_resume_finishes_it(stub
     finished = _pr_eval(cluster, *command.split()[1:])
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert same_run.compare(unsharded, _merged(tmp_path)) == []
+    (_merged(tmp_path) / "results.json").unlink()  # as a merge killed before its end leaves it
+    again = _pr_eval(cluster, *command.split()[1:])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert same_run.compare(unsharded, _merged(tmp_path)) == []
+    done = _pr_eval(cluster, *command.split()[1:])
+    assert done.returncode == 0 and "merged already" in done.stdout
 
 
 def test_a_refused_shard_is_not_retried_and_stops_the_launch(stub, cluster, tmp_path):
@@ -307,27 +368,28 @@ def test_a_refused_shard_is_not_retried_and_stops_the_launch(stub, cluster, tmp_
     assert max(attempts) == 1  # a refusal is not retried
 
 
-def test_ctrl_c_stops_every_shard_and_resume_finishes_the_run(stub, cluster, unsharded, tmp_path):
-    stub.delay = 0.15
-    try:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_every_shard_and_resume_finishes_the_run(signum, stub, cluster, unsharded,
+                                                                          tmp_path):
+    with _held(stub, after=8):
         launcher = subprocess.Popen([str(BIN / "pr-eval"), "ray", "--shards", "2", "--cpus-per-shard", "1",
                                      *STUB_OPTIONS, "--base-url", stub.root + "/v1", "--output", str(tmp_path)],
                                     cwd=ROOT, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _wait_for_progress(tmp_path, shard="0/2")
-        launcher.send_signal(signal.SIGINT)
+        _stalled_shard(tmp_path, 2)
+        launcher.send_signal(signum)
         _, err = launcher.communicate(timeout=60)
-    finally:
-        stub.delay = 0.0
-    assert launcher.returncode == 130, err[-3000:]
-    line = err.strip().splitlines()[-1]
-    assert "interrupted; the shards' saved samples are in" in line and "Traceback" not in err
-    deadline = time.monotonic() + 15
-    while _shard_processes() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _shard_processes()  # no shard goes on writing once the launch is stopped
-    finished = _pr_eval(cluster, *line.split("to finish the run: ", 1)[1].split()[1:])
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    assert same_run.compare(unsharded, _merged(tmp_path)) == []
+        assert launcher.returncode == (130 if signum == signal.SIGINT else 143), err[-3000:]
+        deadline = time.monotonic() + 15
+        while _shard_processes(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _shard_processes(tmp_path)  # no shard goes on writing once the launch is stopped
+    lines = err.strip().splitlines()
+    assert "the shards' saved samples are in" in lines[-1] and "Traceback" not in err and "SIGTERM received" not in err
+    assert len([line for line in lines if line.strip() and "questions" not in line]) == 1, err  # the bar, one line
+    if signum == signal.SIGINT:
+        finished = _pr_eval(cluster, *lines[-1].split("to finish the run: ", 1)[1].split()[1:])
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        assert same_run.compare(unsharded, _merged(tmp_path)) == []
 
 
 def test_shards_with_vllm_engines_of_their_own_merge_to_the_unsharded_run(cluster, demo_engine, tmp_path):

@@ -63,6 +63,8 @@ def check(own, args) -> None:
     if args.judge_base_url or args.judge_model:
         raise UsageError(f"a judge with {PROG}: the shards are merged unjudged; judge the merged run with "
                          "`pr-eval rescore MERGED --judge-base-url URL --judge-model NAME`")
+    if args.resume is not None:  # an abbreviation of --resume reached the run's options
+        raise UsageError(f"--resume is {PROG}'s own and takes the shards' folder in full: --resume OUTPUT/...{SUFFIX}")
     if own.max_retries < 0:
         raise UsageError("--max-retries must be at least 0")
     if own.resume is not None:
@@ -88,9 +90,10 @@ def folders(own, args, protocol) -> tuple[Path, Path]:
 
 
 def main(argv: list[str]) -> int:
-    """Exit 0: the run is merged; 1: a shard failed after its retries; 2: refused; 130: interrupted."""
+    """Exit 0: the run is merged; 1: a shard failed after its retries; 2: refused; 130, 143: Ctrl-C,
+    SIGTERM."""
     from ..data.shards import Shard
-    from ..run.interrupts import resume_command
+    from ..run.interrupts import Terminated, resume_command
     from ..run.ray_shards import LaunchError, Resources, ShardJob, forwarded_env, launch, shard_argv
     from . import run as run_cli
 
@@ -113,15 +116,22 @@ def main(argv: list[str]) -> int:
     jobs = [ShardJob(str(Shard(k, own.shards)), shard_argv(run_argv, Shard(k, own.shards), work, absolute), env,
                      os.getcwd(), str(work / f"shard-{k}-of-{own.shards}.log")) for k in range(own.shards)]
     resume = resume_command(["ray", *argv], work)
+    fresh = not work.exists()
+    work.mkdir(parents=True, exist_ok=True)
     try:
         outcome = _launch(jobs, need, own, work, protocol, launch)
     except LaunchError as exc:
+        _drop_if_unused(work, fresh, own.shards)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; the shards' saved samples are in {work}; to finish the run: {resume}",
-              file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        status, what = (143, "terminated (SIGTERM)") if isinstance(exc, Terminated) else (130, "interrupted")
+        if _drop_if_unused(work, fresh, own.shards):
+            print(f"\n{PROG}: {what} before any shard started; nothing was saved", file=sys.stderr)
+        else:
+            print(f"\n{PROG}: {what}; the shards' saved samples are in {work}; to finish the run: {resume}",
+                  file=sys.stderr)
+        return status
     if outcome.refused:
         shard, line = sorted(outcome.refused.items())[0]
         print(f"{PROG}: error: shard {shard} refused the run: {line}", file=sys.stderr)
@@ -134,7 +144,7 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: error: shard {shard}{others} failed after {retries}: {line}; its log: "
               f"{log}; to finish the run: {resume}", file=sys.stderr)
         return 1
-    return _merge(work, merged, own.shards, ["pr-eval", "ray", *argv])
+    return _merge(work, merged, own.shards, ["pr-eval", "ray", *argv], resume)
 
 
 def _launch(jobs, need, own, work: Path, protocol, launch):
@@ -148,19 +158,51 @@ def _launch(jobs, need, own, work: Path, protocol, launch):
                   make_bar=lambda: tqdm(total=None, desc=f"{unit}s", unit=unit))
 
 
-def _merge(work: Path, merged: Path, count: int, command: list[str]) -> int:
+def _merge(work: Path, merged: Path, count: int, command: list[str], resume: str) -> int:
+    import shutil
+
     from ..errors import DataError
     from ..run.folder import RunError, load_run
     from ..run.merge import merge
     from ..run.ray_shards import shard_folders
-    from ..run.store import StoreError
+    from ..run.store import StoreError, read_run_info
 
+    if merged.is_dir() and any(merged.iterdir()):  # a merge this launch began and did not finish (killed)
+        try:
+            ours = bool(read_run_info(merged).get("merged"))
+        except StoreError:
+            ours = False
+        if not ours:
+            print(f"{PROG}: error: {merged} exists and is not this run's merge; move it away and run: {resume}",
+                  file=sys.stderr)
+            return 2
+        shutil.rmtree(merged)
     found = shard_folders(work, count)
     try:
         folder = merge([found[k][0] for k in sorted(found)], merged, command=command)
     except (RunError, StoreError, DataError) as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted while merging; the shards are finished in {work}; to merge them: {resume}",
+              file=sys.stderr)
+        return 130
     print(load_run(folder).table())
     print(f"\nresults: {folder} (its {count} shards: {work})")
     return 0
+
+
+def _drop_if_unused(work: Path, fresh: bool, count: int) -> bool:
+    """Remove a shards' folder this command made and no shard wrote to; True when it is gone."""
+    from ..run.ray_shards import shard_folders
+
+    if not fresh or shard_folders(work, count):
+        return False
+    for leftover in work.iterdir():  # Ray's start-up log, empty shard logs
+        if leftover.is_file():
+            leftover.unlink()
+    try:
+        work.rmdir()
+    except OSError:
+        return False
+    return True

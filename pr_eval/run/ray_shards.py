@@ -22,11 +22,13 @@ Ray is imported only by `launch`: the rest is plain Python (the tests run it wit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,25 +233,112 @@ class Outcome:
 
 def launch(jobs: list[ShardJob], need: Resources, max_retries: int, address: str | None, work: Path,
            make_bar=None, poll_s: float = 1.0) -> Outcome:
-    """Run every job as a Ray task (on the cluster at `address`, or the one `ray.init()` finds or
-    starts) and wait for all; `bar` (a tqdm bar) follows the shards' journals. A shard's refusal cancels
-    the shards not yet finished (they would be refused alike or merged with nothing)."""
+    """Run every job as a Ray task on the cluster `cluster_address` picks and wait for all; the bar
+    `make_bar()` returns (tqdm) follows the shards' journals, made once the cluster is found able
+    to hold a shard (else LaunchError, before any task). A shard's refusal cancels the shards not
+    yet finished (they would be refused alike, or merged with nothing). Ctrl-C and SIGTERM cancel
+    every task (KeyboardInterrupt, Terminated): the shards' journals keep what they saved."""
     import logging
 
     import ray
 
+    target = cluster_address(address, os.environ)
     logging.getLogger("ray").setLevel(logging.ERROR)
-    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        with _stderr_into(work / "ray-init.log"):  # Ray's own start-up lines (C++ included) stay off the terminal
+            ray.init(address=target, log_to_driver=False, logging_level=logging.ERROR)
+    except Exception as exc:  # a refused token, a cluster of another Ray version, ...
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise LaunchError(f"cannot join the Ray cluster at {target}: {first.strip()[:300]}") from None
     bar = None
     try:
-        check_fits(ray.nodes(), need)
-        work.mkdir(parents=True, exist_ok=True)
-        bar = make_bar() if make_bar is not None else None
-        return _watch(jobs, need, max_retries, work, bar, poll_s)
+        with _stop_signals():  # after ray.init, which installs a SIGTERM handler of its own
+            check_fits(ray.nodes(), need)
+            bar = make_bar() if make_bar is not None else None
+            return _watch(jobs, need, max_retries, work, bar, poll_s)
     finally:
         if bar is not None:
             bar.close()
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt while the block runs (the one exception
+    Ray's C++ waits let through); SIGTERM's leaves the block as Terminated."""
+    import signal
+
+    from .interrupts import Terminated
+
+    got: list[int] = []
+
+    def handler(signum, frame):
+        got.append(signum)
+        raise KeyboardInterrupt()
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except KeyboardInterrupt:
+        if got and got[0] == signal.SIGTERM:
+            raise Terminated() from None
+        raise
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+# Where `ray start` notes the cluster it made on this machine (what ray.init() with no address reads).
+RAY_CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
+def cluster_address(address: str | None, environ: dict) -> str:
+    """What ray.init gets: `address` or $RAY_ADDRESS, which must answer (LaunchError: ray.init would
+    wait for it for minutes); without either, the cluster `ray start` made on this machine if it
+    answers, else "local" (a new cluster, gone with the command). A cluster killed without `ray
+    stop` leaves its note behind, which ray.init alone would follow for ever."""
+    given = address or environ.get("RAY_ADDRESS")
+    if given and given != "auto":
+        if not answers(given):
+            raise LaunchError(f"no Ray cluster answers at {given}: start one there (`ray start --head`) or give "
+                              "the head node's address (--address HOST:PORT)")
+        return given
+    try:
+        noted = RAY_CURRENT_CLUSTER.read_text().strip()
+    except OSError:
+        noted = ""
+    if noted and answers(noted):
+        return noted
+    if given == "auto":
+        raise LaunchError("--address auto: no Ray cluster started on this machine answers (`ray start --head` "
+                          "starts one; without --address pr-eval ray starts its own)")
+    return "local"
+
+
+def answers(address: str, timeout: float = 5.0) -> bool:
+    """Whether something listens at a HOST:PORT address (other forms are Ray's to resolve)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():
+        return True
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _stderr_into(path: Path):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _watch(jobs: list[ShardJob], need: Resources, max_retries: int, work: Path, bar, poll_s: float) -> Outcome:
