@@ -266,3 +266,18 @@ def test_sample_records_keep_every_metric_and_leave_out_what_a_sample_is_not_in(
     assert record["metrics"]["letter_accuracy"] == 0.0 and record["metrics"]["rapr"] == 1.0
     assert record["metrics"]["accuracy_with_tools"] == 0.0 and record["metrics"]["accuracy_without_tools"] is None
     assert record["tool_calls"][0]["name"] == "crop_image_normalized"
+
+
+def test_a_run_records_the_data_load_of_its_own_limit():
+    """A process that loaded a benchmark whole (an earlier run) records a limited run's data as
+    the limited run alone would: the record comes from the load of the run's own limit."""
+    from pr_eval.data import sources
+    from pr_eval.lmms import task
+
+    whole, _ = task._documents("zoom", "samples", None)
+    part, _ = task._documents("zoom", "samples", 8)
+    assert str(whole.root) == str(part.root) and whole.rows > part.rows
+    with sources.limited(8):
+        assert task.loaded_source(str(part.root)) is part
+    with sources.limited(None):
+        assert task.loaded_source(str(whole.root)) is whole

@@ -168,8 +168,12 @@ def _benchmarks_of(tasks: list[str]) -> list[Benchmark]:
 
 
 def loaded_source(root: str):
-    """The data source this process loaded from `root` (a document's data_root), or None."""
-    return next((source for source, _docs in _LOADED.values() if str(source.root) == root), None)
+    """The data source this process loaded from `root` (a document's data_root), or None. Where
+    the process loaded it more than once (runs with other limits before this one), the load of
+    this run's row limit: a limited read records the rows it read, and the record is the run's."""
+    found = [(key, source) for key, (source, _docs) in _LOADED.items() if str(source.root) == root]
+    limit = row_limit()
+    return next((source for key, source in found if key[2] == limit), found[-1][1] if found else None)
 
 
 def _doc(row: dict, source) -> dict:
