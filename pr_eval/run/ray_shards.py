@@ -160,6 +160,11 @@ class Progress:
 
 def shard_folders(work: Path, count: int) -> dict[int, list[Path]]:
     """{K: the run folders of shard K/count under `work`, the finished first, then the newest}."""
+    return {k: [folder for folder, _info in runs] for k, runs in _shard_runs(work, count).items()}
+
+
+def _shard_runs(work: Path, count: int) -> dict[int, list[tuple[Path, dict]]]:
+    """shard_folders' folders with their run.json, each read once."""
     found: dict[int, list[tuple]] = {}
     for info_path in Path(work).glob(f"*/{RUN_FILE}"):
         try:
@@ -171,21 +176,17 @@ def shard_folders(work: Path, count: int) -> dict[int, list[Path]]:
         if not (index.isdigit() and of == str(count)):
             continue
         finished = (info_path.parent / RESULTS_FILE).exists()
-        found.setdefault(int(index), []).append((finished, str(info.get("started") or ""), info_path.parent))
-    return {k: [f for *_, f in sorted(v, key=lambda e: e[:2], reverse=True)] for k, v in found.items()}
+        found.setdefault(int(index), []).append((finished, str(info.get("started") or ""), info_path.parent, info))
+    return {k: [(f, i) for *_, f, i in sorted(v, key=lambda e: e[:2], reverse=True)] for k, v in found.items()}
 
 
 def progress(work: Path, count: int) -> Progress:
     """How far the shards under `work` are: saved samples, the run's total, finished shards."""
     done, totals, finished = 0, [], 0
-    for folders in shard_folders(work, count).values():
-        folder = folders[0]
+    for runs in _shard_runs(work, count).values():
+        folder, info = runs[0]
         done += saved_count(folder)
         finished += (folder / RESULTS_FILE).exists()
-        try:
-            info = read_run_info(folder)
-        except StoreError:
-            continue
         data = info.get("data") or {}
         samples = [record.get("samples") for record in data.values() if isinstance(record, dict)]
         if data and all(isinstance(s, int) for s in samples):  # recorded at once, for every task
